@@ -1,0 +1,158 @@
+"""`python -m fodcproxy [proxy|agent|fake-agents|demo] ...`: argument parsing and process setup.
+
+The library never configures logging handlers; this module does, for the programs.
+A bad flag value exits with status 2 and one line naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import trio
+
+from fodcproxy.config import ProxyConfig, format_duration, parse_duration, parse_listen_addr
+from fodcproxy.errors import ConfigError
+
+log = logging.getLogger("fodcproxy")
+
+PROGRAMS = ("proxy", "agent", "fake-agents", "demo")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fail(exc: ConfigError, prog: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: error: {exc.message}\n")
+    raise SystemExit(2)
+
+
+def add_proxy_flags(p: argparse.ArgumentParser) -> None:
+    d = ProxyConfig()
+    dur = format_duration
+    p.add_argument("--grpc-listen-addr", default=":17900", help="gRPC address for agents (default :17900)")
+    p.add_argument("--http-listen-addr", default=":17901", help="HTTP API address (default :17901)")
+    p.add_argument("--agent-heartbeat-timeout", default=dur(d.agent_heartbeat_timeout),
+                   help="an agent with no heartbeat for this long is offline (default 30s)")
+    p.add_argument("--agent-cleanup-timeout", default=dur(d.agent_cleanup_timeout),
+                   help="an agent offline this long is unregistered; must exceed the heartbeat "
+                        "timeout (default 5m)")
+    p.add_argument("--heartbeat-interval", default=dur(d.heartbeat_interval),
+                   help="heartbeat interval told to agents, below the heartbeat timeout (default 10s)")
+    p.add_argument("--max-agents", default=str(d.max_agents),
+                   help="most agents registered at once, offline ones included (default 1000)")
+    p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
+                   help="largest gRPC message accepted, bytes (default 4194304)")
+    p.add_argument("--http-read-timeout", default=dur(d.http_read_timeout),
+                   help="HTTP read / idle keep-alive timeout (default 10s)")
+    p.add_argument("--http-write-timeout", default=dur(d.http_write_timeout),
+                   help="HTTP response timeout (default 10s)")
+    p.add_argument("--collect-timeout", default=dur(d.collect_timeout),
+                   help="metrics fan-out deadline; lowered by X-Prometheus-Scrape-Timeout-Seconds "
+                        "(default 8s)")
+    p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(flag, f"{text!r} is not a whole number") from None
+
+
+def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
+    """Raises ConfigError naming the first bad flag."""
+    grpc_host, grpc_port = parse_listen_addr(ns.grpc_listen_addr, flag="--grpc-listen-addr")
+    http_host, http_port = parse_listen_addr(ns.http_listen_addr, flag="--http-listen-addr")
+    return ProxyConfig(
+        grpc_host=grpc_host,
+        grpc_port=grpc_port,
+        http_host=http_host,
+        http_port=http_port,
+        agent_heartbeat_timeout=parse_duration(ns.agent_heartbeat_timeout, flag="--agent-heartbeat-timeout"),
+        agent_cleanup_timeout=parse_duration(ns.agent_cleanup_timeout, flag="--agent-cleanup-timeout"),
+        heartbeat_interval=parse_duration(ns.heartbeat_interval, flag="--heartbeat-interval"),
+        max_agents=_int(ns.max_agents, "--max-agents"),
+        grpc_max_msg_size=_int(ns.grpc_max_msg_size, "--grpc-max-msg-size"),
+        http_read_timeout=parse_duration(ns.http_read_timeout, flag="--http-read-timeout"),
+        http_write_timeout=parse_duration(ns.http_write_timeout, flag="--http-write-timeout"),
+        collect_timeout=parse_duration(ns.collect_timeout, flag="--collect-timeout"),
+        log_level=ns.log_level,
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper().replace("WARN", "WARNING").replace("WARNINGING", "WARNING")),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # h2/hpack debug lines are noise even at debug level.
+    for noisy in ("hpack", "h2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def run_until_signal(serve: Callable[..., Any], stop: Callable[[], None], *args: Any) -> None:
+    """Run `serve(*args)`; on SIGINT/SIGTERM call `stop()` once (orderly), twice: cancel."""
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async def watch() -> None:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    log.info("received %s%s", signal.Signals(signum).name,
+                             "" if count == 1 else " again: stopping now")
+                    if count == 1:
+                        stop()
+                    else:
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            await serve(*args)
+            nursery.cancel_scope.cancel()
+
+
+def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
+    parser = _Parser(prog=prog, description="FODC proxy: agent registry, metrics fan-out and HTTP API.")
+    add_proxy_flags(parser)
+    ns = parser.parse_args(argv)
+    try:
+        config = proxy_config_from_args(ns)
+    except ConfigError as exc:
+        _fail(exc, prog)
+    setup_logging(config.log_level)
+
+    async def main() -> None:
+        from fodcproxy.proxy import Proxy
+
+        proxy = Proxy(config)
+        await run_until_signal(proxy.run, proxy.shutdown)
+
+    trio.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    program = args[0] if args and args[0] in PROGRAMS else "proxy"
+    if args and args[0] in PROGRAMS:
+        args = args[1:]
+    if program == "proxy":
+        proxy_main(args)
+    elif program == "agent":
+        from fodcproxy.agent.main import agent_main
+
+        agent_main(args)
+    elif program == "fake-agents":
+        from fodcproxy.testing.cli import fake_agents_main
+
+        fake_agents_main(args)
+    else:
+        from fodcproxy.testing.cli import demo_main
+
+        demo_main(args)

@@ -1,0 +1,367 @@
+"""The agent registry: identities, validation and the lifecycle of SPEC section 4. Sans-IO.
+
+Time is always an argument (`now`, monotonic seconds of the caller's clock). The registry turns it
+into wall-clock time for display with `wall_offset` (wall = now + wall_offset), so tests drive it
+with virtual time and still see stable timestamps.
+
+Lifecycle (the whole table):
+
+| from     | event                                   | to       |
+|----------|-----------------------------------------|----------|
+| (none)   | register                                | online   |
+| online   | heartbeat                               | online   |
+| offline  | heartbeat / register (same identity)    | online   |
+| online   | no heartbeat for heartbeat_timeout      | offline  |
+| online   | every stream closed without goodbye     | offline  |
+| any      | goodbye (send side closed cleanly)      | (none)   |
+| offline  | offline for cleanup_timeout             | (none)   |
+
+An entry remembers the opaque `owner` of its registration stream (the Trio shell's session
+object). A registration of an identity whose owner is still connected takes it over: the result
+names the displaced owner so the shell can cancel it. Events from a displaced owner are ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+import attrs
+
+from fodcproxy.core.model import Address, NodeConfig, NodeMeta
+from fodcproxy.errors import IdentityChanged, InvalidArgument, LimitExceeded
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_MAX_LABELS = 64
+_MAX_TEXT = 1024
+
+
+class AgentStatus(str, enum.Enum):
+    ONLINE = "online"
+    OFFLINE = "unconnected"
+
+
+class ChangeKind(str, enum.Enum):
+    REGISTERED = "registered"
+    ONLINE = "online"  # an offline entry came back
+    OFFLINE = "offline"
+    REMOVED = "removed"
+
+
+@attrs.frozen
+class Identity:
+    """Who an agent is: (primary ip, primary port, role, labels). Labels are kept sorted."""
+
+    ip: str
+    port: int
+    role: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def agent_id(self) -> str:
+        """Derived from the identity alone: stable across reconnects and proxy restarts."""
+        canon = "\x00".join(
+            [self.role, self.ip, str(self.port)] + [f"{k}={v}" for k, v in self.labels]
+        )
+        digest = hashlib.sha256(canon.encode()).hexdigest()[:12]
+        return f"{self.role}-{digest}"
+
+    @property
+    def address(self) -> Address:
+        return Address(self.ip, self.port)
+
+
+@attrs.frozen
+class Registration:
+    """A validated registration request, as the registry sees it."""
+
+    identity: Identity
+    secondary_addresses: Mapping[str, Address] = attrs.field(factory=dict)
+    node_config: NodeConfig | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        role: str,
+        ip: str,
+        port: int,
+        labels: Mapping[str, str] | None = None,
+        secondary_addresses: Mapping[str, Address] | None = None,
+        node_config: NodeConfig | None = None,
+    ) -> Registration:
+        """Validate the parts of a registration.
+
+        Raises:
+            InvalidArgument: with a message an operator can act on.
+        """
+        role = role.strip()
+        if not role:
+            raise InvalidArgument("node_role is empty: set the agent's --node-role (e.g. liaison)")
+        if len(role) > 128 or not re.fullmatch(r"[A-Za-z0-9_.\-]+", role):
+            raise InvalidArgument(
+                f"node_role {role[:64]!r} is not valid: use letters, digits, '-', '_' or '.'"
+            )
+        _check_address("primary_address", ip, port)
+        labels = dict(labels or {})
+        if len(labels) > _MAX_LABELS:
+            raise InvalidArgument(f"{len(labels)} labels: at most {_MAX_LABELS} are accepted")
+        for k, v in labels.items():
+            if not _LABEL_NAME.match(f"node_{k}"):
+                raise InvalidArgument(
+                    f"label name {k[:64]!r} is not valid: once prefixed as node_{k[:64]} it must "
+                    "match [a-zA-Z_][a-zA-Z0-9_]* (use letters, digits and '_')"
+                )
+            if len(v) > _MAX_TEXT:
+                raise InvalidArgument(f"label {k!r} value is {len(v)} characters: at most {_MAX_TEXT}")
+        secondary = dict(secondary_addresses or {})
+        for name, addr in secondary.items():
+            _check_address(f"secondary_addresses[{name[:64]!r}]", addr.ip, addr.port)
+        identity = Identity(ip=ip, port=port, role=role, labels=tuple(sorted(labels.items())))
+        return cls(identity=identity, secondary_addresses=secondary, node_config=node_config)
+
+
+def _check_address(what: str, ip: str, port: int) -> None:
+    if not ip:
+        raise InvalidArgument(f"{what}.ip is missing: set the agent's --node-ip")
+    if len(ip) > 255:
+        raise InvalidArgument(f"{what}.ip is {len(ip)} characters long: at most 255")
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?", ip):
+            raise InvalidArgument(
+                f"{what}.ip {ip[:64]!r} is neither an IP address nor a host name"
+            ) from None
+    if not 1 <= port <= 65535:
+        raise InvalidArgument(f"{what}.port {port} is outside 1-65535: set the agent's --node-port")
+
+
+@attrs.define
+class AgentEntry:
+    """One registered agent. Mutable, owned by the registry; read it, do not change it."""
+
+    identity: Identity
+    agent_id: str
+    secondary_addresses: Mapping[str, Address]
+    node_config: NodeConfig | None
+    registered_at: float  # monotonic
+    last_heartbeat: float  # monotonic
+    status: AgentStatus
+    owner: object | None  # the connection holding the registration stream; None when gone
+    offline_since: float | None = None
+
+    @property
+    def meta(self) -> NodeMeta:
+        ident = self.identity
+        return NodeMeta(self.agent_id, ident.role, ident.ip, ident.port, ident.labels)
+
+
+@attrs.frozen
+class Change:
+    kind: ChangeKind
+    agent_id: str
+    reason: str = ""
+    owner: object | None = None  # for REMOVED: the connection to cancel, if still attached
+
+
+@attrs.frozen
+class RegisterResult:
+    entry: AgentEntry
+    changes: tuple[Change, ...]
+    displaced: object | None  # an owner that was taken over; the caller cancels it
+
+
+@attrs.frozen
+class RegistryStatistics:
+    online: int
+    offline: int
+    registrations: int
+    refusals: int
+    takeovers: int
+    removals: int
+
+
+class Registry:
+    """All registered agents, keyed by agent_id (which is derived from the identity)."""
+
+    def __init__(
+        self,
+        *,
+        heartbeat_timeout: float = 30.0,
+        cleanup_timeout: float = 300.0,
+        max_agents: int = 1000,
+        wall_offset: float = 0.0,
+    ) -> None:
+        if heartbeat_timeout <= 0:
+            raise ValueError("heartbeat_timeout must be > 0")
+        if cleanup_timeout <= heartbeat_timeout:
+            raise ValueError("cleanup_timeout must be greater than heartbeat_timeout")
+        self.heartbeat_timeout = heartbeat_timeout
+        self.cleanup_timeout = cleanup_timeout
+        self.max_agents = max_agents
+        self.wall_offset = wall_offset
+        self._entries: dict[str, AgentEntry] = {}
+        self._registrations = 0
+        self._refusals = 0
+        self._takeovers = 0
+        self._removals = 0
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[AgentEntry]:
+        return iter(list(self._entries.values()))
+
+    def get(self, agent_id: str) -> AgentEntry | None:
+        return self._entries.get(agent_id)
+
+    def wall(self, now: float) -> float:
+        """Convert a monotonic time of this registry to Unix seconds."""
+        return now + self.wall_offset
+
+    def statistics(self) -> RegistryStatistics:
+        online = sum(1 for e in self._entries.values() if e.status is AgentStatus.ONLINE)
+        return RegistryStatistics(
+            online=online,
+            offline=len(self._entries) - online,
+            registrations=self._registrations,
+            refusals=self._refusals,
+            takeovers=self._takeovers,
+            removals=self._removals,
+        )
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which `expire` will change something, or None."""
+        best: float | None = None
+        for e in self._entries.values():
+            if e.status is AgentStatus.ONLINE:
+                t = e.last_heartbeat + self.heartbeat_timeout
+            else:
+                assert e.offline_since is not None
+                t = e.offline_since + self.cleanup_timeout
+            if best is None or t < best:
+                best = t
+        return best
+
+    # -- events --------------------------------------------------------------------------------
+
+    def register(self, reg: Registration, *, owner: object, now: float) -> RegisterResult:
+        """Register (or re-register) an identity held by `owner`.
+
+        Raises:
+            LimitExceeded: the registry holds max_agents entries (offline ones count).
+        """
+        agent_id = reg.identity.agent_id
+        entry = self._entries.get(agent_id)
+        changes: list[Change] = []
+        displaced = None
+        if entry is None:
+            if len(self._entries) >= self.max_agents:
+                self._refusals += 1
+                raise LimitExceeded(
+                    f"the proxy already holds {len(self._entries)} agents (--max-agents="
+                    f"{self.max_agents}, offline agents count until cleaned up)"
+                )
+            entry = AgentEntry(
+                identity=reg.identity,
+                agent_id=agent_id,
+                secondary_addresses=reg.secondary_addresses,
+                node_config=reg.node_config,
+                registered_at=now,
+                last_heartbeat=now,
+                status=AgentStatus.ONLINE,
+                owner=owner,
+            )
+            self._entries[agent_id] = entry
+            changes.append(Change(ChangeKind.REGISTERED, agent_id))
+        else:
+            if entry.owner is not None and entry.owner is not owner:
+                displaced = entry.owner
+                self._takeovers += 1
+            if entry.status is AgentStatus.OFFLINE:
+                changes.append(Change(ChangeKind.ONLINE, agent_id, "registered again"))
+            entry.owner = owner
+            entry.secondary_addresses = reg.secondary_addresses
+            entry.node_config = reg.node_config
+            entry.registered_at = now
+            entry.last_heartbeat = now
+            entry.status = AgentStatus.ONLINE
+            entry.offline_since = None
+        self._registrations += 1
+        return RegisterResult(entry, tuple(changes), displaced)
+
+    def refuse(self) -> None:
+        """Count a registration refused before it reached the registry (invalid input)."""
+        self._refusals += 1
+
+    def heartbeat(
+        self, agent_id: str, reg: Registration, *, owner: object, now: float
+    ) -> list[Change]:
+        """A heartbeat from `owner`: the full registration again.
+
+        A changed node_config updates the entry. Returns the changes (offline -> online).
+
+        Raises:
+            IdentityChanged: the heartbeat carries another identity than the registration.
+        """
+        entry = self._entries.get(agent_id)
+        if entry is None or entry.owner is not owner:
+            return []  # taken over or cleaned up; the shell cancels this stream
+        if reg.identity != entry.identity:
+            raise IdentityChanged(
+                "the heartbeat carries another identity (role, address or labels) than the "
+                "registration: close this stream and register again under the new identity"
+            )
+        entry.last_heartbeat = now
+        entry.secondary_addresses = reg.secondary_addresses
+        if reg.node_config is not None:
+            entry.node_config = reg.node_config
+        if entry.status is AgentStatus.OFFLINE:
+            entry.status = AgentStatus.ONLINE
+            entry.offline_since = None
+            return [Change(ChangeKind.ONLINE, agent_id, "heartbeat")]
+        return []
+
+    def disconnect(
+        self, agent_id: str, *, owner: object, now: float, graceful: bool
+    ) -> list[Change]:
+        """Every stream of `owner` closed: a goodbye removes the entry, otherwise it goes offline."""
+        entry = self._entries.get(agent_id)
+        if entry is None or entry.owner is not owner:
+            return []
+        entry.owner = None
+        if graceful:
+            del self._entries[agent_id]
+            self._removals += 1
+            return [Change(ChangeKind.REMOVED, agent_id, "goodbye")]
+        if entry.status is AgentStatus.ONLINE:
+            entry.status = AgentStatus.OFFLINE
+            entry.offline_since = now
+            return [Change(ChangeKind.OFFLINE, agent_id, "connection lost")]
+        return []
+
+    def expire(self, now: float) -> list[Change]:
+        """Apply the timeouts due at `now`. Returns what changed, in a deterministic order."""
+        changes: list[Change] = []
+        for agent_id, e in list(self._entries.items()):
+            if e.status is AgentStatus.ONLINE:
+                due = e.last_heartbeat + self.heartbeat_timeout
+                if now >= due:
+                    e.status = AgentStatus.OFFLINE
+                    e.offline_since = due
+                    changes.append(Change(ChangeKind.OFFLINE, agent_id, "heartbeat timeout"))
+            if e.status is AgentStatus.OFFLINE:
+                assert e.offline_since is not None
+                if now >= e.offline_since + self.cleanup_timeout:
+                    del self._entries[agent_id]
+                    self._removals += 1
+                    changes.append(
+                        Change(ChangeKind.REMOVED, agent_id, "cleanup timeout", owner=e.owner)
+                    )
+        return changes

@@ -1,0 +1,210 @@
+"""The HTTP API of SPEC section 6, as a Quart-Trio app. Thin: the core renders, the hub collects."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from fodcproxy.core import query, topology
+try:
+    from fodcproxy.core import exposition, windows
+except ImportError:  # TEMP while being written
+    pass
+from fodcproxy.core.model import LATEST
+from fodcproxy.core.registry import AgentEntry
+from fodcproxy.errors import FodcError
+from fodcproxy.hub import AgentResult
+from fodcproxy.rpc import convert
+
+if TYPE_CHECKING:
+    from fodcproxy.proxy import Proxy
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+# Lines of text (or JSON objects) handed to the server per write: big enough to be cheap, small
+# enough that the event loop gets a checkpoint often while a 100k-sample answer streams out.
+_CHUNK_BYTES = 256 * 1024
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(json.dumps({"error": message}), status=status, content_type=JSON)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, content_type=JSON,
+                    headers=headers)
+
+
+def _params() -> dict[str, list[str]]:
+    return {k: request.args.getlist(k) for k in request.args.keys()}
+
+
+def _node_view(proxy: Proxy, e: AgentEntry) -> topology.NodeView:
+    wall = proxy.registry.wall
+    return topology.NodeView(
+        agent_id=e.agent_id,
+        role=e.identity.role,
+        primary_address=e.identity.address,
+        secondary_addresses=dict(e.secondary_addresses),
+        labels=dict(e.identity.labels),
+        status=e.status.value,
+        last_heartbeat=wall(e.last_heartbeat),
+        registered_at=wall(e.registered_at),
+        node_config=e.node_config,
+    )
+
+
+async def _stream(chunks: Iterable[str | bytes], gzip: bool) -> AsyncIterator[bytes]:
+    """Yield the body in pieces of about _CHUNK_BYTES, with a checkpoint between pieces."""
+    comp = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
+    buf: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        b = chunk.encode() if isinstance(chunk, str) else chunk
+        buf.append(b)
+        size += len(b)
+        if size >= _CHUNK_BYTES:
+            data = b"".join(buf)
+            buf, size = [], 0
+            yield comp.compress(data) if comp else data
+            await trio.sleep(0)
+    data = b"".join(buf)
+    if comp:
+        yield comp.compress(data) + comp.flush()
+    elif data:
+        yield data
+
+
+def _wants_gzip() -> bool:
+    enc = request.headers.get("Accept-Encoding", "")
+    for part in enc.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() == "gzip":
+            return "q=0" not in params.replace(" ", "") or "q=0." in params.replace(" ", "")
+    return False
+
+
+def _collect_headers(results: list[AgentResult], duration: float) -> dict[str, str]:
+    missed = [r.meta.agent_id for r in results if not r.up]
+    headers = {
+        "X-Fodc-Agents-Asked": str(len(results)),
+        "X-Fodc-Agents-Answered": str(len(results) - len(missed)),
+        "X-Fodc-Collect-Duration-Seconds": f"{duration:.6f}",
+    }
+    if missed:
+        shown = ",".join(missed[:20]) + (",..." if len(missed) > 20 else "")
+        headers["X-Fodc-Agents-Missed"] = shown
+    return headers
+
+
+def create_app(proxy: Proxy) -> QuartTrio:
+    """Build the app for `proxy`. Every error answers JSON {"error": ...}."""
+    app = QuartTrio("fodcproxy")
+    app.config["RESPONSE_TIMEOUT"] = proxy.config.http_write_timeout
+    app.config["BODY_TIMEOUT"] = proxy.config.http_read_timeout
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    hub = proxy.hub
+    cfg = proxy.config
+
+    @app.errorhandler(FodcError)
+    async def _fodc_error(exc: FodcError) -> Response:
+        return _error(exc.http_status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        if code == 404:
+            msg = (f"no such path {request.path!r}: try /metrics, /metrics-windows, /cluster, "
+                   "/cluster/config or /health")
+        elif code == 405:
+            msg = f"{request.method} is not allowed on {request.path}: use GET"
+        else:
+            msg = exc.description or exc.name
+        return _error(code, msg)
+
+    @app.errorhandler(Exception)
+    async def _crash(exc: Exception) -> Response:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return _error(500, "internal error in the proxy (see its log)")
+
+    def select() -> tuple[list[AgentEntry], query.Selection]:
+        params = _params()
+        selection = query.Selection.from_query(params)
+        return hub.select(selection.matches), selection
+
+    def deadline() -> float:
+        return query.parse_scrape_timeout(
+            request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+            default=cfg.collect_timeout)
+
+    @app.route("/health", methods=["GET"])
+    async def health() -> Response:
+        query.check_unknown(_params(), frozenset())
+        stats = proxy.registry.statistics()
+        return _json({
+            "status": "ok",
+            "agents_online": stats.online,
+            "agents_total": stats.online + stats.offline,
+            "uptime_seconds": round(time.time() - proxy.started_at, 3),
+        })
+
+    @app.route("/metrics", methods=["GET"])
+    async def metrics() -> Response:
+        query.check_unknown(_params(), query.SELECTION_PARAMS)
+        entries, selection = select()
+        openmetrics = exposition.negotiate(request.headers.get("Accept"))
+        start = trio.current_time()
+        results = await hub.collect(entries, LATEST, timeout=deadline(), key=("latest", selection))
+        duration = trio.current_time() - start
+        batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration) for r in results]
+        chunks = exposition.render(batches, openmetrics=openmetrics,
+                                   tail=proxy.metrics.render(openmetrics=openmetrics))
+        gzip = _wants_gzip()
+        headers = _collect_headers(results, duration)
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept, Accept-Encoding"
+        ctype = exposition.CONTENT_TYPE_OPENMETRICS if openmetrics else exposition.CONTENT_TYPE_TEXT
+        return Response(_stream(chunks, gzip), content_type=ctype, headers=headers)
+
+    @app.route("/metrics-windows", methods=["GET"])
+    async def metrics_windows() -> Response:
+        params = _params()
+        query.check_unknown(params, query.SELECTION_PARAMS | query.WINDOW_PARAMS)
+        window = query.window_from_query(params)
+        entries, selection = select()
+        start = trio.current_time()
+        results = await hub.collect(entries, window, timeout=deadline(), key=(window, selection))
+        duration = trio.current_time() - start
+        groups = [(r.meta, convert.samples_from_proto(r.samples)) for r in results if r.up]
+        chunks = windows.render_windows(groups, now=time.time())
+        gzip = _wants_gzip()
+        headers = _collect_headers(results, duration)
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        return Response(_stream(chunks, gzip), content_type=JSON, headers=headers)
+
+    @app.route("/cluster", methods=["GET"])
+    async def cluster() -> Response:
+        query.check_unknown(_params(), query.SELECTION_PARAMS)
+        entries, _ = select()
+        nodes = [_node_view(proxy, e) for e in entries]
+        return _json(topology.cluster_json(nodes, now=time.time()))
+
+    @app.route("/cluster/config", methods=["GET"])
+    async def cluster_config() -> Response:
+        query.check_unknown(_params(), query.SELECTION_PARAMS)
+        entries, _ = select()
+        return _json(topology.config_json([_node_view(proxy, e) for e in entries]))
+
+    return app

@@ -1,0 +1,52 @@
+"""Serve the HTTP app with hypercorn, inside the caller's nursery."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from fodcproxy.http.app import create_app
+
+if TYPE_CHECKING:
+    from fodcproxy.proxy import Proxy
+
+log = logging.getLogger(__name__)
+
+
+async def serve_http(proxy: Proxy, shutdown_trigger: Callable[[], Awaitable[None]],
+                     stopped: trio.Event, *,
+                     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the API until `shutdown_trigger` returns; set `stopped` when hypercorn is done.
+
+    Reports the bound (host, port) once it accepts connections.
+    """
+    cfg = proxy.config
+    config = Config()
+    host = cfg.http_host or "0.0.0.0"
+    config.bind = [f"[{host}]:{cfg.http_port}" if ":" in host else f"{host}:{cfg.http_port}"]
+    # hypercorn 0.17.3 never closes idle HTTP/1.1 connections of a Quart-Trio app by itself.
+    config.read_timeout = int(max(1, cfg.http_read_timeout))
+    config.keep_alive_timeout = cfg.http_read_timeout
+    config.graceful_timeout = cfg.shutdown_grace
+    config.errorlog = logging.getLogger("fodcproxy.http.hypercorn")
+    config.accesslog = None
+    app = create_app(proxy)
+
+    def bound(binds: list[str]) -> None:
+        hostport = binds[0].split("://", 1)[1]
+        h, _, p = hostport.rpartition(":")
+        task_status.started((h.strip("[]"), int(p)))
+
+    class _Status:
+        def started(self, binds: list[str]) -> None:
+            bound(binds)
+
+    try:
+        await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())  # type: ignore[arg-type]
+    finally:
+        stopped.set()

@@ -1,0 +1,110 @@
+"""The composition root: one proxy = registry + hub + gRPC server + HTTP server in one nursery.
+
+Shutdown order (see docs/lifecycle.md): HTTP stops first (hypercorn's shutdown_trigger, so no new
+scrape starts and running ones finish), then every gRPC call is ended with UNAVAILABLE and the
+connections get GOAWAY, then the root nursery is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import attrs
+import trio
+
+from fodcproxy.config import ProxyConfig
+from fodcproxy.core.registry import Registry
+from fodcproxy.hub import AgentHub
+from fodcproxy.metrics import ProxyMetrics
+from fodcproxy.rpc.server import GrpcServer
+from fodcproxy.rpc.service import FodcService
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ProxyAddresses:
+    """Where a started proxy listens. Hosts are as bound ("0.0.0.0" = all interfaces)."""
+
+    grpc_host: str
+    grpc_port: int
+    http_host: str
+    http_port: int
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{_dial_host(self.grpc_host)}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{_dial_host(self.http_host)}:{self.http_port}"
+
+
+def _dial_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+class Proxy:
+    """A proxy's parts. `run()` serves them; `shutdown()` starts the orderly stop."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.registry = Registry(
+            heartbeat_timeout=config.agent_heartbeat_timeout,
+            cleanup_timeout=config.agent_cleanup_timeout,
+            max_agents=config.max_agents,
+            wall_offset=time.time() - trio.current_time(),
+        )
+        self.metrics = ProxyMetrics(statuses=self._statuses)
+        self.hub = AgentHub(self.registry, self.metrics,
+                            heartbeat_interval_seconds=config.heartbeat_interval_seconds,
+                            attach_grace=config.attach_grace)
+        self.grpc = GrpcServer(FodcService(self.hub).methods(),
+                               max_message_length=config.grpc_max_msg_size)
+        self._stop = trio.Event()
+        self._http_stopped = trio.Event()
+        self.addresses: ProxyAddresses | None = None
+
+    def _statuses(self) -> dict[str, int]:
+        return dict(Counter(e.status.value for e in self.registry))
+
+    def shutdown(self) -> None:
+        """Begin the orderly stop; `run()` returns when it is done. Safe to call twice."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[ProxyAddresses] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until `shutdown()` (or cancellation). Reports the bound addresses when ready."""
+        from fodcproxy.http.server import serve_http
+
+        cfg = self.config
+        async with trio.open_nursery() as root:
+            await root.start(self.hub.run)
+            grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host, cfg.grpc_port)
+            http_host, http_port = await root.start(serve_http, self, self._stop.wait,
+                                                    self._http_stopped)
+            self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port)
+            task_status.started(self.addresses)
+            log.info("proxy ready: gRPC %s, HTTP %s", self.addresses.grpc_address,
+                     self.addresses.http_url)
+            await self._stop.wait()
+            log.info("shutting down: HTTP first")
+            with trio.move_on_after(cfg.shutdown_grace + 1):
+                await self._http_stopped.wait()
+            log.info("shutting down: ending %d agent calls", self.grpc.statistics().active_calls)
+            await self.grpc.close(grace=cfg.shutdown_grace)
+            root.cancel_scope.cancel()
+        log.info("proxy stopped")
+
+
+async def serve_proxy(config: ProxyConfig, *,
+                      task_status: trio.TaskStatus[ProxyAddresses] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run a proxy until cancelled; for `nursery.start(serve_proxy, config)` users.
+
+    Reports the bound `ProxyAddresses` once both ports accept connections.
+    """
+    await Proxy(config).run(task_status=task_status)

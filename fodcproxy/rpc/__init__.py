@@ -1,0 +1,1 @@
+"""The gRPC side: purerpc adapted (wire), our server and client, protobuf conversion, the service."""

@@ -1,0 +1,113 @@
+"""Protobuf <-> core value types, in one place next to the gRPC adapter.
+
+The core never imports generated code; only this module and the gRPC handlers do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fodcproxy._proto.banyandb.fodc.v1 import rpc_pb2 as pb
+from fodcproxy.core.model import Address, NodeConfig, Sample, TimeWindow
+from fodcproxy.core.registry import Registration
+from fodcproxy.errors import InvalidArgument
+
+__all__ = ["pb", "registration_from_proto", "registration_to_proto", "window_to_proto",
+           "window_from_proto", "samples_from_proto", "samples_to_proto", "ts_to_proto",
+           "ts_from_proto"]
+
+
+def ts_to_proto(ts: float) -> Timestamp:
+    seconds = math.floor(ts)
+    return Timestamp(seconds=seconds, nanos=int(round((ts - seconds) * 1e9)) % 1_000_000_000)
+
+
+def ts_from_proto(ts: Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def registration_from_proto(req: pb.RegisterAgentRequest) -> Registration:
+    """Validate a RegisterAgentRequest.
+
+    Raises:
+        InvalidArgument: a field is missing or malformed; the message names it.
+    """
+    if not req.HasField("primary_address"):
+        raise InvalidArgument("primary_address is missing: set the agent's --node-ip and --node-port")
+    node_config = None
+    if req.HasField("node_config"):
+        nc = req.node_config
+        node_config = NodeConfig(
+            startup_params=dict(nc.startup_params),
+            runtime_config=json_format.MessageToDict(nc.runtime_config),
+            collected_at=ts_from_proto(nc.collected_at) if nc.HasField("collected_at") else None,
+        )
+    return Registration.build(
+        role=req.node_role,
+        ip=req.primary_address.ip,
+        port=req.primary_address.port,
+        labels=dict(req.labels),
+        secondary_addresses={k: Address(v.ip, v.port) for k, v in req.secondary_addresses.items()},
+        node_config=node_config,
+    )
+
+
+def registration_to_proto(
+    *, role: str, ip: str, port: int, labels: dict[str, str] | None = None,
+    secondary_addresses: dict[str, Address] | None = None, node_config: NodeConfig | None = None,
+) -> pb.RegisterAgentRequest:
+    req = pb.RegisterAgentRequest(node_role=role, labels=labels or {},
+                                  primary_address=pb.Address(ip=ip, port=port))
+    for name, addr in (secondary_addresses or {}).items():
+        req.secondary_addresses[name].CopyFrom(pb.Address(ip=addr.ip, port=addr.port))
+    if node_config is not None:
+        req.node_config.startup_params.update(node_config.startup_params)
+        req.node_config.runtime_config.update(dict(node_config.runtime_config))
+        if node_config.collected_at is not None:
+            req.node_config.collected_at.CopyFrom(ts_to_proto(node_config.collected_at))
+    return req
+
+
+def window_to_proto(window: TimeWindow, request_id: int) -> pb.StreamMetricsResponse:
+    msg = pb.StreamMetricsResponse(request_id=request_id)
+    if window.start is not None:
+        msg.start_time.CopyFrom(ts_to_proto(window.start))
+    if window.end is not None:
+        msg.end_time.CopyFrom(ts_to_proto(window.end))
+    return msg
+
+
+def window_from_proto(msg: pb.StreamMetricsResponse) -> TimeWindow:
+    return TimeWindow(
+        start=ts_from_proto(msg.start_time) if msg.HasField("start_time") else None,
+        end=ts_from_proto(msg.end_time) if msg.HasField("end_time") else None,
+    )
+
+
+def samples_from_proto(metrics: Iterable[pb.Metric]) -> list[Sample]:
+    return [
+        Sample(
+            name=m.name,
+            labels=dict(m.labels),
+            value=m.value,
+            description=m.description,
+            type=m.type,
+            timestamp=ts_from_proto(m.timestamp) if m.HasField("timestamp") else None,
+        )
+        for m in metrics
+    ]
+
+
+def samples_to_proto(samples: Sequence[Sample]) -> list[pb.Metric]:
+    out = []
+    for s in samples:
+        m = pb.Metric(name=s.name, labels=s.labels, value=s.value, description=s.description,
+                      type=int(s.type))
+        if s.timestamp is not None:
+            m.timestamp.CopyFrom(ts_to_proto(s.timestamp))
+        out.append(m)
+    return out

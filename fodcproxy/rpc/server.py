@@ -1,0 +1,281 @@
+"""A small gRPC server on Trio: our own accept loop over purerpc's protocol layer.
+
+Shape (who owns what):
+
+    GrpcServer.serve()                 owns the listener and the connections nursery
+      └─ one task per TCP connection   owns that connection's calls nursery
+           └─ one task per call        runs the handler inside the call's own cancel scope
+
+When the TCP connection ends (EOF, reset, kill -9 of the peer) the connection's calls nursery is
+cancelled at once, so a handler never waits for a peer that is gone. A handler ends its call by
+returning (OK) or by raising a `FodcError` (its gRPC code and message become the trailers); only
+`Exception` is caught, so cancellation always propagates. `ServerCall.abort()` lets another task
+end a call with a status (take-over, shutdown).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+import trio
+from google.protobuf.message import DecodeError, Message
+from purerpc.grpc_proto import GRPCProtoStream
+from purerpc.grpclib.events import RequestEnded, RequestReceived
+from purerpc.grpclib.status import Status
+
+from fodcproxy.errors import FodcError, GrpcCode, LimitExceeded
+from fodcproxy.rpc import wire
+
+log = logging.getLogger(__name__)
+
+
+class CallClosed(Exception):
+    """The peer is gone or reset the call: nothing more can be sent or received."""
+
+
+@attrs.frozen
+class Method:
+    request_type: type[Message]
+    handler: Callable[[ServerCall], Awaitable[None]]
+
+
+class ServerCall:
+    """One incoming call, as a handler sees it."""
+
+    def __init__(self, sock: wire._Socket, stream: GRPCProtoStream, request: RequestReceived,
+                 peer: str) -> None:
+        self._sock = sock
+        self._stream = stream
+        self.method = f"/{request.service_name}/{request.method_name}"
+        self.metadata: dict[str, str] = {}
+        for key, value in request.custom_metadata:
+            self.metadata.setdefault(key.lower(), value if isinstance(value, str) else value.decode())
+        self.peer = peer
+        self.scope = trio.CancelScope()
+        self.remote_closed = False  # the peer half-closed cleanly (a goodbye)
+        self.reset = False
+        self.abort_status: tuple[GrpcCode, str] | None = None
+        self._response_started = False
+        self._finished = False
+
+    async def receive(self) -> Any | None:
+        """The next message, or None once the peer has closed its send side cleanly.
+
+        Raises:
+            CallClosed: the peer reset the call or the connection is gone.
+            LimitExceeded: the peer sent a message over the size limit.
+            InvalidArgumentError: the message does not decode.
+        """
+        if self.remote_closed:
+            return None
+        try:
+            event = await self._stream.receive_event()
+        except DecodeError as exc:
+            raise _BadMessage(f"the message does not decode as the expected protobuf: {exc}") from None
+        if isinstance(event, wire.MessageTooLarge):
+            self.reset = True  # the stream takes no more input
+            raise LimitExceeded(
+                f"message of {event.size} bytes is over the proxy's --grpc-max-msg-size="
+                f"{event.limit}: split it (StreamMetricsRequest.more) or raise the limit"
+            )
+        if isinstance(event, wire.StreamReset):
+            self.reset = True
+            raise CallClosed("the peer reset the call or the connection was lost")
+        if isinstance(event, RequestEnded):
+            self.remote_closed = True
+            return None
+        return event.data
+
+    async def send(self, message: Message) -> None:
+        """Send one message (response headers go first, once).
+
+        Raises:
+            CallClosed: the stream is closed or reset.
+        """
+        if self.reset or self._finished:
+            raise CallClosed("the call is over")
+        try:
+            if not self._response_started:
+                self._response_started = True
+                await self._stream.start_response()
+            await self._stream.send_message(message)
+        except Exception as exc:  # h2's StreamClosedError/ProtocolError, purerpc's errors
+            raise CallClosed(f"cannot send: {exc!r}") from None
+
+    def abort(self, code: GrpcCode, message: str) -> None:
+        """End the call from another task: its handler is cancelled, these become the trailers."""
+        if self.abort_status is None:
+            self.abort_status = (code, message)
+        self.scope.cancel()
+
+    async def _finish(self, code: GrpcCode, message: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        stream_id = self._stream.stream_id
+        if not self.reset:
+            try:
+                await self._stream.close(Status(int(code), message))
+            except Exception:
+                log.debug("could not send trailers on stream %s", stream_id, exc_info=True)
+            if not self.remote_closed:
+                wire.reset_stream(self._sock, stream_id)
+                await self._sock._socket.flush()
+        self._sock.forget(stream_id)
+
+
+class _BadMessage(FodcError):
+    grpc_code = GrpcCode.INVALID_ARGUMENT
+    http_status = 400
+
+
+@attrs.frozen
+class ServerStatistics:
+    connections: int
+    active_calls: int
+    calls_total: int
+    connection_errors: int
+
+
+class GrpcServer:
+    """Serves `methods` (keyed "/package.Service/Method") on one TCP listener."""
+
+    def __init__(self, methods: Mapping[str, Method], *, max_message_length: int = 4 * 1024 * 1024) -> None:
+        self._methods = dict(methods)
+        self.max_message_length = max_message_length
+        self._calls: set[ServerCall] = set()
+        self._connections: set[trio.CancelScope] = set()
+        self._sockets: set[wire._Socket] = set()
+        self._closing = False
+        self._calls_total = 0
+        self._connection_errors = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(
+            connections=len(self._connections),
+            active_calls=len(self._calls),
+            calls_total=self._calls_total,
+            connection_errors=self._connection_errors,
+        )
+
+    async def serve(self, host: str | None, port: int, *,
+                    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on host:port (port 0 picks one) and serve until cancelled.
+
+        Reports the bound (host, port) through `task_status` once it accepts connections.
+        """
+        multi = await anyio.create_tcp_listener(local_host=host or None, local_port=port)
+        bound_port = multi.extra(anyio.abc.SocketAttribute.local_port)
+        async with multi, trio.open_nursery() as nursery:
+            for listener in multi.listeners:  # one per address family when host is empty
+                nursery.start_soon(self._accept_loop, listener, nursery)
+            task_status.started((host or "0.0.0.0", bound_port))
+            log.info("gRPC listening on %s:%s (max message %s bytes)", host or "*", bound_port,
+                     self.max_message_length)
+
+    async def _accept_loop(self, listener: Any, nursery: trio.Nursery) -> None:
+        while not self._closing:
+            try:
+                sock = await listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as exc:  # EMFILE and friends: back off a little, keep serving
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.05)
+                continue
+            nursery.start_soon(self._connection, sock)
+
+    async def close(self, *, grace: float = 1.0, code: GrpcCode = GrpcCode.UNAVAILABLE,
+                    message: str = "the proxy is shutting down") -> None:
+        """Stop: abort every call with `code`, wait up to `grace` for trailers to leave, send GOAWAY."""
+        self._closing = True
+        for call in list(self._calls):
+            call.abort(code, message)
+        with trio.move_on_after(grace):
+            await self._idle.wait()
+        for sock in list(self._sockets):
+            try:
+                sock.connection.h2_connection.close_connection()
+                await sock._socket.flush()
+            except Exception:
+                pass
+        for scope in list(self._connections):
+            scope.cancel()
+
+    async def _connection(self, sock: anyio.abc.SocketStream) -> None:
+        try:
+            addr = sock.extra(anyio.abc.SocketAttribute.remote_address)
+            peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+        except Exception:
+            peer = "?"
+        gsock = wire.server_socket(sock, max_message_length=self.max_message_length)
+        listen_scope = trio.CancelScope()
+        self._connections.add(listen_scope)
+        log.debug("connection from %s", peer)
+        try:
+            async with gsock:
+                self._sockets.add(gsock)
+                async with trio.open_nursery() as calls:
+                    with listen_scope:
+                        async for stream in gsock.listen():
+                            calls.start_soon(self._call, gsock, stream, peer)
+                    # EOF, reset or closing: no call of this connection may outlive it.
+                    calls.cancel_scope.cancel()
+        except Exception as exc:
+            self._connection_errors += 1
+            log.info("connection from %s ended: %s", peer, _describe(exc))
+        finally:
+            self._sockets.discard(gsock)
+            self._connections.discard(listen_scope)
+            with trio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(sock)
+            log.debug("connection from %s closed", peer)
+
+    async def _call(self, gsock: wire._Socket, stream: GRPCProtoStream, peer: str) -> None:
+        event = await stream.receive_event()
+        if not isinstance(event, RequestReceived):  # pragma: no cover - purerpc guarantees this
+            return
+        call = ServerCall(gsock, stream, event, peer)
+        method = self._methods.get(call.method)
+        if method is None:
+            await call._finish(GrpcCode.UNIMPLEMENTED, f"method {call.method} is not implemented")
+            return
+        if self._closing:
+            await call._finish(GrpcCode.UNAVAILABLE, "the proxy is shutting down")
+            return
+        stream.expect_message_type(method.request_type)
+        self._calls.add(call)
+        self._calls_total += 1
+        self._idle = trio.Event() if len(self._calls) == 1 else self._idle
+        code, message = GrpcCode.OK, ""
+        try:
+            with call.scope:
+                try:
+                    await method.handler(call)
+                except FodcError as exc:
+                    code, message = exc.grpc_code, exc.message
+                except CallClosed:
+                    call.reset = True
+                except Exception:
+                    log.exception("handler of %s from %s failed", call.method, peer)
+                    code, message = GrpcCode.INTERNAL, "internal error in the proxy (see its log)"
+            if call.abort_status is not None:
+                code, message = call.abort_status
+            await call._finish(code, message)
+        finally:
+            self._calls.discard(call)
+            if not self._calls:
+                self._idle.set()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text if len(text) < 200 else text[:200] + "..."
+

@@ -1,0 +1,76 @@
+"""FODCService: the RegisterAgent and StreamMetrics handlers (SPEC section 3)."""
+
+from __future__ import annotations
+
+import logging
+
+from fodcproxy.errors import FodcError, InvalidArgument, Unauthenticated
+from fodcproxy.hub import AgentHub
+from fodcproxy.rpc import convert
+from fodcproxy.rpc.convert import pb
+from fodcproxy.rpc.server import Method, ServerCall
+
+log = logging.getLogger(__name__)
+
+SERVICE = "banyandb.fodc.v1.FODCService"
+REGISTER = f"/{SERVICE}/RegisterAgent"
+STREAM_METRICS = f"/{SERVICE}/StreamMetrics"
+
+
+class FodcService:
+    def __init__(self, hub: AgentHub) -> None:
+        self.hub = hub
+
+    def methods(self) -> dict[str, Method]:
+        return {
+            REGISTER: Method(pb.RegisterAgentRequest, self.register_agent),
+            STREAM_METRICS: Method(pb.StreamMetricsRequest, self.stream_metrics),
+        }
+
+    def _ack(self, agent_id: str, message: str = "") -> pb.RegisterAgentResponse:
+        return pb.RegisterAgentResponse(
+            success=True, agent_id=agent_id, message=message,
+            heartbeat_interval_seconds=self.hub.heartbeat_interval_seconds)
+
+    async def register_agent(self, call: ServerCall) -> None:
+        hub = self.hub
+        first = await call.receive()
+        if first is None:
+            raise InvalidArgument("the stream closed before a RegisterAgentRequest was sent")
+        try:
+            reg = convert.registration_from_proto(first)
+            session = hub.register(reg, call)
+        except FodcError as exc:
+            if isinstance(exc, InvalidArgument):
+                hub.refuse("invalid")
+            log.info("registration from %s refused: %s", call.peer, exc.message)
+            await call.send(pb.RegisterAgentResponse(success=False, message=exc.message))
+            raise
+        try:
+            await call.send(self._ack(session.agent_id, "registered"))
+            while True:
+                msg = await call.receive()
+                if msg is None:
+                    log.info("agent %s said goodbye", session.agent_id)
+                    hub.goodbye(session)
+                    return
+                hub.heartbeat(session, convert.registration_from_proto(msg))
+                await call.send(self._ack(session.agent_id))
+        finally:
+            hub.call_ended(session, call)
+
+    async def stream_metrics(self, call: ServerCall) -> None:
+        agent_id = call.metadata.get("agent_id", "").strip()
+        if not agent_id:
+            self.hub.metrics.refusal("missing_agent_id")
+            raise Unauthenticated(
+                "StreamMetrics needs the metadata 'agent_id: <id>' returned by RegisterAgent")
+        session = await self.hub.attach_metrics(agent_id, call)
+        try:
+            while True:
+                msg = await call.receive()
+                if msg is None:
+                    return
+                self.hub.on_reply(session, msg)
+        finally:
+            self.hub.call_ended(session, call)
