@@ -69,6 +69,9 @@ class AgentSession:
         self.register_call = register_call
         self.calls: set[ServerCall] = {register_call}
         self.metrics_call: ServerCall | None = None
+        # Set once the first StreamMetrics call attaches: a request to a session that is still
+        # opening its metrics stream waits for it (within its deadline) instead of failing.
+        self.attached = trio.Event()
         self.graceful = False
         self.lock = trio.Lock()  # one outstanding request per agent
         self.pending: _Pending | None = None
@@ -224,6 +227,7 @@ class AgentHub:
             session._fail_pending("the metrics stream was replaced")
         session.metrics_call = call
         session.calls.add(call)
+        session.attached.set()
         return session
 
     def on_reply(self, session: AgentSession, msg: Any) -> None:
@@ -252,9 +256,11 @@ class AgentHub:
             target.done.set()
 
     async def _request(self, session: AgentSession, window: TimeWindow) -> list[Any]:
+        if not session.attached.is_set():
+            await session.attached.wait()
         call = session.metrics_call
         if call is None:
-            raise AgentGone("the agent has no metrics stream")
+            raise AgentGone("the agent's metrics stream has ended")
         p = _Pending(next(self._ids), window)
         session.pending = p
         try:

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from purerpc.grpc_proto import GRPCProtoStream
 from purerpc.grpclib.events import MessageReceived, ResponseEnded, ResponseReceived
 
+from fodcproxy._util import lone_exception
 from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc import wire
 
@@ -117,6 +118,12 @@ async def open_channel(host: str, port: int, *, max_message_length: int = 4 * 10
     try:
         async with wire.client_socket(sock, max_message_length=max_message_length) as gsock:
             yield Channel(host, port, gsock)
+    except BaseExceptionGroup as group:
+        # purerpc's reader task group wraps whatever ended the block; give the caller the error.
+        lone = lone_exception(group)
+        if lone is None:
+            raise
+        raise lone from None
     finally:
         with trio.CancelScope(shield=True):
             await anyio.aclose_forcefully(sock)

@@ -78,7 +78,7 @@ class ServerCall:
         except DecodeError as exc:
             raise _BadMessage(f"the message does not decode as the expected protobuf: {exc}") from None
         if isinstance(event, wire.MessageTooLarge):
-            self.reset = True  # the stream takes no more input
+            # The stream takes no more input; the trailers say why, then RST_STREAM stops the peer.
             raise LimitExceeded(
                 f"message of {event.size} bytes is over the proxy's --grpc-max-msg-size="
                 f"{event.limit}: split it (StreamMetricsRequest.more) or raise the limit"
@@ -156,6 +156,7 @@ class GrpcServer:
         self._connection_errors = 0
         self._idle = trio.Event()
         self._idle.set()
+        self._conn_closed = trio.Event()
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
@@ -208,6 +209,11 @@ class GrpcServer:
                 pass
         for scope in list(self._connections):
             scope.cancel()
+        # Let each connection flush what it queued (trailers, GOAWAY) and close its socket.
+        with trio.move_on_after(grace):
+            while self._connections:
+                self._conn_closed = trio.Event()
+                await self._conn_closed.wait()
 
     async def _connection(self, sock: anyio.abc.SocketStream) -> None:
         try:
@@ -234,6 +240,7 @@ class GrpcServer:
         finally:
             self._sockets.discard(gsock)
             self._connections.discard(listen_scope)
+            self._conn_closed.set()
             with trio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(sock)
             log.debug("connection from %s closed", peer)

@@ -110,17 +110,34 @@ class _Socket(GRPCProtoSocket):
         self._grpc_connection = _Connection(config)
         self._socket = SocketWrapper(self._grpc_connection, sock)
         self._ended: set[int] = set()
+        self._all_streams: dict[int, GRPCProtoStream] = {}
         self.closed = False
 
     @property
     def connection(self) -> _Connection:
         return self._grpc_connection  # type: ignore[return-value]
 
+    def _allocate_stream(self, stream_id: int) -> GRPCProtoStream:
+        stream = super()._allocate_stream(stream_id)
+        self._all_streams[stream_id] = stream
+        return stream
+
     def forget(self, stream_id: int) -> None:
-        """Stop routing events to a stream whose call is over."""
+        """Stop routing events to a stream whose call is over, and free its queue."""
         self._streams.pop(stream_id, None)
         self._ended.discard(stream_id)
         self._grpc_connection.message_read_buffers.pop(stream_id, None)
+        stream = self._all_streams.pop(stream_id, None)
+        if stream is not None:
+            _close_queue(stream)
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await super().__aexit__(*exc_info)
+        finally:
+            for stream in self._all_streams.values():
+                _close_queue(stream)
+            self._all_streams.clear()
 
     async def _deliver(self, stream: GRPCProtoStream, event: Any) -> None:
         if isinstance(event, (RequestEnded, ResponseEnded)):
@@ -178,6 +195,12 @@ class _Socket(GRPCProtoSocket):
             return
         self._ended.add(stream.stream_id)
         stream._incoming_events[0].send_nowait(event)
+
+
+def _close_queue(stream: GRPCProtoStream) -> None:
+    send, receive = stream._incoming_events
+    send.close()
+    receive.close()
 
 
 def server_socket(sock: anyio.abc.SocketStream, *, max_message_length: int) -> _Socket:

@@ -1,0 +1,1 @@
+"""The agent side: the flight recorder, the node scraper (watchdog) and node configuration."""

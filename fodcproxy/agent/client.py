@@ -1,0 +1,277 @@
+"""The agent's side of the protocol: register, heartbeat, answer metric requests, reconnect.
+
+`AgentClient.run()` keeps one agent connected to a proxy forever: it registers, opens
+StreamMetrics with the `agent_id` it was given, answers every request from its `source`, and after
+any failure reconnects with exponential backoff, jitter and a cap. It treats missing heartbeat
+acknowledgements as a dead proxy, so it never stays connected-but-unregistered (a zombie), and the
+backoff means a proxy that refuses it is not hammered (a storm). `stop()` says goodbye.
+
+Both the real agent (`python -m fodcproxy agent`) and the fake agents of `fodcproxy.testing` are
+this client with a different `source`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from fodcproxy._util import lone_exception
+from fodcproxy.core.model import Address, NodeConfig, TimeWindow
+from fodcproxy.errors import GrpcCode
+from fodcproxy.rpc import convert
+from fodcproxy.rpc.client import ClientCall, RpcError, open_channel
+from fodcproxy.rpc.convert import pb
+from fodcproxy.rpc.service import REGISTER, STREAM_METRICS
+
+log = logging.getLogger(__name__)
+
+# Per-message overhead beside the metrics themselves (request_id, more, timestamp, framing).
+_CHUNK_MARGIN = 1024
+
+Source = Callable[[TimeWindow], Awaitable[Sequence[Any]]]
+"""Answers one request: protobuf `Metric` objects (or `Sample`s) for the window."""
+
+
+class RegistrationRefused(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"registration refused ({code}): {message}")
+        self.code = code
+        self.message = message
+
+
+class ProxyGone(Exception):
+    """The connection to the proxy ended or stopped answering."""
+
+
+@attrs.frozen(kw_only=True)
+class AgentSpec:
+    """Who the agent says it is."""
+
+    role: str
+    ip: str
+    port: int
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    secondary_addresses: Mapping[str, Address] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class AgentClientStatistics:
+    connects: int
+    registrations: int
+    failures: int
+    requests_answered: int
+    chunks_sent: int
+    last_error: str
+
+
+class AgentClient:
+    def __init__(
+        self,
+        proxy_host: str,
+        proxy_port: int,
+        spec: AgentSpec,
+        source: Source,
+        *,
+        heartbeat_interval: float = 10.0,
+        reconnect_interval: float = 5.0,
+        reconnect_max: float = 60.0,
+        max_message_size: int = 4 * 1024 * 1024,
+        node_config: Callable[[], NodeConfig | None] | None = None,
+        echo_request_id: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.proxy_host = proxy_host
+        self.proxy_port = proxy_port
+        self.spec = spec
+        self.source = source
+        self.heartbeat_interval = heartbeat_interval
+        self.reconnect_interval = reconnect_interval
+        self.reconnect_max = reconnect_max
+        self.max_message_size = max_message_size
+        self.node_config = node_config or (lambda: None)
+        self.echo_request_id = echo_request_id
+        self._rng = rng or random.Random()
+        self.agent_id: str | None = None
+        self.connected = False
+        self._stop = trio.Event()
+        self._registered = trio.Event()
+        self._connects = 0
+        self._registrations = 0
+        self._failures = 0
+        self._answered = 0
+        self._chunks = 0
+        self._last_error = ""
+        self._abort: Callable[[], None] | None = None
+        self._last_session_registered = False
+
+    def statistics(self) -> AgentClientStatistics:
+        return AgentClientStatistics(self._connects, self._registrations, self._failures,
+                                     self._answered, self._chunks, self._last_error)
+
+    async def wait_registered(self) -> str:
+        """Wait until the agent is registered (again); returns its agent_id."""
+        await self._registered.wait()
+        assert self.agent_id is not None
+        return self.agent_id
+
+    def stop(self) -> None:
+        """Say goodbye and make `run()` return."""
+        self._stop.set()
+
+    def drop_connection(self) -> None:
+        """Drop the current connection abruptly (no goodbye); `run()` reconnects."""
+        if self._abort is not None:
+            self._abort()
+
+    def backoff(self, failures: int) -> float:
+        """Delay before reconnect attempt `failures` (1, 2, ...): exponential, capped, jittered."""
+        base = min(self.reconnect_max, self.reconnect_interval * 2 ** max(0, failures - 1))
+        return base * (0.5 + self._rng.random() * 0.5)
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Stay connected until `stop()`. Reports the agent_id after the first registration
+        (or "" if `stop()` came first)."""
+        failures = 0
+        started = [False]
+
+        def registered() -> None:
+            if not started[0]:
+                started[0] = True
+                task_status.started(self.agent_id or "")
+
+        while not self._stop.is_set():
+            self._connects += 1
+            try:
+                await self._session(registered)
+                if self._stop.is_set():
+                    break
+                reason = "the proxy ended the connection"
+            except (OSError, RpcError, ProxyGone, RegistrationRefused) as exc:
+                reason = str(exc)
+            finally:
+                self.connected = False
+                if self._registered.is_set():
+                    self._registered = trio.Event()
+            # A session that got registered resets the backoff; a refused one does not.
+            failures = 1 if self._last_session_registered else failures + 1
+            self._failures += 1
+            self._last_error = reason
+            delay = self.backoff(failures)
+            log.info("agent %s: %s; reconnecting in %.1fs", self.agent_id or self.spec.role,
+                     reason, delay)
+            with trio.move_on_after(delay):
+                await self._stop.wait()
+        if not started[0]:
+            task_status.started(self.agent_id or "")
+
+    async def _session(self, registered: Callable[[], None]) -> None:
+        self._last_session_registered = False
+        async with open_channel(self.proxy_host, self.proxy_port,
+                                max_message_length=self.max_message_size) as channel:
+            reg_call = await channel.start_call(REGISTER, pb.RegisterAgentResponse)
+            await reg_call.send(self._registration())
+            first = await reg_call.receive()
+            if first is None or not first.success:
+                code, message = reg_call.status or (GrpcCode.UNKNOWN, "")
+                raise RegistrationRefused(code, first.message if first is not None else message)
+            self.agent_id = first.agent_id
+            interval = float(first.heartbeat_interval_seconds or self.heartbeat_interval)
+            metrics_call = await channel.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
+                                                    metadata={"agent_id": first.agent_id})
+            self.connected = True
+            self._registrations += 1
+            self._registered.set()
+            self._last_session_registered = True
+            registered()
+            log.info("agent %s: registered (heartbeat every %ss)", self.agent_id, interval)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._abort = nursery.cancel_scope.cancel
+                    last_ack = [trio.current_time()]
+                    ended = trio.Event()
+                    nursery.start_soon(self._read_acks, reg_call, last_ack, ended)
+                    nursery.start_soon(self._heartbeats, reg_call, interval, last_ack)
+                    nursery.start_soon(self._answer, metrics_call)
+                    await self._stop.wait()
+                    # Goodbye: close our send side; the proxy removes us at once and ends the call.
+                    await reg_call.done_sending()
+                    with trio.move_on_after(2):
+                        await ended.wait()
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # One failing task (a dead proxy) ends the session: surface its error plainly.
+                lone = lone_exception(group)
+                if not isinstance(lone, (OSError, RpcError, ProxyGone)):
+                    raise
+                raise lone from None
+            self._abort = None
+            if not self._stop.is_set():
+                raise ProxyGone("connection dropped")
+
+    def _registration(self) -> pb.RegisterAgentRequest:
+        s = self.spec
+        return convert.registration_to_proto(
+            role=s.role, ip=s.ip, port=s.port, labels=dict(s.labels),
+            secondary_addresses=dict(s.secondary_addresses), node_config=self.node_config())
+
+    async def _read_acks(self, call: ClientCall, last_ack: list[float], ended: trio.Event) -> None:
+        while True:
+            msg = await call.receive()
+            if msg is None:
+                ended.set()
+                if self._stop.is_set():
+                    return
+                code, message = call.status or (GrpcCode.UNAVAILABLE, "")
+                raise ProxyGone(f"registration stream ended ({code}): {message}")
+            last_ack[0] = trio.current_time()
+
+    async def _heartbeats(self, call: ClientCall, interval: float, last_ack: list[float]) -> None:
+        # Three missed acknowledgements mean the proxy is dead, however quiet the socket looks.
+        patience = 3 * interval
+        start = trio.current_time()
+        k = 0
+        while True:
+            k += 1
+            await trio.sleep_until(start + k * interval)
+            if trio.current_time() - last_ack[0] > patience:
+                raise ProxyGone(f"no heartbeat acknowledgement for {patience:g}s")
+            await call.send(self._registration())
+
+    async def _answer(self, call: ClientCall) -> None:
+        while True:
+            req = await call.receive()
+            if req is None:
+                code, message = call.status or (GrpcCode.UNAVAILABLE, "")
+                if self._stop.is_set():
+                    return
+                raise ProxyGone(f"metrics stream ended ({code}): {message}")
+            window = convert.window_from_proto(req)
+            metrics = await self.source(window)
+            await self._send_chunks(call, req.request_id if self.echo_request_id else 0, metrics)
+            self._answered += 1
+
+    async def _send_chunks(self, call: ClientCall, request_id: int, metrics: Sequence[Any]) -> None:
+        budget = self.max_message_size - _CHUNK_MARGIN
+        chunk: list[Any] = []
+        size = 0
+        pending: list[pb.StreamMetricsRequest] = []
+        for m in metrics:
+            if not isinstance(m, pb.Metric):
+                m = convert.samples_to_proto([m])[0]
+            n = m.ByteSize() + 6
+            if chunk and size + n > budget:
+                pending.append(pb.StreamMetricsRequest(request_id=request_id, metrics=chunk, more=True))
+                chunk, size = [], 0
+            chunk.append(m)
+            size += n
+        pending.append(pb.StreamMetricsRequest(request_id=request_id, metrics=chunk, more=False))
+        for msg in pending:
+            await call.send(msg)
+            self._chunks += 1
+
+
