@@ -14,11 +14,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from fodcproxy.core import query, topology
-try:
-    from fodcproxy.core import exposition, windows
-except ImportError:  # TEMP while being written
-    pass
+from fodcproxy.core import exposition, query, topology, windows
 from fodcproxy.core.model import LATEST
 from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
