@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 
-def lone_exception(group: BaseExceptionGroup) -> BaseException | None:  # type: ignore[type-arg]
+def lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The single non-Cancelled exception inside `group` (however nested), or None.
 
     Trio and anyio wrap an error raised through a nursery in an ExceptionGroup; where exactly one

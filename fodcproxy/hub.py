@@ -293,15 +293,17 @@ class AgentHub:
         up=False. Concurrent calls with the same `key` (not None) share one fan-out.
         """
         if key is not None:
-            shared = self._inflight.get(key)
-            if shared is not None:
+            running = self._inflight.get(key)
+            if running is not None:
                 self.metrics.shared_collect()
-                await shared.done.wait()
-                if shared.results is not None:
-                    return shared.results
+                await running.done.wait()
+                if running.results is not None:
+                    return running.results
                 # The fan-out we waited for was cancelled: do our own.
                 return await self.collect(entries, window, timeout=timeout)
-            shared = self._inflight[key] = _Shared()
+        shared = _Shared()
+        if key is not None:
+            self._inflight[key] = shared
         start = self._clock()
         deadline = start + timeout
         results: list[AgentResult | None] = [None] * len(entries)

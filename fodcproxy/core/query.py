@@ -33,6 +33,7 @@ KNOWN_PARAMS: dict[str, frozenset[str]] = {
     "/metrics-windows": SELECTION_PARAMS | WINDOW_PARAMS,
     "/cluster": SELECTION_PARAMS,
     "/cluster/config": SELECTION_PARAMS,
+    "/sd": SELECTION_PARAMS,
     "/health": frozenset(),
 }
 """The query parameters each endpoint accepts; anything else is a 400 (see `check_unknown`)."""

@@ -121,7 +121,7 @@ def create_app(proxy: Proxy) -> QuartTrio:
         code = exc.code or 500
         if code == 404:
             msg = (f"no such path {request.path!r}: try /metrics, /metrics-windows, /cluster, "
-                   "/cluster/config or /health")
+                   "/cluster/config, /sd or /health")
         elif code == 405:
             msg = f"{request.method} is not allowed on {request.path}: use GET"
         else:
@@ -202,5 +202,32 @@ def create_app(proxy: Proxy) -> QuartTrio:
         query.check_unknown(_params(), query.SELECTION_PARAMS)
         entries, _ = select()
         return _json(topology.config_json([_node_view(proxy, e) for e in entries]))
+
+    @app.route("/sd", methods=["GET"])
+    async def service_discovery() -> Response:
+        """Prometheus HTTP service discovery: one target group per agent, scraped through us.
+
+        Each group's target is this proxy (as the client reached it) with `__param_agent_id`, so
+        a scrape of it is `GET /metrics?agent_id=<id>`: a fleet of Prometheus servers can shard
+        the cluster with hashmod on `__meta_fodc_agent_id`.
+        """
+        query.check_unknown(_params(), query.SELECTION_PARAMS)
+        entries, _ = select()
+        target = request.host or f"127.0.0.1:{cfg.http_port}"
+        groups = []
+        for e in entries:
+            labels = {
+                "__meta_fodc_agent_id": e.agent_id,
+                "__meta_fodc_node_role": e.identity.role,
+                "__meta_fodc_node_ip": e.identity.ip,
+                "__meta_fodc_node_port": str(e.identity.port),
+                "__meta_fodc_status": e.status.value,
+                "__param_agent_id": e.agent_id,
+                "__metrics_path__": "/metrics",
+            }
+            for k, v in e.identity.labels:
+                labels[f"__meta_fodc_node_label_{k}"] = v
+            groups.append({"targets": [target], "labels": labels})
+        return _json(groups)
 
     return app

@@ -106,7 +106,7 @@ def samples_to_proto(samples: Sequence[Sample]) -> list[pb.Metric]:
     out = []
     for s in samples:
         m = pb.Metric(name=s.name, labels=s.labels, value=s.value, description=s.description,
-                      type=int(s.type))
+                      type=int(s.type))  # type: ignore[arg-type]  # protobuf accepts the int
         if s.timestamp is not None:
             m.timestamp.CopyFrom(ts_to_proto(s.timestamp))
         out.append(m)

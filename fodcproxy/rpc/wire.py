@@ -115,7 +115,7 @@ class _Socket(GRPCProtoSocket):
 
     @property
     def connection(self) -> _Connection:
-        return self._grpc_connection  # type: ignore[return-value]
+        return self._grpc_connection
 
     def _allocate_stream(self, stream_id: int) -> GRPCProtoStream:
         stream = super()._allocate_stream(stream_id)

@@ -48,7 +48,9 @@ async def http_request(method: str, url: str, *, headers: dict[str, str] | None 
                 data += conn.send(h11.Data(data=body))
             data += conn.send(h11.EndOfMessage())
             await stream.send_all(data)
-            status, out_headers, chunks = 0, {}, []
+            status = 0
+            out_headers: dict[str, str] = {}
+            chunks: list[bytes] = []
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
