@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ import trio
 
 from fodcproxy.config import ProxyConfig, format_duration, parse_duration, parse_listen_addr
 from fodcproxy.errors import ConfigError
+from fodcproxy.security import load_token, server_context
 
 log = logging.getLogger("fodcproxy")
 
@@ -57,6 +59,17 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                    help="metrics fan-out deadline; lowered by X-Prometheus-Scrape-Timeout-Seconds "
                         "(default 8s)")
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    sec = p.add_argument_group("security (off by default)")
+    sec.add_argument("--grpc-tls-cert-file", help="serve gRPC over TLS with this certificate (PEM)")
+    sec.add_argument("--grpc-tls-key-file", help="... and this private key (PEM)")
+    sec.add_argument("--http-tls-cert-file", help="serve HTTP over TLS with this certificate (PEM)")
+    sec.add_argument("--http-tls-key-file", help="... and this private key (PEM)")
+    sec.add_argument("--agent-token-file", help="agents must send 'authorization: Bearer <token>' with "
+                                                "the token in this file")
+    sec.add_argument("--http-token-file", help="HTTP clients must send 'Authorization: Bearer <token>' "
+                                               "(except on /health)")
+    p.add_argument("--max-query-window", default="24h",
+                   help="longest /metrics-windows window accepted (default 24h)")
 
 
 def _int(text: str, flag: str) -> int:
@@ -64,6 +77,12 @@ def _int(text: str, flag: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigError(flag, f"{text!r} is not a whole number") from None
+
+
+def _readable(path: str | None, flag: str) -> str | None:
+    if path is not None and not os.access(path, os.R_OK):
+        raise ConfigError(flag, f"cannot read {path}")
+    return path
 
 
 def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
@@ -84,6 +103,13 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         http_write_timeout=parse_duration(ns.http_write_timeout, flag="--http-write-timeout"),
         collect_timeout=parse_duration(ns.collect_timeout, flag="--collect-timeout"),
         log_level=ns.log_level,
+        grpc_tls_cert_file=_readable(ns.grpc_tls_cert_file, "--grpc-tls-cert-file"),
+        grpc_tls_key_file=_readable(ns.grpc_tls_key_file, "--grpc-tls-key-file"),
+        http_tls_cert_file=_readable(ns.http_tls_cert_file, "--http-tls-cert-file"),
+        http_tls_key_file=_readable(ns.http_tls_key_file, "--http-tls-key-file"),
+        agent_token=load_token(ns.agent_token_file, flag="--agent-token-file") if ns.agent_token_file else None,
+        http_token=load_token(ns.http_token_file, flag="--http-token-file") if ns.http_token_file else None,
+        max_query_window=parse_duration(ns.max_query_window, flag="--max-query-window"),
     )
 
 
@@ -124,6 +150,10 @@ def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
     ns = parser.parse_args(argv)
     try:
         config = proxy_config_from_args(ns)
+        if config.grpc_tls_cert_file and config.grpc_tls_key_file:  # fail now, not after binding
+            server_context(config.grpc_tls_cert_file, config.grpc_tls_key_file, flag="--grpc-tls-cert-file")
+        if config.http_tls_cert_file and config.http_tls_key_file:
+            server_context(config.http_tls_cert_file, config.http_tls_key_file, flag="--http-tls-cert-file")
     except ConfigError as exc:
         _fail(exc, prog)
     setup_logging(config.log_level)

@@ -85,6 +85,15 @@ class ProxyConfig:
     http_write_timeout: float = 10.0
     collect_timeout: float = 8.0
     log_level: str = "info"
+    # Security, off by default (see README "Operating").
+    grpc_tls_cert_file: str | None = None
+    grpc_tls_key_file: str | None = None
+    http_tls_cert_file: str | None = None
+    http_tls_key_file: str | None = None
+    agent_token: str | None = None  # agents must send "authorization: Bearer <token>"
+    http_token: str | None = None  # HTTP clients likewise, except on /health
+    # Longest /metrics-windows window accepted (seconds); None = no limit.
+    max_query_window: float | None = 24 * 3600.0
     # How long StreamMetrics waits for the registration it names to be processed.
     attach_grace: float = 2.0
     # Graceful shutdown: how long calls get to send their trailers.
@@ -126,6 +135,13 @@ class ProxyConfig:
                 raise ConfigError(flag, "must be greater than 0")
         if self.log_level.lower() not in ("debug", "info", "warning", "warn", "error", "critical"):
             raise ConfigError("--log-level", f"{self.log_level!r} is not one of debug, info, warning, error")
+        for prefix, cert, key in (("--grpc", self.grpc_tls_cert_file, self.grpc_tls_key_file),
+                                  ("--http", self.http_tls_cert_file, self.http_tls_key_file)):
+            if (cert is None) != (key is None):
+                missing = f"{prefix}-tls-key-file" if key is None else f"{prefix}-tls-cert-file"
+                raise ConfigError(missing, "TLS needs both a certificate and a key file")
+        if self.max_query_window is not None and not self.max_query_window > 0:
+            raise ConfigError("--max-query-window", "must be greater than 0")
         for flag, port in (("--grpc-listen-addr", self.grpc_port), ("--http-listen-addr", self.http_port)):
             if not 0 <= port <= 65535:
                 raise ConfigError(flag, f"port {port} is outside 0-65535")

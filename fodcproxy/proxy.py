@@ -20,6 +20,7 @@ from fodcproxy.hub import AgentHub
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.rpc.server import GrpcServer
 from fodcproxy.rpc.service import FodcService
+from fodcproxy.security import server_context
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,11 @@ class ProxyAddresses:
     def grpc_address(self) -> str:
         return f"{_dial_host(self.grpc_host)}:{self.grpc_port}"
 
+    http_scheme: str = "http"
+
     @property
     def http_url(self) -> str:
-        return f"http://{_dial_host(self.http_host)}:{self.http_port}"
+        return f"{self.http_scheme}://{_dial_host(self.http_host)}:{self.http_port}"
 
 
 def _dial_host(host: str) -> str:
@@ -64,8 +67,12 @@ class Proxy:
         self.hub = AgentHub(self.registry, self.metrics,
                             heartbeat_interval_seconds=config.heartbeat_interval_seconds,
                             attach_grace=config.attach_grace)
-        self.grpc = GrpcServer(FodcService(self.hub).methods(),
-                               max_message_length=config.grpc_max_msg_size)
+        ssl_context = None
+        if config.grpc_tls_cert_file and config.grpc_tls_key_file:
+            ssl_context = server_context(config.grpc_tls_cert_file, config.grpc_tls_key_file,
+                                         flag="--grpc-tls-cert-file", alpn=["h2"])
+        self.grpc = GrpcServer(FodcService(self.hub, token=config.agent_token).methods(),
+                               max_message_length=config.grpc_max_msg_size, ssl_context=ssl_context)
         self._stop = trio.Event()
         self._http_stopped = trio.Event()
         self.addresses: ProxyAddresses | None = None
@@ -87,7 +94,8 @@ class Proxy:
             grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host, cfg.grpc_port)
             http_host, http_port = await root.start(serve_http, self, self._stop.wait,
                                                     self._http_stopped)
-            self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port)
+            self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port,
+                                            "https" if cfg.http_tls_cert_file else "http")
             task_status.started(self.addresses)
             log.info("proxy ready: gRPC %s, HTTP %s", self.addresses.grpc_address,
                      self.addresses.http_url)

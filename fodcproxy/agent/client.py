@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import trio
 
-from fodcproxy._util import lone_exception
 from fodcproxy.core.model import Address, NodeConfig, TimeWindow
 from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc import convert
@@ -84,7 +84,11 @@ class AgentClient:
         node_config: Callable[[], NodeConfig | None] | None = None,
         echo_request_id: bool = True,
         rng: random.Random | None = None,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self._auth = {"authorization": f"Bearer {token}"} if token else {}
+        self.ssl_context = ssl_context
         self.proxy_host = proxy_host
         self.proxy_port = proxy_port
         self.spec = spec
@@ -95,6 +99,9 @@ class AgentClient:
         self.max_message_size = max_message_size
         self.node_config = node_config or (lambda: None)
         self.echo_request_id = echo_request_id
+        # Test hook (fake agents): False stops heartbeats while the streams stay open, so the
+        # proxy takes the agent offline by its heartbeat timeout. Not a flag of the real agent.
+        self.send_heartbeats = True
         self._rng = rng or random.Random()
         self.agent_id: str | None = None
         self.connected = False
@@ -171,9 +178,10 @@ class AgentClient:
 
     async def _session(self, registered: Callable[[], None]) -> None:
         self._last_session_registered = False
-        async with open_channel(self.proxy_host, self.proxy_port,
+        async with open_channel(self.proxy_host, self.proxy_port, ssl_context=self.ssl_context,
                                 max_message_length=self.max_message_size) as channel:
-            reg_call = await channel.start_call(REGISTER, pb.RegisterAgentResponse)
+            reg_call = await channel.start_call(REGISTER, pb.RegisterAgentResponse,
+                                                metadata=self._auth)
             await reg_call.send(self._registration())
             first = await reg_call.receive()
             if first is None or not first.success:
@@ -182,7 +190,7 @@ class AgentClient:
             self.agent_id = first.agent_id
             interval = float(first.heartbeat_interval_seconds or self.heartbeat_interval)
             metrics_call = await channel.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
-                                                    metadata={"agent_id": first.agent_id})
+                                                    metadata={"agent_id": first.agent_id, **self._auth})
             self.connected = True
             self._registrations += 1
             self._registered.set()
@@ -204,11 +212,16 @@ class AgentClient:
                         await ended.wait()
                     nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:
-                # One failing task (a dead proxy) ends the session: surface its error plainly.
-                lone = lone_exception(group)
-                if not isinstance(lone, (OSError, RpcError, ProxyGone)):
+                # A dead proxy ends the session, often failing several tasks at once (both streams
+                # end together when it shuts down): surface the first such error plainly.
+                failures, others = group.split((OSError, RpcError, ProxyGone))
+                if failures is None or (others is not None
+                                        and others.split(trio.Cancelled)[1] is not None):
                     raise
-                raise lone from None
+                leaf: BaseException = failures
+                while isinstance(leaf, BaseExceptionGroup):
+                    leaf = leaf.exceptions[0]
+                raise leaf from None
             self._abort = None
             if not self._stop.is_set():
                 raise ProxyGone("connection dropped")
@@ -238,6 +251,9 @@ class AgentClient:
         while True:
             k += 1
             await trio.sleep_until(start + k * interval)
+            if not self.send_heartbeats:
+                last_ack[0] = trio.current_time()  # nothing sent, so no acknowledgement is due
+                continue
             if trio.current_time() - last_ack[0] > patience:
                 raise ProxyGone(f"no heartbeat acknowledgement for {patience:g}s")
             await call.send(self._registration())

@@ -20,6 +20,7 @@ from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
 from fodcproxy.rpc import convert
+from fodcproxy.security import bearer_matches
 
 if TYPE_CHECKING:
     from fodcproxy.proxy import Proxy
@@ -143,6 +144,17 @@ def create_app(proxy: Proxy) -> QuartTrio:
             request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
             default=cfg.collect_timeout)
 
+    @app.before_request
+    async def _authorize() -> Response | None:
+        if cfg.http_token is None or request.path == "/health":
+            return None
+        if bearer_matches(request.headers.get("Authorization"), cfg.http_token):
+            return None
+        resp = _error(401, "missing or wrong token: send 'Authorization: Bearer <token>' with the "
+                           "token of the proxy's --http-token-file (/health needs none)")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="fodcproxy"'
+        return resp
+
     @app.route("/health", methods=["GET"])
     async def health() -> Response:
         query.check_unknown(_params(), frozenset())
@@ -177,7 +189,7 @@ def create_app(proxy: Proxy) -> QuartTrio:
     async def metrics_windows() -> Response:
         params = _params()
         query.check_unknown(params, query.SELECTION_PARAMS | query.WINDOW_PARAMS)
-        window = query.window_from_query(params)
+        window = query.window_from_query(params, max_window=cfg.max_query_window)
         entries, selection = select()
         start = trio.current_time()
         results = await hub.collect(entries, window, timeout=deadline(), key=(window, selection))

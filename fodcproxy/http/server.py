@@ -35,6 +35,9 @@ async def serve_http(proxy: Proxy, shutdown_trigger: Callable[[], Awaitable[None
     config.graceful_timeout = cfg.shutdown_grace
     config.errorlog = logging.getLogger("fodcproxy.http.hypercorn")
     config.accesslog = None
+    if cfg.http_tls_cert_file and cfg.http_tls_key_file:
+        config.certfile = cfg.http_tls_cert_file
+        config.keyfile = cfg.http_tls_key_file
     app = create_app(proxy)
 
     def bound(binds: list[str]) -> None:

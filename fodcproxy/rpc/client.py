@@ -7,11 +7,13 @@ with the channel. A call ends with a status: `receive()` returns None and `statu
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
 import trio
+from anyio.streams.tls import TLSStream
 from google.protobuf.message import Message
 from purerpc.grpc_proto import GRPCProtoStream
 from purerpc.grpclib.events import MessageReceived, ResponseEnded, ResponseReceived
@@ -78,7 +80,8 @@ class ClientCall:
 
 
 class Channel:
-    def __init__(self, host: str, port: int, sock: wire._Socket) -> None:
+    def __init__(self, host: str, port: int, sock: wire._Socket, *, scheme: str = "http") -> None:
+        self.scheme = scheme
         self.host = host
         self.port = port
         self._sock = sock
@@ -90,7 +93,7 @@ class Channel:
             raise RpcError(GrpcCode.UNAVAILABLE, "the connection is closed")
         service, name = method.strip("/").split("/")
         stream = await self._sock.start_request(
-            "http", service, name, None, f"{self.host}:{self.port}",
+            self.scheme, service, name, None, f"{self.host}:{self.port}",
             custom_metadata=tuple((metadata or {}).items()),
         )
         stream.expect_message_type(response_type)
@@ -104,20 +107,32 @@ class Channel:
 
 @contextlib.asynccontextmanager
 async def open_channel(host: str, port: int, *, max_message_length: int = 4 * 1024 * 1024,
-                       connect_timeout: float = 10.0) -> AsyncIterator[Channel]:
+                       connect_timeout: float = 10.0,
+                       ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Channel]:
     """Connect to a gRPC server; the channel and its calls end when the block ends.
 
     Raises:
         OSError: the connection could not be made (refused, unreachable, timed out).
     """
+    sock: Any = None
     try:
         with trio.fail_after(connect_timeout):
             sock = await anyio.connect_tcp(host, port)
-    except trio.TooSlowError:
-        raise TimeoutError(f"connecting to {host}:{port} took over {connect_timeout}s") from None
+            if ssl_context is not None:
+                sock = await TLSStream.wrap(sock, hostname=host, ssl_context=ssl_context,
+                                            standard_compatible=False)
+    except BaseException as exc:
+        if sock is not None:
+            with trio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(sock)
+        if isinstance(exc, trio.TooSlowError):
+            raise TimeoutError(f"connecting to {host}:{port} took over {connect_timeout}s") from None
+        if isinstance(exc, (anyio.BrokenResourceError, anyio.EndOfStream)):
+            raise ConnectionError(f"TLS handshake with {host}:{port} failed: {exc!r}") from None
+        raise
     try:
         async with wire.client_socket(sock, max_message_length=max_message_length) as gsock:
-            yield Channel(host, port, gsock)
+            yield Channel(host, port, gsock, scheme="https" if ssl_context else "http")
     except BaseExceptionGroup as group:
         # purerpc's reader task group wraps whatever ended the block; give the caller the error.
         lone = lone_exception(group)

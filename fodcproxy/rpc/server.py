@@ -16,6 +16,7 @@ end a call with a status (take-over, shutdown).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ import anyio
 import anyio.abc
 import attrs
 import trio
+from anyio.streams.tls import TLSStream
 from google.protobuf.message import DecodeError, Message
 from purerpc.grpc_proto import GRPCProtoStream
 from purerpc.grpclib.events import RequestEnded, RequestReceived
@@ -145,8 +147,11 @@ class ServerStatistics:
 class GrpcServer:
     """Serves `methods` (keyed "/package.Service/Method") on one TCP listener."""
 
-    def __init__(self, methods: Mapping[str, Method], *, max_message_length: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, methods: Mapping[str, Method], *, max_message_length: int = 4 * 1024 * 1024,
+                 ssl_context: ssl.SSLContext | None = None, handshake_timeout: float = 10.0) -> None:
         self._methods = dict(methods)
+        self._ssl_context = ssl_context
+        self._handshake_timeout = handshake_timeout
         self.max_message_length = max_message_length
         self._calls: set[ServerCall] = set()
         self._connections: set[trio.CancelScope] = set()
@@ -221,6 +226,19 @@ class GrpcServer:
             peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
         except Exception:
             peer = "?"
+        if self._ssl_context is not None:
+            raw = sock
+            try:
+                with trio.fail_after(self._handshake_timeout):
+                    sock = await TLSStream.wrap(sock, server_side=True, ssl_context=self._ssl_context,
+                                                standard_compatible=False)
+            except (trio.TooSlowError, OSError, ssl.SSLError, anyio.BrokenResourceError,
+                    anyio.EndOfStream) as exc:
+                self._connection_errors += 1
+                log.info("TLS handshake with %s failed: %s", peer, _describe(exc))
+                with trio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(raw)
+                return
         gsock = wire.server_socket(sock, max_message_length=self.max_message_length)
         listen_scope = trio.CancelScope()
         self._connections.add(listen_scope)

@@ -9,6 +9,7 @@ from fodcproxy.hub import AgentHub
 from fodcproxy.rpc import convert
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.server import Method, ServerCall
+from fodcproxy.security import bearer_matches
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,20 @@ STREAM_METRICS = f"/{SERVICE}/StreamMetrics"
 
 
 class FodcService:
-    def __init__(self, hub: AgentHub) -> None:
+    def __init__(self, hub: AgentHub, *, token: str | None = None) -> None:
         self.hub = hub
+        self._token = token
+
+    def _authenticate(self, call: ServerCall) -> None:
+        """Refuse a call without the agent token, before anything is registered or attached."""
+        if self._token is None:
+            return
+        if not bearer_matches(call.metadata.get("authorization"), self._token):
+            self.hub.metrics.refusal("unauthenticated")
+            log.warning("call %s from %s refused: missing or wrong agent token", call.method, call.peer)
+            raise Unauthenticated(
+                "missing or wrong agent token: send the metadata 'authorization: Bearer <token>' "
+                "with the token of the proxy's --agent-token-file")
 
     def methods(self) -> dict[str, Method]:
         return {
@@ -33,6 +46,7 @@ class FodcService:
             heartbeat_interval_seconds=self.hub.heartbeat_interval_seconds)
 
     async def register_agent(self, call: ServerCall) -> None:
+        self._authenticate(call)
         hub = self.hub
         first = await call.receive()
         if first is None:
@@ -60,6 +74,7 @@ class FodcService:
             hub.call_ended(session, call)
 
     async def stream_metrics(self, call: ServerCall) -> None:
+        self._authenticate(call)
         agent_id = call.metadata.get("agent_id", "").strip()
         if not agent_id:
             self.hub.metrics.refusal("missing_agent_id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,18 +27,25 @@ class HttpResponse:
 
 
 async def http_request(method: str, url: str, *, headers: dict[str, str] | None = None,
-                       body: bytes = b"", timeout: float = 10.0) -> HttpResponse:
+                       body: bytes = b"", timeout: float = 10.0,
+                       ssl_context: ssl.SSLContext | None = None) -> HttpResponse:
     """One request on a fresh connection; reads the body by Content-Length or chunks.
 
     Raises:
         trio.TooSlowError: no complete answer within `timeout`.
     """
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    https = parts.scheme == "https"
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if https else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn = h11.Connection(h11.CLIENT)
     with trio.fail_after(timeout):
-        stream = await trio.open_tcp_stream(host, port)
+        stream: trio.abc.Stream
+        if https:
+            stream = await trio.open_ssl_over_tcp_stream(
+                host, port, ssl_context=ssl_context or ssl.create_default_context())
+        else:
+            stream = await trio.open_tcp_stream(host, port)
         async with stream:
             hdrs = [("Host", f"{host}:{port}"), ("Connection", "close")]
             hdrs += list((headers or {}).items())
@@ -68,5 +76,6 @@ async def http_request(method: str, url: str, *, headers: dict[str, str] | None 
     return HttpResponse(status, out_headers, b"".join(chunks))
 
 
-async def http_get(url: str, *, headers: dict[str, str] | None = None, timeout: float = 10.0) -> HttpResponse:
-    return await http_request("GET", url, headers=headers, timeout=timeout)
+async def http_get(url: str, *, headers: dict[str, str] | None = None, timeout: float = 10.0,
+                   ssl_context: ssl.SSLContext | None = None) -> HttpResponse:
+    return await http_request("GET", url, headers=headers, timeout=timeout, ssl_context=ssl_context)

@@ -1,0 +1,109 @@
+// Talking to the proxy's HTTP API (README "HTTP API"). Every failure becomes an ApiError whose
+// message says which request failed and why, ready to be shown to the operator.
+
+const TIMEOUT_MS = 30_000;
+
+export class ApiError extends Error {
+  constructor(path, message) {
+    super(`${path}: ${message}`);
+    this.name = "ApiError";
+    this.path = path;
+  }
+}
+
+/** The URL of an API path relative to the page ("cluster" -> http://host/prefix/cluster). */
+function urlOf(path, params = {}) {
+  const url = new URL(path, document.baseURI);
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+  }
+  return url;
+}
+
+async function get(path, params, accept) {
+  const url = urlOf(path, params);
+  const shown = `/${path}${url.search}`;
+  let response;
+  try {
+    response = await fetch(url, {
+      headers: { Accept: accept },
+      cache: "no-store",
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+  } catch (err) {
+    const why = err.name === "TimeoutError" ? `no answer within ${TIMEOUT_MS / 1000} s`
+      : `cannot reach the proxy (${err.message})`;
+    throw new ApiError(shown, why);
+  }
+  if (!response.ok) {
+    // The API answers errors as JSON {"error": "..."}; anything else came from somewhere else
+    // (a reverse proxy, say), so show its status line.
+    let message = `HTTP ${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      if (body && typeof body.error === "string") message = `${body.error} (HTTP ${response.status})`;
+    } catch { /* not JSON: keep the status line */ }
+    throw new ApiError(shown, message);
+  }
+  return response;
+}
+
+/** GET a JSON endpoint: resolves to {body, headers}; rejects with an ApiError. */
+export async function getJson(path, params = {}) {
+  const response = await get(path, params, "application/json");
+  try {
+    return { body: await response.json(), headers: response.headers };
+  } catch (err) {
+    throw new ApiError(`/${path}`, `the answer is not valid JSON (${err.message})`);
+  }
+}
+
+/** GET a text endpoint: resolves to {body, headers}; rejects with an ApiError. */
+export async function getText(path, params = {}) {
+  const response = await get(path, params, "text/plain");
+  return { body: await response.text(), headers: response.headers };
+}
+
+/** The fan-out headers of /metrics and /metrics-windows (README "HTTP API"). */
+export function collectHeaders(headers) {
+  const num = (name) => {
+    const v = headers.get(name);
+    return v === null ? null : Number(v);
+  };
+  const missed = headers.get("X-Fodc-Agents-Missed");
+  return {
+    asked: num("X-Fodc-Agents-Asked"),
+    answered: num("X-Fodc-Agents-Answered"),
+    seconds: num("X-Fodc-Collect-Duration-Seconds"),
+    missed: missed ? missed.split(",").filter((id) => id && id !== "...") : [],
+    missedTruncated: missed ? missed.endsWith(",...") : false,
+  };
+}
+
+const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/;
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+const UNESCAPE = { "\\\\": "\\", '\\"': '"', "\\n": "\n" };
+
+/**
+ * The samples of the Prometheus text exposition `text` whose name starts with `prefix`, as
+ * [{name, labels, value}]. Enough for the proxy's own fodc_* series; not a general parser.
+ */
+export function parseSamples(text, prefix) {
+  const out = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(prefix)) continue;
+    const match = SAMPLE.exec(line);
+    if (!match) continue;
+    const labels = {};
+    for (const [, key, raw] of (match[2] ?? "").matchAll(LABEL)) {
+      labels[key] = raw.replace(/\\[\\"n]/g, (e) => UNESCAPE[e]);
+    }
+    out.push({ name: match[1], labels, value: Number(match[3]) });
+  }
+  return out;
+}
+
+/** A /metrics-windows value: a number, or null for "NaN", "+Inf" and "-Inf". */
+export function pointValue(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
