@@ -220,7 +220,7 @@ class GrpcServer:
                 self._conn_closed = trio.Event()
                 await self._conn_closed.wait()
 
-    async def _connection(self, sock: anyio.abc.SocketStream) -> None:
+    async def _connection(self, sock: Any) -> None:
         try:
             addr = sock.extra(anyio.abc.SocketAttribute.remote_address)
             peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)

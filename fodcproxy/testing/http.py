@@ -62,7 +62,7 @@ async def http_request(method: str, url: str, *, headers: dict[str, str] | None 
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(65536))
+                    conn.receive_data(bytes(await stream.receive_some(65536)))
                     continue
                 if isinstance(event, h11.Response):
                     status = event.status_code
