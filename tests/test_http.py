@@ -178,10 +178,10 @@ async def test_scrape_timeout_header_lowers_the_deadline():
 
 async def test_late_reply_is_never_misattributed():
     with trio.fail_after(20):
-        async with open_proxy(collect_timeout=0.3) as proxy:
+        async with open_proxy(collect_timeout=1.0) as proxy:
             async with open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
                                        series=[counter("c_total", start=1)]) as agent:
-                agent.delay = 0.6  # request 1 answers after its deadline
+                agent.delay = 1.5  # request 1 answers after its deadline
                 r1 = await http_get(proxy.http_url + "/metrics")
                 assert samples_of(r1.text, "fodc_agent_up")[0].value == 0.0
                 agent.delay = 0.0
@@ -194,13 +194,13 @@ async def test_late_reply_is_never_misattributed():
 
 async def test_late_reply_of_seed_agent_without_request_ids_is_dropped():
     with trio.fail_after(20):
-        async with open_proxy(collect_timeout=0.3) as proxy:
+        async with open_proxy(collect_timeout=1.0) as proxy:
             async with open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
                                        series=[counter("c_total", start=1)]) as agent:
                 agent.echo_request_id = False
                 r0 = await http_get(proxy.http_url + "/metrics")
                 assert samples_of(r0.text, "c_total")[0].value == 1.0  # id 0 matches the outstanding one
-                agent.delay = 0.6
+                agent.delay = 1.5
                 r1 = await http_get(proxy.http_url + "/metrics")
                 assert samples_of(r1.text, "fodc_agent_up")[0].value == 0.0
                 await wait_for(lambda: proxy.proxy.metrics.value("fodc_proxy_dropped_replies_total") >= 1)
