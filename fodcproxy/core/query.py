@@ -11,7 +11,6 @@ parameter and the form expected. Nothing else is raised for any string input.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import math
 import re
@@ -20,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from fodcproxy.core.model import LATEST, NodeMeta, TimeWindow
+from fodcproxy.core.windows import parse_rfc3339
 from fodcproxy.errors import InvalidArgument
 
 QueryParams = Mapping[str, Sequence[str]]
@@ -43,17 +43,12 @@ _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _BRACKETED = re.compile(r"\[([^\[\]]+)\](?::(.*))?", re.DOTALL)
 _PORT = re.compile(r"[0-9]{1,5}")
 
-_RFC3339 = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
-    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
-)
 _RFC3339_FORMS = (
     "an RFC3339 timestamp such as 2026-11-28T04:08:20Z or 2026-11-28T12:08:20.250+08:00"
     " (Unix seconds are not accepted)"
 )
 # "+08:00" sent unencoded in a URL arrives as " 08:00": the "+" was read as a space.
 _PLUS_AS_SPACE = re.compile(r".*[0-9] [0-9]{2}:[0-9]{2}", re.DOTALL)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 _TIMEOUT_HEADER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
@@ -254,34 +249,15 @@ def _same_ip(a: str, b: str) -> bool:
 
 
 def _parse_rfc3339(name: str, text: str) -> float:
-    m = _RFC3339.fullmatch(text)
-    if m is None:
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
         hint = (
             "; a '+' in a URL means a space, write the offset as %2B08:00"
             if _PLUS_AS_SPACE.fullmatch(text)
             else ""
         )
-        raise InvalidArgument(f"{name}: expected {_RFC3339_FORMS}, got {_show(text)}{hint}")
-    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
-    sign, off_hours, off_minutes = m[8], m[9], m[10]
-    offset = 0
-    if sign is not None:
-        offset = int(off_hours) * 3600 + int(off_minutes) * 60
-        offset = -offset if sign == "-" else offset
-    try:
-        if hour > 23 or minute > 59 or second > 60:
-            raise ValueError("time of day out of range")
-        if sign is not None and (int(off_hours) > 23 or int(off_minutes) > 59):
-            raise ValueError("offset out of range")
-        # datetime has no leap second: take :60 as :59 plus one second.
-        when = dt.datetime(year, month, day, hour, minute, min(second, 59), tzinfo=dt.timezone.utc)
-    except ValueError:
-        raise InvalidArgument(
-            f"{name}: {_show(text)} is not a real date and time; expected {_RFC3339_FORMS}"
-        ) from None
-    fraction = float("0" + m[7]) if m[7] else 0.0
-    leap = 1 if second == 60 else 0
-    return (when - _EPOCH).total_seconds() + leap - offset + fraction
+        raise InvalidArgument(f"{name}: expected {_RFC3339_FORMS}, got {_show(text)}{hint}") from None
 
 
 def _show(text: str) -> str:

@@ -6,7 +6,6 @@ turns the dicts returned here into JSON. Nothing here reads the registry, the cl
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import json
 import re
@@ -16,8 +15,8 @@ from typing import Any
 import attrs
 
 from fodcproxy.core.model import Address, NodeConfig, NodeMeta
+from fodcproxy.core.windows import rfc3339
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 # Data tiers from hottest to coldest: data flows along this order.
 _TIERS = ("hot", "warm", "cold")
@@ -97,7 +96,7 @@ def cluster_json(nodes: Sequence[NodeView], *, now: float) -> dict[str, Any]:
     return {
         "nodes": [_node_json(n) for n in sorted(nodes, key=_node_order)],
         "calls": cluster_calls(nodes),
-        "updated_at": _rfc3339(now),
+        "updated_at": rfc3339(now),
     }
 
 
@@ -158,7 +157,7 @@ def config_json(
             "node_role": n.role,
             "startup_params": _plain(cfg.startup_params),
             "runtime_config": _plain(cfg.runtime_config),
-            "collected_at": None if cfg.collected_at is None else _rfc3339(cfg.collected_at),
+            "collected_at": None if cfg.collected_at is None else rfc3339(cfg.collected_at),
         }
         for n, cfg in reporting
     ]
@@ -235,8 +234,8 @@ def _node_json(n: NodeView) -> dict[str, Any]:
         },
         "labels": dict(sorted(n.labels.items())),
         "status": n.status,
-        "last_heartbeat": _rfc3339(n.last_heartbeat),
-        "registered_at": _rfc3339(n.registered_at),
+        "last_heartbeat": rfc3339(n.last_heartbeat),
+        "registered_at": rfc3339(n.registered_at),
     }
 
 
@@ -270,15 +269,3 @@ def _is_data(role: str) -> bool:
 def _tier(role: str) -> str | None:
     last = re.split(r"[-_]", role.lower())[-1]
     return last if last in _TIERS else None
-
-
-def _rfc3339(ts: float) -> str:
-    """Unix seconds as RFC3339 in UTC ("Z"), with milliseconds only when they are not zero."""
-    ms = round(ts * 1000)
-    t = _EPOCH + dt.timedelta(milliseconds=ms)
-    text = (
-        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
-    )
-    if ms % 1000:
-        text += f".{ms % 1000:03d}"
-    return text + "Z"
