@@ -43,6 +43,9 @@ _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _BRACKETED = re.compile(r"\[([^\[\]]+)\](?::(.*))?", re.DOTALL)
 _PORT = re.compile(r"[0-9]{1,5}")
 
+_RFC3339_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 _RFC3339_FORMS = (
     "an RFC3339 timestamp such as 2026-11-28T04:08:20Z or 2026-11-28T12:08:20.250+08:00"
     " (Unix seconds are not accepted)"
@@ -251,7 +254,11 @@ def _same_ip(a: str, b: str) -> bool:
 def _parse_rfc3339(name: str, text: str) -> float:
     try:
         return parse_rfc3339(text)
-    except ValueError:
+    except ValueError as exc:
+        if _RFC3339_SHAPE.fullmatch(text):  # the right shape, but no such date, time or offset
+            raise InvalidArgument(
+                f"{name}: {_show(text)} is not a real date and time; expected {_RFC3339_FORMS}"
+            ) from exc
         hint = (
             "; a '+' in a URL means a space, write the offset as %2B08:00"
             if _PLUS_AS_SPACE.fullmatch(text)
