@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import trio
 import trio.testing
 
@@ -280,3 +282,28 @@ async def test_heartbeat_timeout_and_cleanup_at_virtual_times(autojump_clock):
         assert registry.get(aid) is None
         assert call.aborted[0] == GrpcCode.FAILED_PRECONDITION  # its streams are cancelled
         nursery.cancel_scope.cancel()
+
+
+async def test_agent_never_stays_connected_but_unregistered():
+    """A 'proxy' that accepts TCP and never answers: the agent gives up on it and retries."""
+    from fodcproxy.agent.client import AgentClient, AgentSpec
+
+    async def source(window):
+        return []
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                functools.partial(trio.serve_tcp, host="127.0.0.1"),
+                lambda stream: trio.sleep_forever(), 0)  # accepts, never speaks
+            port = listeners[0].socket.getsockname()[1]
+            client = AgentClient("127.0.0.1", port, AgentSpec(role="liaison", ip="127.0.0.1", port=1),
+                                 source, reconnect_interval=0.05, reconnect_max=0.1)
+            client.registration_timeout = 0.2
+            nursery.start_soon(client.run)
+            while client.statistics().connects < 3:
+                await trio.sleep(0.01)
+            assert "no answer to the registration" in client.statistics().last_error
+            assert not client.connected
+            client.stop()  # stop() also ends a connection attempt at once
+            nursery.cancel_scope.cancel()

@@ -13,6 +13,7 @@ this client with a different `source`.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -115,6 +116,10 @@ class AgentClient:
         self._last_error = ""
         self._abort: Callable[[], None] | None = None
         self._last_session_registered = False
+        # Connecting and registering must finish within this, or the proxy counts as dead: an
+        # agent is never left connected but unregistered.
+        self.registration_timeout = max(10.0, 3 * heartbeat_interval)
+        self._setup_scope: trio.CancelScope | None = None
 
     def statistics(self) -> AgentClientStatistics:
         return AgentClientStatistics(self._connects, self._registrations, self._failures,
@@ -127,8 +132,10 @@ class AgentClient:
         return self.agent_id
 
     def stop(self) -> None:
-        """Say goodbye and make `run()` return."""
+        """Say goodbye and make `run()` return (at once when not yet registered)."""
         self._stop.set()
+        if self._setup_scope is not None:
+            self._setup_scope.cancel()
 
     def drop_connection(self) -> None:
         """Drop the current connection abruptly (no goodbye); `run()` reconnects."""
@@ -178,6 +185,19 @@ class AgentClient:
 
     async def _session(self, registered: Callable[[], None]) -> None:
         self._last_session_registered = False
+        # Until registered, the session runs under a deadline and stop() may cancel it outright.
+        with trio.CancelScope(deadline=trio.current_time() + self.registration_timeout) as setup:
+            self._setup_scope = setup
+            if self._stop.is_set():
+                setup.cancel()
+            try:
+                await self._connect_and_run(setup, registered)
+            finally:
+                self._setup_scope = None
+        if setup.cancelled_caught and not self._stop.is_set():
+            raise ProxyGone(f"no answer to the registration within {self.registration_timeout:g}s")
+
+    async def _connect_and_run(self, setup: trio.CancelScope, registered: Callable[[], None]) -> None:
         async with open_channel(self.proxy_host, self.proxy_port, ssl_context=self.ssl_context,
                                 max_message_length=self.max_message_size) as channel:
             reg_call = await channel.start_call(REGISTER, pb.RegisterAgentResponse,
@@ -187,10 +207,13 @@ class AgentClient:
             if first is None or not first.success:
                 code, message = reg_call.status or (GrpcCode.UNKNOWN, "")
                 raise RegistrationRefused(code, first.message if first is not None else message)
+            metrics_call = await channel.start_call(
+                STREAM_METRICS, pb.StreamMetricsResponse,
+                metadata={"agent_id": first.agent_id, **self._auth})
+            setup.deadline = math.inf  # registered: from here on heartbeats judge the proxy
+            self._setup_scope = None
             self.agent_id = first.agent_id
             interval = float(first.heartbeat_interval_seconds or self.heartbeat_interval)
-            metrics_call = await channel.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
-                                                    metadata={"agent_id": first.agent_id, **self._auth})
             self.connected = True
             self._registrations += 1
             self._registered.set()
@@ -222,7 +245,8 @@ class AgentClient:
                 while isinstance(leaf, BaseExceptionGroup):
                     leaf = leaf.exceptions[0]
                 raise leaf from None
-            self._abort = None
+            finally:
+                self._abort = None
             if not self._stop.is_set():
                 raise ProxyGone("connection dropped")
 
