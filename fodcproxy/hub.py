@@ -129,7 +129,8 @@ class AgentHub:
 
     def _apply(self, changes: Sequence[Change]) -> None:
         for ch in changes:
-            log.info("agent %s %s (%s)", ch.agent_id, ch.kind.value, ch.reason)
+            if ch.kind is not ChangeKind.REGISTERED:  # register() logs that with more detail
+                log.info("agent %s %s (%s)", ch.agent_id, ch.kind.value, ch.reason)
             self.metrics.lifecycle(ch.kind.value)
             if ch.kind is ChangeKind.REMOVED:
                 session = self.sessions.get(ch.agent_id)

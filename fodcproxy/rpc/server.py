@@ -30,7 +30,7 @@ from purerpc.grpc_proto import GRPCProtoStream
 from purerpc.grpclib.events import RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status
 
-from fodcproxy.errors import FodcError, GrpcCode, LimitExceeded
+from fodcproxy.errors import FodcError, GrpcCode, InvalidArgument, LimitExceeded
 from fodcproxy.rpc import wire
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,14 @@ class ServerCall:
         Raises:
             CallClosed: the peer reset the call or the connection is gone.
             LimitExceeded: the peer sent a message over the size limit.
-            InvalidArgumentError: the message does not decode.
+            InvalidArgument: the message does not decode.
         """
         if self.remote_closed:
             return None
         try:
             event = await self._stream.receive_event()
         except DecodeError as exc:
-            raise _BadMessage(f"the message does not decode as the expected protobuf: {exc}") from None
+            raise InvalidArgument(f"the message does not decode as the expected protobuf: {exc}") from None
         if isinstance(event, wire.MessageTooLarge):
             # The stream takes no more input; the trailers say why, then RST_STREAM stops the peer.
             raise LimitExceeded(
@@ -129,11 +129,6 @@ class ServerCall:
                 wire.reset_stream(self._sock, stream_id)
                 await self._sock._socket.flush()
         self._sock.forget(stream_id)
-
-
-class _BadMessage(FodcError):
-    grpc_code = GrpcCode.INVALID_ARGUMENT
-    http_status = 400
 
 
 @attrs.frozen
