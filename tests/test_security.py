@@ -140,6 +140,7 @@ async def test_http_token_protects_everything_but_health():
     with trio.fail_after(20):
         async with open_proxy(http_token=TOKEN) as proxy:
             assert (await http_get(proxy.http_url + "/health")).status == 200
+            assert (await http_get(proxy.http_url + "/")).status == 200  # the console page asks itself
             for path in ("/metrics", "/metrics-windows", "/cluster", "/cluster/config", "/sd"):
                 r = await http_get(proxy.http_url + path)
                 assert r.status == 401, path

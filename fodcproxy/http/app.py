@@ -19,6 +19,7 @@ from fodcproxy.core.model import LATEST
 from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
+from fodcproxy.http.ui import register_ui
 from fodcproxy.rpc import convert
 from fodcproxy.security import bearer_matches
 
@@ -122,7 +123,7 @@ def create_app(proxy: Proxy) -> QuartTrio:
         code = exc.code or 500
         if code == 404:
             msg = (f"no such path {request.path!r}: try /metrics, /metrics-windows, /cluster, "
-                   "/cluster/config, /sd or /health")
+                   "/cluster/config, /sd, /health, or / for the console")
         elif code == 405:
             msg = f"{request.method} is not allowed on {request.path}: use GET"
         else:
@@ -146,12 +147,14 @@ def create_app(proxy: Proxy) -> QuartTrio:
 
     @app.before_request
     async def _authorize() -> Response | None:
-        if cfg.http_token is None or request.path == "/health":
+        # /health is for probes; the console's page and assets hold no data (it asks for the token).
+        if cfg.http_token is None or request.path in ("/health", "/") or request.path.startswith("/ui/"):
             return None
         if bearer_matches(request.headers.get("Authorization"), cfg.http_token):
             return None
         resp = _error(401, "missing or wrong token: send 'Authorization: Bearer <token>' with the "
-                           "token of the proxy's --http-token-file (/health needs none)")
+                           "token of the proxy's --http-token-file (/health and the console page "
+                           "need none)")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="fodcproxy"'
         return resp
 
@@ -242,4 +245,5 @@ def create_app(proxy: Proxy) -> QuartTrio:
             groups.append({"targets": [target], "labels": labels})
         return _json(groups)
 
+    register_ui(app)
     return app

@@ -4,11 +4,26 @@
 const TIMEOUT_MS = 30_000;
 
 export class ApiError extends Error {
-  constructor(path, message) {
+  constructor(path, message, status = null) {
     super(`${path}: ${message}`);
     this.name = "ApiError";
     this.path = path;
+    this.status = status;  // the HTTP status, or null when there was no answer
   }
+}
+
+// A proxy started with --http-token-file wants `Authorization: Bearer <token>` on every call
+// but /health. The operator types the token into the page; it is kept for this tab only.
+const TOKEN_KEY = "fodcproxy.token";
+
+export function setToken(token) {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+function authorization() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
 /** The URL of an API path relative to the page ("cluster" -> http://host/prefix/cluster). */
@@ -26,7 +41,7 @@ async function get(path, params, accept) {
   let response;
   try {
     response = await fetch(url, {
-      headers: { Accept: accept },
+      headers: { Accept: accept, ...authorization() },
       cache: "no-store",
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
@@ -43,7 +58,7 @@ async function get(path, params, accept) {
       const body = await response.json();
       if (body && typeof body.error === "string") message = `${body.error} (HTTP ${response.status})`;
     } catch { /* not JSON: keep the status line */ }
-    throw new ApiError(shown, message);
+    throw new ApiError(shown, message, response.status);
   }
   return response;
 }
@@ -101,6 +116,17 @@ export function parseSamples(text, prefix) {
     out.push({ name: match[1], labels, value: Number(match[3]) });
   }
   return out;
+}
+
+const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/i;
+
+/** An RFC 3339 time from the API in ms since the epoch; NaN if it is not one. Done by hand
+ *  because the API sends up to nine fraction digits and Date.parse promises only three. */
+export function parseTime(text) {
+  const match = RFC3339.exec(text ?? "");
+  if (!match) return NaN;
+  const [, base, fraction = "", zone] = match;
+  return Date.parse(`${base}${zone.toUpperCase()}`) + Number(`0${fraction || ".0"}`) * 1000;
 }
 
 /** A /metrics-windows value: a number, or null for "NaN", "+Inf" and "-Inf". */
