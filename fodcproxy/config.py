@@ -118,11 +118,13 @@ class ProxyConfig:
                 f"({format_duration(self.agent_cleanup_timeout)} <= "
                 f"{format_duration(self.agent_heartbeat_timeout)})",
             )
-        if not 0 < self.heartbeat_interval < self.agent_heartbeat_timeout:
+        # Agents are told whole seconds, rounded up: that is what must stay below the timeout.
+        if not (0 < self.heartbeat_interval
+                and self.heartbeat_interval_seconds < self.agent_heartbeat_timeout):
             raise ConfigError(
                 "--heartbeat-interval",
-                f"must be greater than 0 and below --agent-heartbeat-timeout "
-                f"({format_duration(self.agent_heartbeat_timeout)})",
+                f"must be greater than 0 and, rounded up to whole seconds as agents are told it, "
+                f"below --agent-heartbeat-timeout ({format_duration(self.agent_heartbeat_timeout)})",
             )
         if self.max_agents < 1:
             raise ConfigError("--max-agents", "must be at least 1")

@@ -205,6 +205,8 @@ class AgentClient:
             await reg_call.send(self._registration())
             first = await reg_call.receive()
             if first is None or not first.success:
+                while await reg_call.receive() is not None:  # the trailers carry the status
+                    pass
                 code, message = reg_call.status or (GrpcCode.UNKNOWN, "")
                 raise RegistrationRefused(code, first.message if first is not None else message)
             metrics_call = await channel.start_call(

@@ -18,6 +18,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _DropCancelledLifespan(logging.Filter):
+    """hypercorn logs a cancelled lifespan task (the proxy being cancelled rather than shut down)
+    as a "Lifespan error" with a traceback; a cancellation is not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BaseExceptionGroup):
+            return exc.split(trio.Cancelled)[1] is not None  # keep it if anything else is inside
+        return not isinstance(exc, trio.Cancelled)
+
+
+_hypercorn_log = logging.getLogger("fodcproxy.http.hypercorn")
+_hypercorn_log.addFilter(_DropCancelledLifespan())
+
+
 async def serve_http(proxy: Proxy, shutdown_trigger: Callable[[], Awaitable[None]],
                      stopped: trio.Event, *,
                      task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -33,7 +48,7 @@ async def serve_http(proxy: Proxy, shutdown_trigger: Callable[[], Awaitable[None
     config.read_timeout = int(max(1, cfg.http_read_timeout))
     config.keep_alive_timeout = cfg.http_read_timeout
     config.graceful_timeout = cfg.shutdown_grace
-    config.errorlog = logging.getLogger("fodcproxy.http.hypercorn")
+    config.errorlog = _hypercorn_log
     config.accesslog = None
     if cfg.http_tls_cert_file and cfg.http_tls_key_file:
         config.certfile = cfg.http_tls_cert_file

@@ -5,21 +5,67 @@
                                    series=[static("cpu_usage", 0.5)]) as agent:
             ...  # GET proxy.http_url + "/metrics" shows cpu_usage{agent_id=agent.agent_id, ...}
 
-Misbehaviours: `FakeAgent.delay` (answer slowly), `FakeAgent.hang` (never answer),
-`FakeAgent.echo_request_id = False` (an agent built from the seed's proto), `drop()` (lose the
-connection without a goodbye), `disconnect()` (graceful goodbye).
+Series: `static`, `counter` (grows per request), `histogram`, `summary`, `history` (fixed
+timestamped points), `rolling` (a point every step over the last span, from a function of time),
+`hostile` (label values and names that break naive exposition).
+
+Misbehaviours (attributes of `FakeAgent`, see `fodcproxy.testing.fake`): `delay` (answer
+slowly), `hang` (never answer), `echo_request_id = False` (an agent built from the seed's proto),
+`heartbeats = False` (stop heartbeating), `oversized` (one reply over the proxy's message limit),
+`malformed` (a reply that is not protobuf), `drop_mid_reply`; `drop()` (lose the connection without
+a goodbye), `disconnect()` (graceful goodbye).
+
+pytest fixtures: `fodcproxy.testing.pytest_plugin` (see docs/embedding.md).
+
+The names below are imported on first use, so that importing a submodule (the pytest plugin, which
+pytest loads in every run once fodcproxy is installed) does not import Trio and the proxy.
 """
 
-from fodcproxy.testing.fake import (
-    FakeAgent,
-    Series,
-    counter,
-    histogram,
-    history,
-    open_fake_agent,
-    static,
-)
-from fodcproxy.testing.harness import ProxyHandle, open_proxy
+from __future__ import annotations
 
-__all__ = ["FakeAgent", "ProxyHandle", "Series", "counter", "histogram", "history",
-           "open_fake_agent", "open_proxy", "static"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fodcproxy.testing.fake import (
+        HOSTILE_LABEL_NAMES,
+        HOSTILE_LABEL_VALUES,
+        FakeAgent,
+        Series,
+        counter,
+        histogram,
+        history,
+        hostile,
+        open_fake_agent,
+        rolling,
+        static,
+        summary,
+    )
+    from fodcproxy.testing.harness import ProxyHandle, open_proxy
+
+_FAKE = "fodcproxy.testing.fake"
+_HARNESS = "fodcproxy.testing.harness"
+_EXPORTS = {
+    "HOSTILE_LABEL_NAMES": _FAKE, "HOSTILE_LABEL_VALUES": _FAKE, "FakeAgent": _FAKE,
+    "Series": _FAKE, "counter": _FAKE, "histogram": _FAKE, "history": _FAKE, "hostile": _FAKE,
+    "open_fake_agent": _FAKE, "rolling": _FAKE, "static": _FAKE, "summary": _FAKE,
+    "ProxyHandle": _HARNESS, "open_proxy": _HARNESS,
+}
+
+__all__ = [
+    "HOSTILE_LABEL_NAMES", "HOSTILE_LABEL_VALUES", "FakeAgent", "ProxyHandle", "Series", "counter",
+    "histogram", "history", "hostile", "open_fake_agent", "open_proxy", "rolling", "static", "summary",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,12 +1,29 @@
 """Fake agents with scripted series and misbehaviours on tap.
 
 A fake agent is the real `AgentClient` (same protocol code as `python -m fodcproxy agent`) with a
-scripted source instead of a flight recorder.
+scripted source instead of a flight recorder. Misbehaviours are attributes that can be changed at
+any time, and take effect at the next request (or heartbeat):
+
+| attribute / method        | what the proxy sees                                                |
+|---------------------------|--------------------------------------------------------------------|
+| `delay = 2.0`             | a slow answer (`fodc_agent_up 0` when over the collect timeout)    |
+| `hang = True`             | no answer at all                                                   |
+| `echo_request_id = False` | replies with request id 0, like an agent built from the seed's proto |
+| `heartbeats = False`      | streams open, heartbeats stop: offline after the heartbeat timeout |
+| `oversized = 5_000_000`   | one reply message of that many bytes, unchunked: RESOURCE_EXHAUSTED |
+| `malformed = True`        | a reply that is not protobuf: INVALID_ARGUMENT                     |
+| `drop_mid_reply = True`   | part of a reply, then the connection is lost (no goodbye)          |
+| `drop()`                  | the connection is lost now (no goodbye); the client reconnects     |
+| `disconnect()`            | graceful goodbye: removed at once                                  |
+
+After an oversized or malformed reply the proxy ends the metrics stream; the client then starts a
+new session (same identity, same `agent_id`) after its reconnect backoff.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -17,7 +34,11 @@ import trio
 from fodcproxy.agent.client import AgentClient, AgentSpec
 from fodcproxy.core.model import MetricType, NodeConfig, TimeWindow
 from fodcproxy.rpc import convert
+from fodcproxy.rpc.client import ClientCall
 from fodcproxy.rpc.convert import pb
+
+#: Not a protobuf message: a field tag whose varint never ends.
+MALFORMED_REPLY = b"\xff\xff\xff\xff"
 
 
 @attrs.define(eq=False)
@@ -30,7 +51,8 @@ class Series:
 
 def _metric(name: str, value: float, labels: Mapping[str, str] | None, mtype: MetricType,
             help: str, ts: float | None = None) -> Any:
-    m = pb.Metric(name=name, value=value, labels=dict(labels or {}), type=int(mtype), description=help)
+    m = pb.Metric(name=name, value=value, labels=dict(labels or {}), description=help,
+                  type=int(mtype))  # type: ignore[arg-type]  # protobuf accepts the int
     if ts is not None:
         m.timestamp.CopyFrom(convert.ts_to_proto(ts))
     return m
@@ -69,6 +91,25 @@ def histogram(name: str, *, buckets: Sequence[float] = (0.1, 1.0), observations:
     return Series(name, produce)
 
 
+def summary(name: str, *, quantiles: Mapping[float, float] | None = None, count: float = 100.0,
+            sum_value: float = 2.5, labels: Mapping[str, str] | None = None, help: str = "") -> Series:
+    """A summary family: `name{quantile=...}` for each of `quantiles` (q -> value), `_sum`, `_count`.
+
+    The default quantiles are {0.5: 0.01, 0.9: 0.05, 0.99: 0.2}.
+    """
+    qs = dict(quantiles if quantiles is not None else {0.5: 0.01, 0.9: 0.05, 0.99: 0.2})
+
+    def produce(window: TimeWindow, n: int, now: float) -> list[Any]:
+        base = dict(labels or {})
+        ts = None if window.is_latest else now
+        out = [_metric(name, v, {**base, "quantile": repr(float(q))}, MetricType.SUMMARY, help, ts)
+               for q, v in sorted(qs.items())]
+        out.append(_metric(f"{name}_sum", sum_value, base, MetricType.SUMMARY, help, ts))
+        out.append(_metric(f"{name}_count", count, base, MetricType.SUMMARY, help, ts))
+        return out
+    return Series(name, produce)
+
+
 def history(name: str, points: Sequence[tuple[float, float]], *, labels: Mapping[str, str] | None = None,
             type: MetricType = MetricType.GAUGE, help: str = "") -> Series:
     """Timestamped points (Unix seconds, value): latest gives the last, a window those inside it."""
@@ -83,22 +124,147 @@ def history(name: str, points: Sequence[tuple[float, float]], *, labels: Mapping
     return Series(name, produce)
 
 
+def rolling(name: str, value_at: Callable[[float], float], *, step: float = 10.0,
+            span: float = 900.0, labels: Mapping[str, str] | None = None,
+            type: MetricType = MetricType.GAUGE, help: str = "") -> Series:
+    """A history that moves with the clock: a point every `step` seconds over the last `span`.
+
+    `value_at(t)` gives the value at Unix time `t`. A latest request gets `value_at(now)` stamped
+    `now`; a window gets the points on the `step` grid inside both the window and the last `span`
+    seconds, so a counter written as `lambda t: rate * (t - t0)` grows, and a window over the last
+    15 minutes is always full.
+    """
+    def produce(window: TimeWindow, n: int, now: float) -> list[Any]:
+        if window.is_latest:
+            return [_metric(name, value_at(now), labels, type, help, now)]
+        last = math.floor(now / step) * step
+        first = last - math.floor(span / step) * step
+        if window.start is not None:
+            first = max(first, math.ceil(window.start / step) * step)
+        if window.end is not None:
+            last = min(last, math.floor(window.end / step) * step)
+        out = []
+        t = first
+        while t <= last:
+            out.append(_metric(name, value_at(t), labels, type, help, t))
+            t += step
+        return out
+    return Series(name, produce)
+
+
+#: Label values that break naive exposition writers: quotes, backslashes, newlines, braces,
+#: comment markers, control and non-ASCII characters, an empty and a very long value.
+HOSTILE_LABEL_VALUES: tuple[str, ...] = (
+    'a "quoted" value',
+    "back\\slash \\n not a newline",
+    "line one\nline two",
+    "tab\there\r\nand CRLF",
+    "} # HELP x y\n# TYPE x counter",
+    'x{a="b"} 1',
+    "",
+    "nul \x00 char",
+    "ünïcødé ☃ 日本語 🙂",
+    "=,;:'",
+    "v" * 4096,
+)
+
+#: Label names that are not valid Prometheus label names, are reserved (`__*`), or clash with
+#: the labels the proxy adds (`agent_id`, `node_role`, `exported_agent_id`, ...).
+HOSTILE_LABEL_NAMES: tuple[str, ...] = (
+    "0starts_with_digit",
+    "has-dash",
+    "has space",
+    "has.dot",
+    "__reserved",
+    "__name__",
+    "agent_id",
+    "node_role",
+    "exported_agent_id",
+    "ünï",
+    "le",
+    "quantile",
+    "a" * 300,
+)
+
+
+def hostile(name: str = "fodc_fake_hostile", *, help: str = 'help with "quotes", \\ and\na newline',
+            type: MetricType = MetricType.GAUGE) -> Series:
+    """Samples whose label values and names are hostile to exposition writers and parsers.
+
+    One sample per entry of `HOSTILE_LABEL_VALUES` (as the value of label `v`), one per entry of
+    `HOSTILE_LABEL_NAMES` (as a label name), and one carrying every hostile name at once. Each
+    sample also has a `case` label, so no two are the same series however names are repaired.
+    """
+    samples: list[tuple[dict[str, str], float]] = []
+    for i, value in enumerate(HOSTILE_LABEL_VALUES):
+        samples.append(({"case": f"value-{i}", "v": value}, float(i)))
+    for i, label in enumerate(HOSTILE_LABEL_NAMES):
+        samples.append(({"case": f"name-{i}", label: "x"}, float(i)))
+    samples.append(({"case": "all-names", **{label: str(i) for i, label in enumerate(HOSTILE_LABEL_NAMES)}},
+                    -1.0))
+
+    def produce(window: TimeWindow, n: int, now: float) -> list[Any]:
+        ts = None if window.is_latest else now
+        return [_metric(name, v, labels, type, help, ts) for labels, v in samples]
+    return Series(name, produce)
+
+
+class _ScriptedClient(AgentClient):
+    """The protocol client, with a way to reply wrongly on purpose (oversized, garbage, cut off)."""
+
+    def __init__(self, fake: FakeAgent, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fake = fake
+        self.reply_call: ClientCall | None = None
+
+    async def _send_chunks(self, call: ClientCall, request_id: int, metrics: Sequence[Any]) -> None:
+        fake = self._fake
+        self.reply_call = call
+        if fake.malformed:
+            await call._stream._send(MALFORMED_REPLY)
+        elif fake.oversized:
+            padding = pb.Metric(name="fodc_fake_padding", description="x" * fake.oversized)
+            data = pb.StreamMetricsRequest(request_id=request_id, metrics=[*metrics, padding]).SerializeToString()
+            # purerpc also refuses to *send* over the connection's own limit; lift it for this one
+            # message, since going over the proxy's limit is the point.
+            config = call._stream._grpc_connection.config
+            config._max_message_length = max(config._max_message_length, len(data))
+            await call._stream._send(data)
+        elif fake.drop_mid_reply:
+            half = list(metrics[: len(metrics) // 2])
+            await call.send(pb.StreamMetricsRequest(request_id=request_id, metrics=half, more=True))
+            self.drop_connection()
+            await trio.sleep_forever()  # cancelled by the drop
+        else:
+            await super()._send_chunks(call, request_id, metrics)
+
+
 class FakeAgent:
-    """A scripted agent. Change `series`, `delay`, `hang`, `echo_request_id` at any time."""
+    """A scripted agent. Change `series` and the misbehaviours (see the module doc) at any time.
+
+    `requests` lists every window asked for (unless `keep_requests=False`, for long load runs);
+    `request_count` counts them either way.
+    """
 
     def __init__(self, proxy_address: str, *, role: str, ip: str, port: int,
                  labels: Mapping[str, str] | None = None, series: Sequence[Series] = (),
                  heartbeat_interval: float = 10.0, reconnect_interval: float = 0.5,
                  node_config: NodeConfig | None = None, max_message_size: int = 4 * 1024 * 1024,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, keep_requests: bool = True) -> None:
         host, _, port_text = proxy_address.rpartition(":")
         self.series: list[Series] = list(series)
         self.delay = 0.0
         self.hang = False
+        self.oversized = 0
+        self.malformed = False
+        self.drop_mid_reply = False
         self.requests: list[TimeWindow] = []
+        self.request_count = 0
         self.node_config = node_config
+        self._keep_requests = keep_requests
         self._clock = clock
-        self.client = AgentClient(
+        self.client: AgentClient = _ScriptedClient(
+            self,
             host.strip("[]"), int(port_text), AgentSpec(role=role, ip=ip, port=port, labels=dict(labels or {})),
             self._source, heartbeat_interval=heartbeat_interval,
             reconnect_interval=reconnect_interval, reconnect_max=max(reconnect_interval, 5.0),
@@ -106,6 +272,7 @@ class FakeAgent:
 
     @property
     def agent_id(self) -> str:
+        """The id the proxy gave at the first registration (stable across reconnects)."""
         assert self.client.agent_id is not None, "not registered yet"
         return self.client.agent_id
 
@@ -117,12 +284,33 @@ class FakeAgent:
     def echo_request_id(self, value: bool) -> None:
         self.client.echo_request_id = value
 
+    @property
+    def heartbeats(self) -> bool:
+        """False: keep both streams open but send no heartbeats (the proxy's timeout applies)."""
+        return self.client.send_heartbeats
+
+    @heartbeats.setter
+    def heartbeats(self, value: bool) -> None:
+        self.client.send_heartbeats = value
+
+    @property
+    def reply_status(self) -> tuple[int, str] | None:
+        """How the proxy ended the metrics stream that carried the last reply (None: still open).
+
+        E.g. `(GrpcCode.RESOURCE_EXHAUSTED, "message of ... bytes is over ...")` after `oversized`.
+        """
+        call = self.client.reply_call if isinstance(self.client, _ScriptedClient) else None
+        return call.status if call is not None else None
+
     def set_series(self, series: Sequence[Series]) -> None:
+        """Replace every series; the next request sees the new ones."""
         self.series = list(series)
 
     async def _source(self, window: TimeWindow) -> list[Any]:
-        n = len(self.requests)
-        self.requests.append(window)
+        n = self.request_count
+        self.request_count += 1
+        if self._keep_requests:
+            self.requests.append(window)
         if self.hang:
             await trio.sleep_forever()
         if self.delay:
@@ -134,7 +322,12 @@ class FakeAgent:
         return out
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Stay connected until `disconnect()`; reports the agent_id once registered."""
         await self.client.run(task_status=task_status)
+
+    async def wait_registered(self) -> str:
+        """Wait until the agent is registered (again, after a drop); returns its agent_id."""
+        return await self.client.wait_registered()
 
     def disconnect(self) -> None:
         """Graceful goodbye: the proxy removes the agent at once."""
@@ -149,7 +342,10 @@ class FakeAgent:
 async def open_fake_agent(proxy_address: str, *, role: str, ip: str, port: int,
                           labels: Mapping[str, str] | None = None, series: Sequence[Series] = (),
                           **options: Any) -> AsyncIterator[FakeAgent]:
-    """A fake agent, registered and with its metrics stream open, for the duration of the block."""
+    """A fake agent, registered and with its metrics stream open, for the duration of the block.
+
+    `options` are the other keyword arguments of `FakeAgent`. Leaving the block says goodbye.
+    """
     agent = FakeAgent(proxy_address, role=role, ip=ip, port=port, labels=labels, series=series,
                       **options)
     async with trio.open_nursery() as nursery:
@@ -158,4 +354,3 @@ async def open_fake_agent(proxy_address: str, *, role: str, ip: str, port: int,
             yield agent
         finally:
             agent.disconnect()
-
