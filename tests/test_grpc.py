@@ -52,7 +52,7 @@ async def test_register_heartbeat_ack_and_goodbye(proxy):
 
 async def test_heartbeat_interval_is_rounded_up_never_zero():
     with trio.fail_after(10):
-        async with open_proxy(heartbeat_interval=0.3, agent_heartbeat_timeout=1.0,
+        async with open_proxy(heartbeat_interval=0.3, agent_heartbeat_timeout=1.5,
                               agent_cleanup_timeout=2.0) as handle:
             async with open_channel("127.0.0.1", port_of(handle)) as ch:
                 call = await ch.start_call(REGISTER, pb.RegisterAgentResponse)
