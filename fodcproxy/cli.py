@@ -25,12 +25,15 @@ log = logging.getLogger("fodcproxy")
 PROGRAMS = ("proxy", "agent", "fake-agents", "demo")
 
 
-class _Parser(argparse.ArgumentParser):
+class FlagParser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (no usage dump) on a bad flag."""
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _fail(exc: ConfigError, prog: str) -> NoReturn:
+def exit_bad_flag(exc: ConfigError, prog: str) -> NoReturn:
+    """Exit 2 with one line naming the bad flag."""
     sys.stderr.write(f"{prog}: error: {exc.message}\n")
     raise SystemExit(2)
 
@@ -72,7 +75,8 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                    help="longest /metrics-windows window accepted (default 24h)")
 
 
-def _int(text: str, flag: str) -> int:
+def parse_int(text: str, flag: str) -> int:
+    """A whole number, or ConfigError naming `flag`."""
     try:
         return int(text)
     except ValueError:
@@ -97,8 +101,8 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         agent_heartbeat_timeout=parse_duration(ns.agent_heartbeat_timeout, flag="--agent-heartbeat-timeout"),
         agent_cleanup_timeout=parse_duration(ns.agent_cleanup_timeout, flag="--agent-cleanup-timeout"),
         heartbeat_interval=parse_duration(ns.heartbeat_interval, flag="--heartbeat-interval"),
-        max_agents=_int(ns.max_agents, "--max-agents"),
-        grpc_max_msg_size=_int(ns.grpc_max_msg_size, "--grpc-max-msg-size"),
+        max_agents=parse_int(ns.max_agents, "--max-agents"),
+        grpc_max_msg_size=parse_int(ns.grpc_max_msg_size, "--grpc-max-msg-size"),
         http_read_timeout=parse_duration(ns.http_read_timeout, flag="--http-read-timeout"),
         http_write_timeout=parse_duration(ns.http_write_timeout, flag="--http-write-timeout"),
         collect_timeout=parse_duration(ns.collect_timeout, flag="--collect-timeout"),
@@ -145,7 +149,7 @@ async def run_until_signal(serve: Callable[..., Any], stop: Callable[[], None], 
 
 
 def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
-    parser = _Parser(prog=prog, description="FODC proxy: agent registry, metrics fan-out and HTTP API.")
+    parser = FlagParser(prog=prog, description="FODC proxy: agent registry, metrics fan-out and HTTP API.")
     add_proxy_flags(parser)
     ns = parser.parse_args(argv)
     try:
@@ -155,7 +159,7 @@ def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
         if config.http_tls_cert_file and config.http_tls_key_file:
             server_context(config.http_tls_cert_file, config.http_tls_key_file, flag="--http-tls-cert-file")
     except ConfigError as exc:
-        _fail(exc, prog)
+        exit_bad_flag(exc, prog)
     setup_logging(config.log_level)
 
     async def main() -> None:

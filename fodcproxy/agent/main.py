@@ -27,7 +27,7 @@ from fodcproxy.agent.client import AgentClient, AgentClientStatistics, AgentSpec
 from fodcproxy.agent.nodeconfig import load_node_config
 from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics
 from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
-from fodcproxy.cli import _fail, _Parser, run_until_signal, setup_logging
+from fodcproxy.cli import FlagParser, exit_bad_flag, run_until_signal, setup_logging
 from fodcproxy.config import format_duration, parse_duration
 from fodcproxy.core.model import NodeConfig, Sample, TimeWindow
 from fodcproxy.errors import ConfigError
@@ -247,7 +247,7 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
     every bad value is reported the same way (exit 2, one line naming the flag)."""
     d = AgentConfig(node_role="liaison")
     dur = format_duration
-    p = _Parser(prog=prog, description="FODC agent: scrapes a BanyanDB node into a flight recorder "
+    p = FlagParser(prog=prog, description="FODC agent: scrapes a BanyanDB node into a flight recorder "
                                        "and answers the FODC proxy from it.")
     p.add_argument("--proxy-addr", default=f"{d.proxy_host}:{d.proxy_port}",
                    help="the proxy's gRPC address, host:port (default localhost:17900)")
@@ -570,7 +570,7 @@ def agent_main(argv: Sequence[str], prog: str = "python -m fodcproxy agent") -> 
     try:
         config = agent_config_from_args(ns)
     except ConfigError as exc:
-        _fail(exc, prog)
+        exit_bad_flag(exc, prog)
     setup_logging(config.log_level)
 
     async def main() -> None:
@@ -580,4 +580,4 @@ def agent_main(argv: Sequence[str], prog: str = "python -m fodcproxy agent") -> 
     try:
         trio.run(main)
     except ConfigError as exc:
-        _fail(exc, prog)
+        exit_bad_flag(exc, prog)

@@ -23,10 +23,10 @@ import trio
 
 from fodcproxy.agent.main import parse_labels, parse_proxy_addr
 from fodcproxy.cli import (
-    _fail,
-    _int,
-    _Parser,
     add_proxy_flags,
+    exit_bad_flag,
+    FlagParser,
+    parse_int,
     proxy_config_from_args,
     run_until_signal,
     setup_logging,
@@ -227,7 +227,7 @@ def parse_misbehave(text: str, *, flag: str = "--misbehave") -> dict[str, float]
 
 
 def _fake_agents_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="N simulated FODC agents in one process, for demos and load. "
+    p = FlagParser(prog=prog, description="N simulated FODC agents in one process, for demos and load. "
                 "Values change with every request; SIGINT/SIGTERM make them all say goodbye.")
     p.add_argument("--proxy-addr", default="localhost:17900", help="the proxy's gRPC address (default localhost:17900)")
     p.add_argument("--count", default="10", help="number of agents (default 10)")
@@ -256,16 +256,16 @@ def _fake_agents_parser(prog: str) -> argparse.ArgumentParser:
 def fake_agents_config_from_args(ns: argparse.Namespace) -> FakeAgentsConfig:
     """Raises ConfigError naming the first bad flag."""
     host, port = parse_proxy_addr(ns.proxy_addr, flag="--proxy-addr")
-    count = _int(ns.count, "--count")
+    count = parse_int(ns.count, "--count")
     if count < 1:
         raise ConfigError("--count", "must be at least 1")
-    series = _int(ns.series, "--series")
+    series = parse_int(ns.series, "--series")
     if series < 0:
         raise ConfigError("--series", "must not be negative")
     roles = tuple(r.strip() for r in ns.roles.split(",") if r.strip())
     if not roles:
         raise ConfigError("--roles", "name at least one role, e.g. liaison,datanode-hot")
-    history_points = _int(ns.history_points, "--history-points")
+    history_points = parse_int(ns.history_points, "--history-points")
     if history_points < 0:
         raise ConfigError("--history-points", "must not be negative")
     history_step = parse_duration(ns.history_step, flag="--history-step")
@@ -275,7 +275,7 @@ def fake_agents_config_from_args(ns: argparse.Namespace) -> FakeAgentsConfig:
         ip = ipaddress.ip_address(ns.ip_base)
     except ValueError:
         raise ConfigError("--ip-base", f"{ns.ip_base!r} is not an IP address") from None
-    port_base = _int(ns.port_base, "--port-base")
+    port_base = parse_int(ns.port_base, "--port-base")
     if not 1 <= port_base <= 65535:
         raise ConfigError("--port-base", f"port {port_base} is outside 1-65535")
     per_ip = 65536 - port_base
@@ -297,7 +297,7 @@ def fake_agents_config_from_args(ns: argparse.Namespace) -> FakeAgentsConfig:
         slow_delay=parse_duration(ns.slow_delay, flag="--slow-delay"),
         heartbeat_interval=parse_duration(ns.heartbeat_interval, flag="--heartbeat-interval"),
         reconnect_interval=parse_duration(ns.reconnect_interval, flag="--reconnect-interval"),
-        seed=_int(ns.seed, "--seed"), log_level=ns.log_level,
+        seed=parse_int(ns.seed, "--seed"), log_level=ns.log_level,
     )
 
 
@@ -409,7 +409,7 @@ def fake_agents_main(argv: Sequence[str], prog: str = "python -m fodcproxy fake-
     try:
         config = fake_agents_config_from_args(ns)
     except ConfigError as exc:
-        _fail(exc, prog)
+        exit_bad_flag(exc, prog)
     setup_logging(config.log_level)
     agents = build_fake_agents(config)
     fleet = FakeAgentFleet(agents, out=_print_line)
@@ -579,13 +579,13 @@ class Demo:
 
 def demo_main(argv: Sequence[str], prog: str = "python -m fodcproxy demo") -> None:
     """The `demo` program: every proxy flag is accepted; exits 0 after SIGINT/SIGTERM."""
-    parser = _Parser(prog=prog, description="A proxy with fake agents of every role, for a first look.")
+    parser = FlagParser(prog=prog, description="A proxy with fake agents of every role, for a first look.")
     add_proxy_flags(parser)
     ns = parser.parse_args(argv)
     try:
         config = proxy_config_from_args(ns)
     except ConfigError as exc:
-        _fail(exc, prog)
+        exit_bad_flag(exc, prog)
     setup_logging(config.log_level)
     demo = Demo(config)
     trio.run(run_until_signal, demo.run, demo.stop)
