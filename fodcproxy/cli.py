@@ -93,7 +93,7 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
     """Raises ConfigError naming the first bad flag."""
     grpc_host, grpc_port = parse_listen_addr(ns.grpc_listen_addr, flag="--grpc-listen-addr")
     http_host, http_port = parse_listen_addr(ns.http_listen_addr, flag="--http-listen-addr")
-    return ProxyConfig(
+    config = ProxyConfig(
         grpc_host=grpc_host,
         grpc_port=grpc_port,
         http_host=http_host,
@@ -115,6 +115,12 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         http_token=load_token(ns.http_token_file, flag="--http-token-file") if ns.http_token_file else None,
         max_query_window=parse_duration(ns.max_query_window, flag="--max-query-window"),
     )
+    # Load certificates now, so a bad one is a flag error and not a crash after binding.
+    if config.grpc_tls_cert_file and config.grpc_tls_key_file:
+        server_context(config.grpc_tls_cert_file, config.grpc_tls_key_file, flag="--grpc-tls-cert-file")
+    if config.http_tls_cert_file and config.http_tls_key_file:
+        server_context(config.http_tls_cert_file, config.http_tls_key_file, flag="--http-tls-cert-file")
+    return config
 
 
 def setup_logging(level: str) -> None:
@@ -154,10 +160,6 @@ def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
     ns = parser.parse_args(argv)
     try:
         config = proxy_config_from_args(ns)
-        if config.grpc_tls_cert_file and config.grpc_tls_key_file:  # fail now, not after binding
-            server_context(config.grpc_tls_cert_file, config.grpc_tls_key_file, flag="--grpc-tls-cert-file")
-        if config.http_tls_cert_file and config.http_tls_key_file:
-            server_context(config.http_tls_cert_file, config.http_tls_key_file, flag="--http-tls-cert-file")
     except ConfigError as exc:
         exit_bad_flag(exc, prog)
     setup_logging(config.log_level)
