@@ -49,6 +49,10 @@ def test_help_lists_every_flag():
         (["--http-listen-addr", ":99999"], "--http-listen-addr"),
         (["--log-level", "loud"], "--log-level"),
         (["--no-such-flag"], "unrecognized arguments"),
+        (["--grpc-tls-cert-file", __file__, "--grpc-tls-key-file", __file__], "--grpc-tls-cert-file"),
+        (["--http-tls-cert-file", __file__], "--http-tls-key-file"),
+        (["--agent-token-file", "/nonexistent/token"], "--agent-token-file"),
+        (["--max-query-window", "-1h"], "--max-query-window"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line_naming_it(args, flag):
