@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import trio
 
+from fodcproxy.core.exposition import DigestedSamples
 from fodcproxy.core.model import NodeMeta, TimeWindow
 from fodcproxy.core.registry import (
     AgentEntry,
@@ -31,15 +32,22 @@ from fodcproxy.core.registry import (
     Registration,
     Registry,
 )
-from fodcproxy.errors import GrpcCode, NotRegistered
+from fodcproxy.errors import GrpcCode, InvalidArgument, NotRegistered
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.rpc import convert
+from fodcproxy.rpc.replies import SeriesTable
 from fodcproxy.rpc.server import CallClosed, ServerCall
 
 log = logging.getLogger(__name__)
 
 # A reply larger than this many samples (over all its chunks) is refused: it protects the proxy.
 MAX_SAMPLES_PER_REPLY = 2_000_000
+# The fan-out starts this many requests per event-loop turn.
+FAN_OUT_BATCH = 10
+# A reply chunk is digested this many metrics per event-loop turn.
+DIGEST_SLICE = 100
+# ... and at most this many slices (of all agents) per turn.
+DIGESTS_PER_TURN = 4
 
 
 class AgentGone(Exception):
@@ -51,7 +59,7 @@ class _Pending:
     request_id: int
     window: TimeWindow
     done: trio.Event = attrs.field(factory=trio.Event)
-    metrics: list[Any] = attrs.field(factory=list)
+    samples: DigestedSamples = attrs.field(factory=DigestedSamples)
     error: str | None = None
 
 
@@ -75,7 +83,10 @@ class AgentSession:
         self.graceful = False
         self.lock = trio.Lock()  # one outstanding request per agent
         self.pending: _Pending | None = None
+        self.table = SeriesTable()  # this connection's series, kept across its replies
         self.unanswered = 0  # timed-out requests whose id-0 replies may still come
+        self.digesting: _Pending | None = None  # the request a reply chunk is being digested for
+        self.ended_while_digesting: str | None = None
 
     def abort(self, code: GrpcCode, message: str) -> None:
         for call in list(self.calls):
@@ -84,6 +95,9 @@ class AgentSession:
     def _fail_pending(self, why: str) -> None:
         p = self.pending
         if p is not None and not p.done.is_set():
+            if self.digesting is p:
+                self.ended_while_digesting = why  # on_reply decides, once the chunk is in
+                return
             p.error = why
             p.done.set()
 
@@ -91,7 +105,7 @@ class AgentSession:
 @attrs.frozen
 class AgentResult:
     meta: NodeMeta
-    samples: Sequence[Any]  # protobuf Metric objects (MetricLike)
+    samples: Sequence[Any]  # DigestedSamples when up (a Sequence of Sample), else []
     up: bool
     duration: float
     error: str = ""
@@ -111,6 +125,7 @@ class AgentHub:
         self._registered = trio.Event()  # wakes StreamMetrics calls waiting for a registration
         self._ids = itertools.count(1)
         self._inflight: dict[Any, _Shared] = {}
+        self._digesting = trio.CapacityLimiter(DIGESTS_PER_TURN)
 
     # -- supervision ---------------------------------------------------------------------------
 
@@ -231,8 +246,12 @@ class AgentHub:
         session.attached.set()
         return session
 
-    def on_reply(self, session: AgentSession, msg: Any) -> None:
-        """Route one StreamMetricsRequest chunk to the request it answers; drop late ones."""
+    async def on_reply(self, session: AgentSession, msg: Any) -> None:
+        """Route one StreamMetricsRequest chunk to the request it answers; drop late ones.
+
+        Raises:
+            InvalidArgument: a metric of the chunk does not decode.
+        """
         p = session.pending
         rid = msg.request_id
         if rid == 0 and session.unanswered > 0:
@@ -248,22 +267,54 @@ class AgentHub:
                 self.metrics.dropped_reply()
                 log.debug("agent %s: dropped a late reply to request %s", session.agent_id, rid)
             return
-        target.metrics.extend(msg.metrics)
-        if len(target.metrics) > MAX_SAMPLES_PER_REPLY:
-            target.metrics = []
-            target.error = f"reply over {MAX_SAMPLES_PER_REPLY} samples"
-            target.done.set()
-        elif not msg.more:
-            target.done.set()
+        # Digested as it arrives (see rpc/replies.py): the fan-out waits for the slowest agent
+        # anyway, and what is left for the renderer is mostly writing values. A big chunk goes
+        # in slices, a few per turn of the event loop whatever the number of agents answering
+        # at once, so /health (and everything else) keeps getting its turns. A chunk being
+        # digested still counts if the stream ends meanwhile (an agent that answers and leaves).
+        metrics = msg.metrics
+        n = len(metrics)
+        table = session.table
+        session.digesting = target
+        try:
+            # Shielded: a goodbye right after the reply aborts this call, and the chunk it
+            # already sent must count. A chunk is at most --grpc-max-msg-size: milliseconds.
+            with trio.CancelScope(shield=True):
+                for start in range(0, n, DIGEST_SLICE):
+                    if start:
+                        async with self._digesting:  # held over a checkpoint: a few per turn
+                            await trio.lowlevel.checkpoint()
+                        if session.pending is not target:
+                            return  # the request gave up meanwhile
+                    table.digest(metrics[start : start + DIGEST_SLICE] if n > DIGEST_SLICE
+                                 else metrics, target.samples)
+            if len(target.samples) > MAX_SAMPLES_PER_REPLY:
+                target.samples = DigestedSamples()
+                table.abandon()
+                target.error = f"reply over {MAX_SAMPLES_PER_REPLY} samples"
+                target.done.set()
+            elif not msg.more:
+                table.finish()
+                target.done.set()
+        except InvalidArgument:
+            table.abandon()
+            raise
+        finally:
+            session.digesting = None
+            why, session.ended_while_digesting = session.ended_while_digesting, None
+            if why is not None and not target.done.is_set():
+                target.error = why  # more chunks were to come, and will not
+                target.done.set()
 
-    async def _request(self, session: AgentSession, window: TimeWindow) -> list[Any]:
+    async def _request(self, session: AgentSession, window: TimeWindow) -> DigestedSamples:
         if not session.attached.is_set():
             await session.attached.wait()
         call = session.metrics_call
         if call is None:
             raise AgentGone("the agent's metrics stream has ended")
-        p = _Pending(next(self._ids), window)
+        p = _Pending(next(self._ids), window, samples=session.table.samples())
         session.pending = p
+        session.table.abandon()  # whatever part of an earlier reply it holds is not this one's
         try:
             try:
                 await call.send(convert.window_to_proto(window, p.request_id))
@@ -272,7 +323,7 @@ class AgentHub:
             await p.done.wait()
             if p.error is not None:
                 raise AgentGone(p.error)
-            return p.metrics
+            return p.samples
         finally:
             if session.pending is p:
                 session.pending = None
@@ -309,11 +360,29 @@ class AgentHub:
         deadline = start + timeout
         results: list[AgentResult | None] = [None] * len(entries)
         try:
-            async with trio.open_nursery() as nursery:
-                for i, entry in enumerate(entries):
-                    nursery.start_soon(self._collect_one, entry, window, deadline, results, i)
-            done = [r for r in results if r is not None]
-            self.metrics.collect_finished(self._clock() - start, done)
+            # One deadline for the whole fan-out (not one cancel scope per agent: at 1,000 agents
+            # those are thousands of objects per scrape); an agent whose result is missing when
+            # it passes missed it.
+            with trio.move_on_at(deadline):
+                async with trio.open_nursery() as nursery:
+                    for i, entry in enumerate(entries):
+                        nursery.start_soon(self._collect_one, entry, window, results, i)
+                        if i % FAN_OUT_BATCH == FAN_OUT_BATCH - 1:
+                            # Each request costs ~0.3 ms to send: started all at once, 1,000 of
+                            # them would hold the event loop (and every /health) for long.
+                            await trio.lowlevel.checkpoint()
+            elapsed = self._clock() - start
+            done = []
+            for entry, result in zip(entries, results):
+                if result is None:
+                    offline = (entry.status is not AgentStatus.ONLINE
+                               or entry.agent_id not in self.sessions)
+                    error = "offline" if offline else "missed the deadline"
+                    log.debug("agent %s: collection failed: %s", entry.agent_id, error)
+                    result = AgentResult(entry.meta, [], False, 0.0 if offline else elapsed,
+                                         error)
+                done.append(result)
+            self.metrics.collect_finished(elapsed, done)
             if key is not None:
                 shared.results = done
             return done
@@ -322,25 +391,22 @@ class AgentHub:
                 del self._inflight[key]
                 shared.done.set()
 
-    async def _collect_one(self, entry: AgentEntry, window: TimeWindow, deadline: float,
+    async def _collect_one(self, entry: AgentEntry, window: TimeWindow,
                            results: list[AgentResult | None], i: int) -> None:
+        """Fill results[i]; cancelled at the fan-out's deadline (results[i] is then left None)."""
         meta = entry.meta
         start = self._clock()
         session = self.sessions.get(entry.agent_id)
         if entry.status is not AgentStatus.ONLINE or session is None:
             results[i] = AgentResult(meta, [], False, 0.0, "offline")
             return
-        samples: list[Any] = []
+        samples: Sequence[Any] = []
         error = ""
-        with trio.move_on_at(deadline) as scope:
-            try:
-                async with session.lock:
-                    samples = await self._request(session, window)
-            except AgentGone as exc:
-                error = str(exc)
-        if scope.cancelled_caught:
-            error = "missed the deadline"
-        if error:
+        try:
+            async with session.lock:
+                samples = await self._request(session, window)
+        except AgentGone as exc:
+            error = str(exc)
             log.debug("agent %s: collection failed: %s", entry.agent_id, error)
         results[i] = AgentResult(meta, samples if not error else [], not error,
                                  self._clock() - start, error)

@@ -28,31 +28,41 @@ whatever the agents send, so every name and label is checked here and nothing is
 
 Counts of what was dropped are returned by `render_with_stats()`.
 
-Performance matters (100 agents x 1000 samples per scrape): the enrichment is rendered once per
-agent, escaped label strings are cached per label set for the whole call, and lines are built with
-one f-string each.
+Performance matters (100 agents x 1000 samples per scrape, answered well under a second): samples
+are read as columns (`DigestedSamples`: series index, value) of a `SeriesSet` (name, labels,
+help, type of each series). The text of a line up to its value (`name{labels} `) is remembered in
+the set for as long as its family's plan and its agent's enrichment stay the same; the proxy keeps
+each agent's set across scrapes (`fodcproxy.rpc.replies`), so a steady scrape formats only
+values. The enrichment is rendered once per agent, escaped label strings are cached per label set
+for the call, and `Rendering` works in steps so that its caller can yield to an event loop.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import operator
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
-from fodcproxy.core.model import MetricLike, MetricType, NodeMeta
+from fodcproxy.core.model import MetricLike, MetricType, NodeMeta, Sample
 
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
     "AgentBatch",
+    "DigestedSamples",
     "RenderStats",
     "Rendered",
+    "Rendering",
+    "SeriesSet",
+    "digest_samples",
     "enrichment_labels",
     "format_value",
     "negotiate",
@@ -81,7 +91,8 @@ _EXPORTED = "exported_"
 class AgentBatch:
     """What one agent contributed to a scrape.
 
-    `samples` may be protobuf `Metric` objects: only the `MetricLike` attributes are read.
+    `samples` may be protobuf `Metric` objects (only the `MetricLike` attributes are read) or,
+    fastest, `DigestedSamples`.
     `up` says whether the agent answered in time; `duration` is how long its collection took, in
     seconds.
     """
@@ -217,6 +228,9 @@ def own_labels(
 
 _SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 _float_repr = float.__repr__
+_isfinite = math.isfinite
+_add = operator.add
+_repeat = itertools.repeat
 
 
 def format_value(value: float) -> str:
@@ -367,7 +381,8 @@ class _Family:
     """One output family while it is being filled (internal, mutable)."""
 
     __slots__ = (
-        "dropped", "grouped", "groups", "help", "name", "need_help", "seen", "series", "type"
+        "counts", "dropped", "grouped", "groups", "help", "name", "need_help", "seen", "segments",
+        "type",
     )
 
     def __init__(self, name: str) -> None:
@@ -377,12 +392,16 @@ class _Family:
         self.need_help = True
         self.grouped = False  # several sample names per series group: lines are grouped
         self.dropped = False
-        # Plain families: (agent prefix, label text) -> line, in first-seen order.
-        self.series: dict[tuple[str, str], str] = {}
-        # Grouped families: the series written, as (agent prefix, sample name, label text), and
+        # Plain families, by agent_id in first-seen order: line head (`name{labels} `) -> value
+        # text; or, for an agent written by its route (see _Route), its lines as one string
+        # (a list of them, CHUNK_LINES lines each, when there are more), `counts` lines in all.
+        # Heads of different agent_ids never collide: each starts with its agent_id label.
+        self.segments: dict[str, dict[str, str] | str | list[str]] = {}
+        self.counts: dict[str, int] = {}
+        # Grouped families: the line heads written (each names one series), and
         # the lines by series group, (agent prefix, labels without le/quantile) -> [(rank, bound,
         # value, line)], so that a group's samples are contiguous, as OpenMetrics requires.
-        self.seen: set[tuple[str, str, str]] = set()
+        self.seen: set[str] = set()
         self.groups: dict[tuple[str, str], list[_GroupItem]] = {}
 
 
@@ -507,11 +526,23 @@ def _om_histogram_ok(group: list[_GroupItem]) -> bool:
     return True
 
 
+def _plain_family_out(fam: _Family, chunker: _Chunker) -> None:
+    """Hand the lines of a plain family to `chunker`, in output order."""
+    for agent, segment in fam.segments.items():
+        if isinstance(segment, dict):
+            chunker.add([f"{head}{text}\n" for head, text in segment.items()])
+        elif isinstance(segment, str):
+            chunker.add_block(segment, fam.counts[agent])
+        else:
+            left = fam.counts[agent]
+            for piece in segment:
+                chunker.add_block(piece, min(left, CHUNK_LINES))
+                left -= CHUNK_LINES
+
+
 def _family_lines(fam: _Family, openmetrics: bool) -> tuple[list[str], int, int]:
-    """The sample lines of a family in output order, and how many samples were left out as
-    duplicates and as conflicts (OpenMetrics histogram groups it would reject)."""
-    if not fam.grouped:
-        return list(fam.series.values()), 0, 0
+    """The sample lines of a grouped family in output order, and how many samples were left out
+    as duplicates and as conflicts (OpenMetrics histogram groups it would reject)."""
     lines: list[str] = []
     duplicates = conflicts = 0
     check = openmetrics and fam.type == _HISTOGRAM
@@ -534,30 +565,55 @@ def _family_lines(fam: _Family, openmetrics: bool) -> tuple[list[str], int, int]
 
 
 class _Chunker:
-    """Collects lines and cuts them into chunks of about CHUNK_LINES lines."""
+    """Collects lines and cuts them into chunks of at most CHUNK_LINES lines (a `# HELP`/`# TYPE`
+    pair counts as one); `take()` hands over the chunks completed so far (so a body can be
+    streamed while it is being cut)."""
 
     def __init__(self) -> None:
         self.chunks: list[str] = []
         self._buf: list[str] = []
+        self._count = 0  # lines in _buf
 
     def add(self, lines: list[str]) -> None:
+        """Lines, one per item."""
         buf = self._buf
-        if len(buf) + len(lines) < CHUNK_LINES:
+        room = CHUNK_LINES - self._count
+        if len(lines) < room:
             buf.extend(lines)
+            self._count += len(lines)
             return
-        start = CHUNK_LINES - len(buf)
-        buf.extend(lines[:start])
+        buf.extend(lines[:room])
         self.chunks.append("".join(buf))
+        start = room
         while len(lines) - start >= CHUNK_LINES:
             self.chunks.append("".join(lines[start : start + CHUNK_LINES]))
             start += CHUNK_LINES
         self._buf = lines[start:]
+        self._count = len(self._buf)
+
+    def add_block(self, text: str, lines: int) -> None:
+        """`lines` lines (at most CHUNK_LINES) in one string."""
+        if self._count and self._count + lines > CHUNK_LINES:
+            self.chunks.append("".join(self._buf))
+            self._buf = []
+            self._count = 0
+        self._buf.append(text)
+        self._count += lines
+        if self._count >= CHUNK_LINES:
+            self.chunks.append("".join(self._buf))
+            self._buf = []
+            self._count = 0
+
+    def take(self) -> list[str]:
+        chunks, self.chunks = self.chunks, []
+        return chunks
 
     def finish(self) -> list[str]:
         if self._buf:
             self.chunks.append("".join(self._buf))
             self._buf = []
-        return self.chunks
+            self._count = 0
+        return self.take()
 
 
 def _format_value_slow(value: object) -> str:
@@ -568,7 +624,530 @@ def _format_value_slow(value: object) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Series and digested samples
+
+
+class SeriesSet:
+    """Series as columns: for series `i`, `names[i]`, `labels[i]` (own labels as (name, value)
+    items), `descriptions[i]`, `types[i]`, and `keys[i]` = (name, type).
+
+    The renderers remember the text they made for a series in `memos` (text 0.0.4), `om_memos`
+    and `wmemos` (/metrics-windows), valid for as long as what it depends on (the family's plan,
+    the agent's enrichment) is unchanged. The proxy keeps one set per connected agent across its
+    replies (`fodcproxy.rpc.replies`), so a steady scrape only formats values. Columns, not an
+    object per series: 100k series are then a few dozen objects for the garbage collector, not
+    100k (a full collection would otherwise pause the event loop for tens of milliseconds).
+    """
+
+    __slots__ = ("descriptions", "keys", "labels", "memos", "names", "om_memos", "routes", "types",
+                 "wmemos")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.labels: list[tuple[tuple[str, str], ...]] = []
+        self.descriptions: list[str] = []
+        self.types: list[int] = []
+        self.keys: list[tuple[str, int]] = []
+        self.memos: list[Any] = []
+        self.om_memos: list[Any] = []
+        self.wmemos: list[Any] = []
+        # How the last reply was written (text 0.0.4, OpenMetrics): see `_Route`.
+        self.routes: list[_Route | None] = [None, None]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, name: str, labels: tuple[tuple[str, str], ...], description: str, type: int,
+            key: tuple[str, int] | None = None) -> int:
+        """Append a series; returns its index."""
+        self.names.append(name)
+        self.labels.append(labels)
+        self.descriptions.append(description)
+        self.types.append(type)
+        self.keys.append((name, type) if key is None else key)
+        self.memos.append(None)
+        self.om_memos.append(None)
+        self.wmemos.append(None)
+        return len(self.names) - 1
+
+
+class DigestedSamples(Sequence[Sample]):
+    """An agent's samples as columns: sample `i` is of series `ids[i]` of `series` (a
+    `SeriesSet`), with value `values[i]` and timestamp `stamps[i]` (Unix seconds, or None when
+    the agent sent none). The renderers read the columns; as a sequence, it gives `Sample`s.
+    """
+
+    __slots__ = ("ids", "series", "stamps", "values")
+
+    def __init__(self, series: SeriesSet | None = None) -> None:
+        self.series = SeriesSet() if series is None else series
+        self.ids: array[int] = array("q")
+        self.values: array[float] = array("d")
+        self.stamps: list[float | None] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> Sample: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Sample]: ...
+
+    def __getitem__(self, i: int | slice) -> Sample | list[Sample]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        s = self.series
+        j = self.ids[i]
+        return Sample(s.names[j], dict(s.labels[j]), self.values[i], s.descriptions[j],
+                      s.types[j], self.stamps[i])
+
+    def __repr__(self) -> str:
+        return f"<DigestedSamples of {len(self)} samples>"
+
+
+def digest_samples(samples: Sequence[Any]) -> DigestedSamples:
+    """Any `MetricLike` samples (with `timestamp` in Unix seconds or None, if they have one) as
+    `DigestedSamples`; series with the same name, type, help and labels share an index."""
+    if type(samples) is DigestedSamples:
+        return samples
+    out = DigestedSamples()
+    sset = out.series
+    seen: dict[Any, int] = {}
+    ids = out.ids
+    values: list[Any] = []
+    stamps = out.stamps
+    for m in samples:
+        labels = m.labels
+        if type(labels) is dict:
+            items = tuple(labels.items())
+        else:
+            # Faster than .items() on protobuf maps, whose views are the slow Mapping mixins.
+            items = tuple([(k, labels[k]) for k in labels])
+        key = (m.name, m.type, m.description, items)
+        i = seen.get(key)
+        if i is None:
+            i = seen[key] = sset.add(m.name, items, m.description, m.type)
+        ids.append(i)
+        values.append(m.value)
+        ts = getattr(m, "timestamp", None)
+        # A protobuf Timestamp (a Metric's) is not read: /metrics writes no timestamps.
+        stamps.append(ts if ts is None or isinstance(ts, (int, float)) else None)
+    # Values stay objects: a hand-made sample's value need not be a float.
+    out.values = values  # type: ignore[assignment]
+    return out
+
+
+#: Interned memo signatures (sample name, label mode, grouped, OpenMetrics), so a memo made in an
+#: earlier scrape is recognised with `is`. Bounded: cleared when it grows past this many.
+_SIGNATURES: dict[tuple[str, int, bool, bool], tuple[str, int, bool, bool]] = {}
+_SIGNATURES_MAX = 100_000
+#: Enrichment text per node, interned across scrapes for the same reason.
+_PREFIXES: dict[NodeMeta, tuple[str, frozenset[str]]] = {}
+_PREFIXES_MAX = 100_000
+
+
+def _is_identity(index: Sequence[int]) -> bool:
+    """Whether index[i] == i for every i (checked at C speed for arrays)."""
+    n = len(index)
+    if not n or index[0] != 0 or index[n - 1] != n - 1:
+        return False
+    return index == array("q", range(n)) if type(index) is array else list(index) == list(range(n))
+
+
+def _signature(name: str, mode: int, grouped: bool, om: bool) -> tuple[str, int, bool, bool]:
+    key = (name, mode, grouped, om)
+    sig = _SIGNATURES.get(key)
+    if sig is None:
+        if len(_SIGNATURES) >= _SIGNATURES_MAX:
+            _SIGNATURES.clear()
+        sig = _SIGNATURES[key] = key
+    return sig
+
+
+def _prefix(meta: NodeMeta) -> tuple[str, frozenset[str]]:
+    """The enrichment label text of an agent (without its leading comma) and the label names it
+    reserves."""
+    try:
+        found = _PREFIXES.get(meta)
+    except TypeError:  # unhashable label values in a hand-made NodeMeta
+        found = None
+    if found is None:
+        pairs = enrichment_labels(meta)
+        found = (_label_pairs_text(pairs)[1:], frozenset(name for name, _ in pairs))
+        if len(_PREFIXES) >= _PREFIXES_MAX:
+            _PREFIXES.clear()
+        try:
+            _PREFIXES[meta] = found
+        except TypeError:
+            pass
+    return found
+
+
+# --------------------------------------------------------------------------------------------
 # Rendering
+
+#: Samples rendered between two `Rendering.steps()` yields.
+STEP_SAMPLES = 1000
+
+# How to write the samples of one (name, type), with the memo signature.
+_FullPlan = tuple[_Family, str, int, int, tuple[str, int, bool, bool]]
+# What a series' memo holds: (signature, prefix, line head `name{labels} `, label entry).
+_Memo = tuple[tuple[str, int, bool, bool], str, str | None, _BoundEntry]
+
+
+class _Route:
+    """Where the samples of one agent's reply go, kept on its SeriesSet for the next scrape.
+
+    Valid while the reply has the same series in the same order (`index`), under the same
+    enrichment (`prefix`) and the same plans for its (name, type) keys (`sig`). Then each plain
+    family gets the agent's lines by formatting the values at `positions` in bulk and putting
+    them after the remembered `heads`: no per-sample Python code. `rest` lists the samples of
+    grouped (histogram, summary, OpenMetrics counter) families, written one by one. `counts`:
+    (written, duplicates, conflicts, invalid names) among the plain samples.
+    """
+
+    __slots__ = ("counts", "families", "index", "keys", "prefix", "rest", "sig")
+
+    def __init__(self, *, index: Sequence[int], prefix: str, keys: tuple[tuple[str, int], ...],
+                 sig: tuple[Any, ...], families: list[tuple[str, array[int], list[str], str]],
+                 rest: array[int], counts: tuple[int, int, int, int]) -> None:
+        self.index = index
+        self.prefix = prefix
+        self.keys = keys
+        self.sig = sig
+        self.families = families
+        self.rest = rest
+        self.counts = counts
+
+
+class Rendering:
+    """One `/metrics` body being rendered, in steps (see `render_with_stats()` for the layout).
+
+    Drive `steps()` to the end (a Trio caller can checkpoint at each yield, so a big render never
+    blocks the event loop for long), then iterate `chunks()` for the body; `stats` is complete once
+    `chunks()` is exhausted. Sans-IO: no clock, no event loop.
+    """
+
+    def __init__(self, batches: Sequence[AgentBatch], *, openmetrics: bool = False,
+                 tail: str = "") -> None:
+        self.batches = batches
+        self.openmetrics = openmetrics
+        self.tail = tail
+        self.stats = RenderStats()
+        self._written = self._conflicts = self._duplicates = self._invalid = 0
+        self._families: dict[str, _Family] = {}
+        self._agents: list[tuple[str, AgentBatch]] = []
+
+    def steps(self) -> Iterator[None]:
+        """Sort every sample into its family; yields between pieces of about STEP_SAMPLES."""
+        om = self.openmetrics
+        columns = [digest_samples(batch.samples) for batch in self.batches]
+
+        # Pass 1: every (name, type) of the scrape, in first-seen order, to settle families.
+        keys: dict[tuple[str, int], None] = {}
+        count = 0
+        for d in columns:
+            set_keys = d.series.keys
+            route = d.series.routes[1 if om else 0]
+            if route is not None and route.index == d.ids:
+                keys.update(dict.fromkeys(route.keys))  # the same series as last time
+            elif len(d.ids) == len(set_keys) and _is_identity(d.ids):
+                # One sample per series, in the set's order (the usual latest reply).
+                keys.update(dict.fromkeys(set_keys))
+            else:
+                for i in d.ids:
+                    keys[set_keys[i]] = None
+            count += len(d.ids)
+            if count >= 4 * STEP_SAMPLES:
+                count = 0
+                yield
+        plans, self._families, invalid_keys = _make_plans(keys, om)
+        full: dict[tuple[str, int], _FullPlan | None] = {}
+        route_sigs: dict[tuple[str, int], tuple[str, Any] | None] = {}
+        for key, plan in plans.items():
+            if plan is None:
+                full[key] = route_sigs[key] = None
+            else:
+                fam, name, mode, role = plan
+                sig = _signature(name, mode, fam.grouped, om)
+                full[key] = (fam, name, mode, role, sig)
+                route_sigs[key] = (fam.name, sig)
+        agents = collections.Counter(batch.meta.agent_id for batch in self.batches)
+        yield
+
+        # Pass 2: write each sample into its family.
+        label_caches: dict[frozenset[str], list[dict[tuple[tuple[str, str], ...], Any]]] = {}
+        count = 0
+        for batch, d in zip(self.batches, columns):
+            prefix, reserved = _prefix(batch.meta)
+            agent = batch.meta.agent_id
+            self._agents.append((prefix, batch))
+            caches = label_caches.get(reserved)
+            if caches is None:
+                caches = label_caches[reserved] = [{} for _ in range(_MODES)]
+            index, values = d.ids, d.values
+            if type(values) is array and agents[agent] == 1:
+                # A proxy reply (float values) of an agent that is here once: by its route.
+                sset = d.series
+                slot = 1 if om else 0
+                route = sset.routes[slot]
+                if (route is None or route.prefix != prefix or route.index != index
+                        or route.sig != tuple([route_sigs[k] for k in route.keys])):
+                    route = yield from self._route(d, prefix, reserved, caches, full,
+                                                   invalid_keys, route_sigs)
+                    sset.routes[slot] = route
+                yield from self._follow(route, d, prefix, agent, reserved, caches, full,
+                                        invalid_keys)
+                count += len(index)
+                if count >= STEP_SAMPLES:
+                    count = 0
+                    yield
+                continue
+            n = len(index)
+            for start in range(0, n, STEP_SAMPLES):
+                if start or n > STEP_SAMPLES:
+                    end = start + STEP_SAMPLES
+                    self._pass(prefix, agent, reserved, caches, full, invalid_keys, d.series,
+                               index[start:end], values[start:end])
+                else:
+                    self._pass(prefix, agent, reserved, caches, full, invalid_keys, d.series,
+                               index, values)
+                count += min(STEP_SAMPLES, n - start)
+                if count >= STEP_SAMPLES:
+                    count = 0
+                    yield
+
+    def _route(self, d: DigestedSamples, prefix: str, reserved: frozenset[str],
+               caches: list[dict[tuple[tuple[str, str], ...], Any]],
+               plans: dict[tuple[str, int], _FullPlan | None],
+               invalid_keys: set[tuple[str, int]],
+               route_sigs: dict[tuple[str, int], tuple[str, Any] | None],
+               ) -> Generator[None, None, _Route]:
+        """Work out where each sample of an agent's reply goes (see `_Route`)."""
+        om = self.openmetrics
+        sset = d.series
+        keys = sset.keys
+        memos = sset.om_memos if om else sset.memos
+        descriptions = sset.descriptions
+        families: dict[str, tuple[array[int], list[str], list[str], set[str]]] = {}
+        distinct: dict[tuple[str, int], None] = {}
+        rest: array[int] = array("q")
+        written = duplicates = conflicts = invalid = 0
+        for pos, i in enumerate(d.ids):
+            key = keys[i]
+            distinct[key] = None
+            plan = plans[key]
+            if plan is None:
+                if key in invalid_keys:
+                    invalid += 1
+                else:
+                    conflicts += 1
+                continue
+            fam, name, mode, _role, sig = plan
+            if mode != _MODE_PLAIN or fam.grouped:
+                rest.append(pos)  # grouped families are written sample by sample
+                continue
+            memo: _Memo | None = memos[i]
+            if memo is None or memo[0] is not sig or memo[1] != prefix:
+                memo = memos[i] = _make_memo(sset.labels[i], name, mode, False, sig, prefix,
+                                             reserved, caches)
+            head: str = memo[2]  # type: ignore[assignment]
+            entry = families.get(fam.name)
+            if entry is None:
+                entry = families[fam.name] = (array("q"), [], [""], set())
+            if not entry[2][0]:  # help comes from the first sample that has one, kept or not
+                entry[2][0] = descriptions[i]
+            if head in entry[3]:
+                duplicates += 1
+                continue
+            entry[3].add(head)
+            entry[0].append(pos)
+            entry[1].append(head)
+            if pos % STEP_SAMPLES == STEP_SAMPLES - 1:
+                yield
+        route_keys = tuple(distinct)
+        return _Route(
+            index=d.ids, prefix=prefix, keys=route_keys,
+            sig=tuple([route_sigs[k] for k in route_keys]),
+            families=[(name, e[0], e[1], e[2][0]) for name, e in families.items()],
+            rest=rest, counts=(written + sum(len(e[0]) for e in families.values()), duplicates,
+                               conflicts, invalid),
+        )
+
+    def _follow(self, route: _Route, d: DigestedSamples, prefix: str, agent: str,
+                reserved: frozenset[str], caches: list[dict[tuple[tuple[str, str], ...], Any]],
+                plans: dict[tuple[str, int], _FullPlan | None],
+                invalid_keys: set[tuple[str, int]]) -> Iterator[None]:
+        """Write an agent's reply by its route: per family, values formatted in bulk."""
+        families = self._families
+        value_at = d.values.__getitem__
+        # NaN and infinities are written NaN, +Inf, -Inf, not as repr() has them.
+        fix = not all(map(_isfinite, d.values))
+        count = 0
+        for fam_name, positions, heads, description in route.families:
+            fam = families[fam_name]
+            if fam.need_help and description:
+                fam.help = description
+                fam.need_help = False
+            texts: Iterable[str] = map(_float_repr, map(value_at, positions))
+            if fix:
+                texts = [_SPECIAL_VALUES.get(text, text) for text in texts]
+            n = len(positions)
+            # One string per agent and family (strings are no work for the garbage collector).
+            if n <= CHUNK_LINES:
+                fam.segments[agent] = "".join(map(_add, heads, map(_add, texts, _repeat("\n"))))
+            else:
+                texts = list(texts)
+                fam.segments[agent] = [
+                    "".join(map(_add, heads[k : k + CHUNK_LINES],
+                                map(_add, texts[k : k + CHUNK_LINES], _repeat("\n"))))
+                    for k in range(0, n, CHUNK_LINES)
+                ]
+            fam.counts[agent] = n
+            count += n
+            if count >= 2 * STEP_SAMPLES:  # a big agent: yield within it too
+                count = 0
+                yield
+        written, duplicates, conflicts, invalid = route.counts
+        self._written += written
+        self._duplicates += duplicates
+        self._conflicts += conflicts
+        self._invalid += invalid
+        rest = route.rest
+        for start in range(0, len(rest), STEP_SAMPLES):
+            part = rest[start : start + STEP_SAMPLES]
+            self._pass(prefix, agent, reserved, caches, plans, invalid_keys, d.series,
+                       [d.ids[p] for p in part], [d.values[p] for p in part])
+            yield
+
+    def _pass(self, prefix: str, agent: str, reserved: frozenset[str],
+              caches: list[dict[tuple[tuple[str, str], ...], Any]],
+              plans: dict[tuple[str, int], _FullPlan | None], invalid_keys: set[tuple[str, int]],
+              sset: SeriesSet, index: Sequence[int], values: Sequence[Any]) -> None:
+        om = self.openmetrics
+        keys = sset.keys
+        memos = sset.om_memos if om else sset.memos
+        written = conflicts = duplicates = invalid = 0
+        for i, value in zip(index, values):
+            key = keys[i]
+            plan = plans[key]
+            if plan is None:
+                if key in invalid_keys:
+                    invalid += 1
+                else:
+                    conflicts += 1
+                continue
+            fam, name, mode, role, sig = plan
+            if fam.need_help:
+                description = sset.descriptions[i]
+                if description:
+                    fam.help = description
+                    fam.need_help = False
+            if type(value) is float:
+                text = _float_repr(value)
+                if text[-1] > "9":  # nan, inf, -inf: every other float repr ends in a digit
+                    text = _SPECIAL_VALUES[text]
+            else:
+                text = _format_value_slow(value)
+            memo: _Memo | None = memos[i]
+            if memo is None or memo[0] is not sig or memo[1] != prefix:
+                memo = memos[i] = _make_memo(sset.labels[i], name, mode, fam.grouped, sig,
+                                             prefix, reserved, caches)
+            head = memo[2]
+            if head is None:  # a histogram/summary sample without a usable le/quantile
+                conflicts += 1
+                continue
+            if mode == _MODE_PLAIN and not fam.grouped:
+                # The line head holds the name and every label: it identifies the series.
+                segment = fam.segments.get(agent)
+                if segment is None:
+                    segment = fam.segments[agent] = {}
+                if head in segment:
+                    duplicates += 1
+                    continue
+                segment[head] = text  # type: ignore[index,call-overload]
+                written += 1
+                continue
+            _, group_text, bound = memo[3]  # type: ignore[misc]
+            if om and not _om_value_ok(role, value):
+                conflicts += 1
+                continue
+            if head in fam.seen:
+                duplicates += 1
+                continue
+            fam.seen.add(head)
+            group_key = (prefix, group_text)
+            group = fam.groups.get(group_key)
+            if group is None:
+                group = fam.groups[group_key] = []
+            group.append((_RANKS[role], bound, value, f"{head}{text}\n"))
+            written += 1
+        self._written += written
+        self._conflicts += conflicts
+        self._duplicates += duplicates
+        self._invalid += invalid
+
+    def chunks(self) -> Iterator[str]:
+        """The body, chunk by chunk: agent families sorted by name, the per-agent families, the
+        tail, `# EOF` for OpenMetrics. Run `steps()` to the end first."""
+        om = self.openmetrics
+        families = self._families
+        chunker = _Chunker()
+        for family_name in sorted(families):
+            fam = families[family_name]
+            if fam.dropped:
+                continue
+            if not fam.grouped:
+                if fam.segments:
+                    chunker.add([_header(fam.name, fam.help, fam.type, om)])
+                    _plain_family_out(fam, chunker)
+                    yield from chunker.take()
+                continue
+            lines, dups, misfits = _family_lines(fam, om)
+            self._duplicates += dups
+            self._conflicts += misfits
+            self._written -= dups + misfits
+            if lines:
+                chunker.add([_header(fam.name, fam.help, fam.type, om), *lines])
+                yield from chunker.take()
+        up_lines: dict[str, str] = {}
+        duration_lines: dict[str, str] = {}
+        for prefix, batch in self._agents:
+            if prefix not in up_lines:  # the same agent twice: one series, the first
+                up_lines[prefix] = f"{UP_FAMILY}{{{prefix}}} {1 if batch.up else 0}\n"
+                duration = _format_value_slow(batch.duration)
+                duration_lines[prefix] = f"{DURATION_FAMILY}{{{prefix}}} {duration}\n"
+        chunker.add([_header(UP_FAMILY, UP_HELP, _GAUGE, om), *up_lines.values()])
+        chunker.add([_header(DURATION_FAMILY, DURATION_HELP, _GAUGE, om), *duration_lines.values()])
+        yield from chunker.finish()
+        tail = self.tail
+        if tail:
+            yield tail if tail.endswith("\n") else tail + "\n"
+        if om:
+            yield "# EOF\n"
+        self.stats = RenderStats(samples=self._written, invalid_names=self._invalid,
+                                 conflicts=self._conflicts, duplicates=self._duplicates)
+
+
+def _make_memo(items: tuple[tuple[str, str], ...], name: str, mode: int, grouped: bool,
+               sig: tuple[str, int, bool, bool], prefix: str, reserved: frozenset[str],
+               caches: list[dict[tuple[tuple[str, str], ...], Any]]) -> _Memo:
+    entry: _BoundEntry
+    if mode == _MODE_PLAIN:
+        cache = caches[_MODE_PLAIN]
+        label_text = cache.get(items)
+        if label_text is None:
+            label_text = cache[items] = _label_pairs_text(own_labels(items, reserved))
+        if not grouped:  # only the head is needed (and memos are kept for every series)
+            return (sig, prefix, f"{name}{{{prefix}{label_text}}} ", None)
+        entry = (label_text, label_text, 0.0)
+    else:
+        cache = caches[mode]
+        entry = cache.get(items, cache)
+        if entry is cache:
+            entry = cache[items] = _bound_labels(items, reserved, mode)
+    head = None if entry is _MISFIT else f"{name}{{{prefix}{entry[0]}}} "
+    return (sig, prefix, head, entry)
 
 
 def render(
@@ -590,126 +1169,13 @@ def render_with_stats(
     with the same enrichment labels are written once), then `tail`: already-rendered exposition
     text of the proxy's own metrics (a newline is added if missing), then `# EOF` for OpenMetrics.
     The chunks are `str`: encode them as UTF-8. Raises nothing for any content of the samples.
+    `Rendering` does the same in steps.
     """
-    om = openmetrics
-
-    # Pass 1: every (name, type) of the scrape, in first-seen order, to settle families and types.
-    keys: dict[tuple[str, int], None] = {}
-    for batch in batches:
-        for m in batch.samples:
-            keys[(m.name, m.type)] = None
-    plans, families, invalid_keys = _make_plans(keys, om)
-
-    # Pass 2: write each sample into its family.
-    written = conflicts = duplicates = invalid = 0
-    label_caches: dict[frozenset[str], list[dict[tuple[tuple[str, str], ...], Any]]] = {}
-    agents: list[tuple[str, AgentBatch]] = []
-    for batch in batches:
-        pairs = enrichment_labels(batch.meta)
-        prefix = _label_pairs_text(pairs)[1:]
-        agents.append((prefix, batch))
-        reserved = frozenset(name for name, _ in pairs)
-        caches = label_caches.get(reserved)
-        if caches is None:
-            caches = label_caches[reserved] = [{} for _ in range(_MODES)]
-        plain_cache: dict[tuple[tuple[str, str], ...], str] = caches[_MODE_PLAIN]
-
-        for m in batch.samples:
-            plan = plans[(m.name, m.type)]
-            if plan is None:
-                if (m.name, m.type) in invalid_keys:
-                    invalid += 1
-                else:
-                    conflicts += 1
-                continue
-            fam, name, mode, role = plan
-            if fam.need_help:
-                description = m.description
-                if description:
-                    fam.help = description
-                    fam.need_help = False
-            labels = m.labels
-            if type(labels) is dict:
-                items = tuple(labels.items())
-            else:
-                # Faster than .items() on protobuf maps, whose views are the slow Mapping mixins.
-                items = tuple([(k, labels[k]) for k in labels])
-            value = m.value
-            if type(value) is float:
-                text = _float_repr(value)
-                if text[-1] > "9":  # nan, inf, -inf: every other float repr ends in a digit
-                    text = _SPECIAL_VALUES[text]
-            else:
-                text = _format_value_slow(value)
-
-            if mode == _MODE_PLAIN:
-                label_text = plain_cache.get(items)
-                if label_text is None:
-                    label_text = plain_cache[items] = _label_pairs_text(own_labels(items, reserved))
-                if not fam.grouped:
-                    series = fam.series
-                    series_key = (prefix, label_text)
-                    if series_key in series:
-                        duplicates += 1
-                        continue
-                    series[series_key] = f"{name}{{{prefix}{label_text}}} {text}\n"
-                    written += 1
-                    continue
-                entry: _BoundEntry = (label_text, label_text, 0.0)
-            else:
-                cache = caches[mode]
-                entry = cache.get(items, cache)
-                if entry is cache:
-                    entry = cache[items] = _bound_labels(items, reserved, mode)
-                if entry is _MISFIT:
-                    conflicts += 1
-                    continue
-            label_text, group_text, bound = entry  # type: ignore[misc]
-            if om and not _om_value_ok(role, value):
-                conflicts += 1
-                continue
-            seen_key = (prefix, name, label_text)
-            if seen_key in fam.seen:
-                duplicates += 1
-                continue
-            fam.seen.add(seen_key)
-            group_key = (prefix, group_text)
-            group = fam.groups.get(group_key)
-            if group is None:
-                group = fam.groups[group_key] = []
-            group.append((_RANKS[role], bound, value, f"{name}{{{prefix}{label_text}}} {text}\n"))
-            written += 1
-
-    # Output: agent families, then the per-agent families, then the proxy's own.
-    chunker = _Chunker()
-    for family_name in sorted(families):
-        fam = families[family_name]
-        if fam.dropped:
-            continue
-        lines, dups, misfits = _family_lines(fam, om)
-        duplicates += dups
-        conflicts += misfits
-        written -= dups + misfits
-        if lines:
-            chunker.add([_header(fam.name, fam.help, fam.type, om), *lines])
-    up_lines: dict[str, str] = {}
-    duration_lines: dict[str, str] = {}
-    for prefix, batch in agents:
-        if prefix not in up_lines:  # the same agent twice: one series, the first
-            up_lines[prefix] = f"{UP_FAMILY}{{{prefix}}} {1 if batch.up else 0}\n"
-            duration = _format_value_slow(batch.duration)
-            duration_lines[prefix] = f"{DURATION_FAMILY}{{{prefix}}} {duration}\n"
-    chunker.add([_header(UP_FAMILY, UP_HELP, _GAUGE, om), *up_lines.values()])
-    chunker.add([_header(DURATION_FAMILY, DURATION_HELP, _GAUGE, om), *duration_lines.values()])
-    chunks = chunker.finish()
-    if tail:
-        chunks.append(tail if tail.endswith("\n") else tail + "\n")
-    if om:
-        chunks.append("# EOF\n")
-    stats = RenderStats(
-        samples=written, invalid_names=invalid, conflicts=conflicts, duplicates=duplicates
-    )
-    return Rendered(chunks=chunks, stats=stats)
+    rendering = Rendering(batches, openmetrics=openmetrics, tail=tail)
+    for _ in rendering.steps():
+        pass
+    chunks = list(rendering.chunks())
+    return Rendered(chunks=chunks, stats=rendering.stats)
 
 
 def _header(name: str, help_text: str, ftype: str, openmetrics: bool) -> str:

@@ -10,22 +10,25 @@ One object per series (agent, sample name, labels), its points sorted by time:
 values are the strings "NaN", "+Inf", "-Inf", so the body is always valid JSON.
 
 Big answers (hundreds of thousands of points) are the normal case, so the JSON is assembled from
-cached fragments (per agent, per label set, per timestamp) instead of `json.dumps` per point.
+cached fragments (per agent, per label set, per timestamp) instead of `json.dumps` per point, the
+proxy's `DigestedSamples` are read as columns (no object per point), points already in time order
+are not sorted again, and `WindowsRendering` works in steps and hands the body out as it writes it.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
-from fodcproxy.core.exposition import enrichment_labels, own_labels
-from fodcproxy.core.model import MetricType, NodeMeta, Sample
+from fodcproxy.core.exposition import digest_samples, enrichment_labels, own_labels
+from fodcproxy.core.model import MetricType, NodeMeta
 
-__all__ = ["parse_rfc3339", "render_windows", "rfc3339"]
+__all__ = ["WindowsRendering", "parse_rfc3339", "render_windows", "rfc3339"]
 
 #: Roughly how many points go into one chunk of `render_windows()`'s output.
 CHUNK_POINTS = 20000
@@ -111,133 +114,219 @@ def _json_value(value: object) -> str:
     return _SPECIAL_JSON.get(text, text)
 
 
-def _data_json(points: list[Any], times: dict[float, str]) -> str:
-    """The `data` array's contents for the flat [ts, value, ts, value, ...] list `points`."""
-    pairs = sorted(zip(points[::2], points[1::2]), key=_BY_TIME)  # stable for equal timestamps
+def _point_head(ts: float, times: dict[float, str]) -> str:
+    """`{"timestamp":"<RFC 3339>","value":` for `ts`, cached in `times`."""
+    head = times[ts] = f'{{"timestamp":"{rfc3339(ts)}","value":'
+    return head
+
+
+def _data_json(where: list[Any], now: float, times: dict[float, str]) -> tuple[str, int]:
+    """The `data` array's contents of a series and its number of points. `where` alternates a
+    DigestedSamples and the position (int) or positions (array) of the series' points in it."""
+    stamps: list[float] = []
+    values: list[Any] = []
+    for k in range(0, len(where), 2):
+        d, pos = where[k], where[k + 1]
+        positions = (pos,) if type(pos) is int else pos
+        stamps += map(d.stamps.__getitem__, positions)
+        values += map(d.values.__getitem__, positions)
+    if None in stamps:
+        stamps = [now if ts is None else ts for ts in stamps]
+    ordered = sorted(stamps)
+    if stamps == ordered:  # the usual case: the agent sent them in time order
+        pairs: Iterable[tuple[float, Any]] = zip(stamps, values)
+    else:
+        pairs = sorted(zip(stamps, values), key=_BY_TIME)  # stable for equal timestamps
     out: list[str] = []
     previous = ""
     for ts, value in pairs:
-        stamp = times.get(ts)
-        if stamp is None:
-            stamp = times[ts] = rfc3339(ts)
+        head = times.get(ts)
+        if head is None:
+            head = _point_head(ts, times)
         if type(value) is float:
             text = _float_repr(value)
             if text[-1] > "9":  # nan, inf, -inf: every other float repr ends in a digit
                 text = _SPECIAL_JSON[text]
         else:
             text = _json_value(value)
-        point = f'{{"timestamp":"{stamp}","value":{text}}}'
         # Timestamps are compared as written (to the microsecond): two that print the same would
         # be a duplicate in the answer. Of equal ones the last given wins (the sort is stable).
-        if stamp == previous:
-            out[-1] = point
+        if head == previous:
+            out[-1] = f"{head}{text}}}"
         else:
-            out.append(point)
-        previous = stamp
-    return ",".join(out)
+            out.append(f"{head}{text}}}")
+        previous = head
+    return ",".join(out), len(stamps)
+
+
+def _series_head(name: str, mtype: int, description: str,
+                 heads: dict[tuple[str, int, str], str]) -> str:
+    """`{"name":...,"description":...,"type":...,"labels":{` of a series, cached in `heads`."""
+    key = (name, mtype, description)
+    head = heads.get(key)
+    if head is None:
+        head = heads[key] = (
+            f'{{"name":{_json_str(str(name))},'
+            f'"description":{_json_str(str(description))},'
+            f'"type":"{_TYPE_WORDS.get(mtype, "untyped")}","labels":{{'
+        )
+    return head
+
+
+#: Points grouped between two `WindowsRendering.steps()` yields.
+STEP_POINTS = 20000
+
+
+class WindowsRendering:
+    """One `/metrics-windows` body being rendered, in steps (see `render_windows()`).
+
+    Drive `steps()` to the end (a Trio caller can checkpoint at each yield), then iterate
+    `chunks()` once: it hands out the body as it writes it, and lets go of each series' points
+    once written, so the whole body never sits in memory. Sans-IO.
+    """
+
+    def __init__(self, groups: Sequence[tuple[NodeMeta, Sequence[Any]]], *, now: float) -> None:
+        self.groups = groups
+        self.now = now
+        # Each series is one flat list, [head JSON (name, help, type of its first sample),
+        # enrichment JSON, agent fields JSON, own labels JSON, then pairs of a DigestedSamples
+        # and the position (an int) or positions (an array) of the series' points in it]: a
+        # latest-values answer has one series per point, so the objects per series count.
+        self._by_agent: dict[str, dict[str, list[Any]]] = {}
+
+    def steps(self) -> Iterator[None]:
+        """Group the points into series; yields between pieces of about STEP_POINTS points."""
+        by_agent = self._by_agent
+        label_caches: dict[frozenset[str], dict[tuple[tuple[str, str], ...], str]] = {}
+        heads: dict[tuple[str, int, str], str] = {}
+        count = 0
+        for meta, samples in self.groups:
+            pairs = enrichment_labels(meta)
+            reserved = frozenset(name for name, _ in pairs)
+            cache = label_caches.get(reserved)
+            if cache is None:
+                cache = label_caches[reserved] = {}
+            agent = meta.agent_id
+            series = by_agent.get(agent)
+            if series is None:
+                series = by_agent[agent] = {}
+            # The agent's part of each of its series objects, rendered once.
+            enriched = ",".join(f"{_json_str(k)}:{_json_str(v)}" for k, v in pairs)
+            agent_json = (
+                f'"agent_id":{_json_str(agent)},"ip":{_json_str(meta.ip)},"port":{int(meta.port)}'
+            )
+            d = digest_samples(samples)
+            sset = d.series
+            wmemos = sset.wmemos
+            index, stamps = d.ids, d.stamps
+            entries: dict[int, list[Any]] = {}  # this agent's series, by index in its set
+            n = len(index)
+            for start in range(0, n, STEP_POINTS):
+                end = min(n, start + STEP_POINTS)
+                for pos, i, ts in zip(range(start, end), index[start:end], stamps[start:end]):
+                    if ts is not None and not _MIN_TS <= ts < _MAX_TS:  # also false for NaN
+                        continue
+                    entry = entries.get(i)
+                    if entry is None:
+                        memo = wmemos[i]
+                        if memo is not None and memo[0] == reserved:
+                            own, key = memo[1], memo[2]
+                        else:
+                            items = sset.labels[i]
+                            own = cache.get(items)
+                            if own is None:
+                                own = cache[items] = "".join(
+                                    f",{_json_str(k)}:{_json_str(v)}"
+                                    for k, v in own_labels(items, reserved)
+                                )
+                            # A string key (not a tuple) keeps the garbage collector out of the
+                            # way: the own part is JSON-escaped, so it holds no raw NUL.
+                            key = f"{own}\0{sset.names[i]}"
+                            wmemos[i] = (reserved, own, key)
+                        entry = series.get(key)
+                        if entry is None:
+                            head = _series_head(sset.names[i], sset.types[i],
+                                                sset.descriptions[i], heads)
+                            entry = series[key] = [head, enriched, agent_json, own]
+                        entries[i] = entry
+                    # The points stay in `d`: the entry keeps where (one position, or an array
+                    # of them once there are several), per DigestedSamples it has points in.
+                    if len(entry) == 4:
+                        entry.append(d)
+                        entry.append(pos)
+                    elif entry[-2] is d:
+                        where = entry[-1]
+                        if type(where) is int:
+                            entry[-1] = array("q", (where, pos))
+                        else:
+                            where.append(pos)
+                    else:  # the same agent in two groups: points from both
+                        entry.append(d)
+                        entry.append(pos)
+                count += end - start
+                if count >= STEP_POINTS:
+                    count = 0
+                    yield
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as UTF-8 chunks of about CHUNK_POINTS points each (iterate once)."""
+        parts: list[str] = []
+        pending = 0
+        times: dict[float, str] = {}
+        now = self.now
+        separator = "["
+        for series in self._by_agent.values():
+            for entry in series.values():
+                head, enriched, agent_json, own = entry[:4]
+                if len(entry) == 6 and type(entry[5]) is int:
+                    d, pos = entry[4], entry[5]
+                    ts, value = d.stamps[pos], d.values[pos]
+                    if ts is None:
+                        ts = now
+                    point = times.get(ts)
+                    if point is None:
+                        point = _point_head(ts, times)
+                    if type(value) is float:
+                        text = _float_repr(value)
+                        if text[-1] > "9":  # nan, inf, -inf: every other repr ends in a digit
+                            text = _SPECIAL_JSON[text]
+                    else:
+                        text = _json_value(value)
+                    data = f"{point}{text}}}"
+                    pending += 1
+                else:
+                    data, count = _data_json(entry[4:], now, times)
+                    pending += count
+                del entry[4:]  # written: let go of the points
+                parts.append(f'{separator}{head}{enriched}{own}}},{agent_json},"data":[{data}]}}')
+                separator = ","
+                if pending >= CHUNK_POINTS:
+                    yield "".join(parts).encode()
+                    parts = []
+                    pending = 0
+            series.clear()
+        parts.append("[]" if separator == "[" else "]")
+        yield "".join(parts).encode()
 
 
 def render_windows(
-    groups: Sequence[tuple[NodeMeta, Sequence[Sample]]], *, now: float
+    groups: Sequence[tuple[NodeMeta, Sequence[Any]]], *, now: float
 ) -> list[bytes]:
     """Render the `/metrics-windows` body: a JSON array with one object per series.
 
-    `groups` pairs each agent's metadata with the samples it returned. A series is (agent_id,
-    sample name, labels); series appear in the order they are first seen. A sample without a
-    timestamp counts as taken at `now` (Unix seconds). Points are sorted by time; points whose
-    timestamps are equal to the microsecond (as written) collapse into one: the last one given,
-    or the later one where they differ below a microsecond. Points whose timestamp cannot be
-    written (NaN, infinite, outside years 1-9999) are left out. A series keeps the description and
-    type of its first sample.
+    `groups` pairs each agent's metadata with the samples it returned (`Sample`s, or faster,
+    `DigestedSamples`). A series is (agent_id, sample name, labels); series appear in the order
+    they are first seen. A sample without a timestamp counts as taken at `now` (Unix seconds).
+    Points are sorted by time; points whose timestamps are equal to the microsecond (as written)
+    collapse into one: the last one given, or the later one where they differ below a microsecond.
+    Points whose timestamp cannot be written (NaN, infinite, outside years 1-9999) are left out. A
+    series keeps the description and type of its first sample.
 
     Returns the body as UTF-8 chunks of about CHUNK_POINTS points each (concatenate or stream
-    them). Raises nothing for any content of the samples; ValueError if `now` is needed and is
-    not a time `rfc3339()` can write.
+    them); `WindowsRendering` does the same in steps. Raises nothing for any content of the
+    samples; ValueError if `now` is needed and is not a time `rfc3339()` can write.
     """
-    # Each series is one flat list, [first sample, enrichment JSON, agent fields JSON, own labels
-    # JSON, ts, value, ts, value, ...]: a latest-values answer has one series per point, so the
-    # objects allocated per series count.
-    by_agent: dict[str, dict[str, list[Any]]] = {}
-    label_caches: dict[frozenset[str], dict[tuple[tuple[str, str], ...], str]] = {}
-    for meta, samples in groups:
-        pairs = enrichment_labels(meta)
-        reserved = frozenset(name for name, _ in pairs)
-        cache = label_caches.get(reserved)
-        if cache is None:
-            cache = label_caches[reserved] = {}
-        agent = meta.agent_id
-        series = by_agent.get(agent)
-        if series is None:
-            series = by_agent[agent] = {}
-        # The agent's part of each of its series objects, rendered once.
-        enriched = ",".join(f"{_json_str(k)}:{_json_str(v)}" for k, v in pairs)
-        agent_json = (
-            f'"agent_id":{_json_str(agent)},"ip":{_json_str(meta.ip)},"port":{int(meta.port)}'
-        )
-        for sample in samples:
-            ts = sample.timestamp
-            if ts is None:
-                ts = now
-            elif not _MIN_TS <= ts < _MAX_TS:  # also false for NaN
-                continue
-            labels = sample.labels
-            if type(labels) is dict:
-                items = tuple(labels.items())
-            else:
-                items = tuple([(k, labels[k]) for k in labels])
-            own = cache.get(items)
-            if own is None:
-                own = cache[items] = "".join(
-                    f",{_json_str(k)}:{_json_str(v)}" for k, v in own_labels(items, reserved)
-                )
-            # A string key (not a tuple) keeps the garbage collector out of the way: the own part
-            # is JSON-escaped, so it holds no raw NUL and the key is unambiguous.
-            key = f"{own}\0{sample.name}"
-            entry = series.get(key)
-            if entry is None:
-                series[key] = [sample, enriched, agent_json, own, ts, sample.value]
-            else:
-                entry.append(ts)
-                entry.append(sample.value)
-
-    chunks: list[bytes] = []
-    parts: list[str] = []
-    pending = 0
-    times: dict[float, str] = {}
-    heads: dict[tuple[str, int, str], str] = {}
-    separator = "["
-    for entry in (entry for series in by_agent.values() for entry in series.values()):
-        sample, enriched, agent_json, own = entry[:4]
-        if len(entry) == 6:
-            ts, value = entry[4], entry[5]
-            stamp = times.get(ts)
-            if stamp is None:
-                stamp = times[ts] = rfc3339(ts)
-            if type(value) is float:
-                text = _float_repr(value)
-                if text[-1] > "9":  # nan, inf, -inf: every other float repr ends in a digit
-                    text = _SPECIAL_JSON[text]
-            else:
-                text = _json_value(value)
-            data = f'{{"timestamp":"{stamp}","value":{text}}}'
-            pending += 1
-        else:
-            data = _data_json(entry[4:], times)
-            pending += len(entry) // 2 - 2
-        head_key = (sample.name, sample.type, sample.description)
-        head = heads.get(head_key)
-        if head is None:
-            head = heads[head_key] = (
-                f'{{"name":{_json_str(str(sample.name))},'
-                f'"description":{_json_str(str(sample.description))},'
-                f'"type":"{_TYPE_WORDS.get(sample.type, "untyped")}","labels":{{'
-            )
-        parts.append(f'{separator}{head}{enriched}{own}}},{agent_json},"data":[{data}]}}')
-        separator = ","
-        if pending >= CHUNK_POINTS:
-            chunks.append("".join(parts).encode())
-            parts = []
-            pending = 0
-    parts.append("[]" if separator == "[" else "]")
-    chunks.append("".join(parts).encode())
-    return chunks
+    rendering = WindowsRendering(groups, now=now)
+    for _ in rendering.steps():
+        pass
+    return list(rendering.chunks())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
@@ -62,8 +63,21 @@ def _node_view(proxy: Proxy, e: AgentEntry) -> topology.NodeView:
     )
 
 
-async def _stream(chunks: Iterable[str | bytes], gzip: bool) -> AsyncIterator[bytes]:
-    """Yield the body in pieces of about _CHUNK_BYTES, with a checkpoint between pieces."""
+class _Body:
+    """A rendered `/metrics` body, shared by the requests answered from one collection."""
+
+    def __init__(self, results: list[AgentResult]) -> None:
+        self.results = results
+        self.done = trio.Event()
+        self.chunks: list[bytes] | None = None
+
+
+async def _stream(chunks: Iterable[str | bytes], gzip: bool, *,
+                  keep: object = None) -> AsyncIterator[bytes]:
+    """Yield the body in pieces of about _CHUNK_BYTES, with a checkpoint between pieces.
+
+    `keep` is held until the body has been sent (a shared `_Body`).
+    """
     comp = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
     buf: list[bytes] = []
     size = 0
@@ -135,6 +149,33 @@ def create_app(proxy: Proxy) -> QuartTrio:
         log.exception("HTTP %s %s failed", request.method, request.path)
         return _error(500, "internal error in the proxy (see its log)")
 
+    # Requests answered from the same collection (concurrent identical scrapes share one fan-out)
+    # share its rendered body too; held only while one of them still streams it.
+    bodies: weakref.WeakValueDictionary[Any, _Body] = weakref.WeakValueDictionary()
+
+    async def metrics_body(key: Any, results: list[AgentResult], openmetrics: bool) -> _Body:
+        body = bodies.get(key)
+        if body is not None and body.results is results:
+            await body.done.wait()
+            if body.chunks is not None:
+                return body
+        body = bodies[key] = _Body(results)
+        try:
+            batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration) for r in results]
+            rendering = exposition.Rendering(batches, openmetrics=openmetrics,
+                                             tail=proxy.metrics.render(openmetrics=openmetrics))
+            # In steps, so /health and the gRPC side stay prompt while 100k samples render.
+            for _ in rendering.steps():
+                await trio.lowlevel.checkpoint()
+            chunks = []
+            for chunk in rendering.chunks():
+                chunks.append(chunk.encode())
+                await trio.lowlevel.checkpoint()
+            body.chunks = chunks
+        finally:
+            body.done.set()
+        return body
+
     def select() -> tuple[list[AgentEntry], query.Selection]:
         params = _params()
         selection = query.Selection.from_query(params)
@@ -175,18 +216,18 @@ def create_app(proxy: Proxy) -> QuartTrio:
         entries, selection = select()
         openmetrics = exposition.negotiate(request.headers.get("Accept"))
         start = trio.current_time()
-        results = await hub.collect(entries, LATEST, timeout=deadline(), key=("latest", selection))
+        key = ("latest", selection)
+        results = await hub.collect(entries, LATEST, timeout=deadline(), key=key)
         duration = trio.current_time() - start
-        batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration) for r in results]
-        chunks = exposition.render(batches, openmetrics=openmetrics,
-                                   tail=proxy.metrics.render(openmetrics=openmetrics))
+        body = await metrics_body((key, openmetrics), results, openmetrics)
         gzip = _wants_gzip()
         headers = _collect_headers(results, duration)
         if gzip:
             headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept, Accept-Encoding"
         ctype = exposition.CONTENT_TYPE_OPENMETRICS if openmetrics else exposition.CONTENT_TYPE_TEXT
-        return Response(_stream(chunks, gzip), content_type=ctype, headers=headers)
+        return Response(_stream(body.chunks or [], gzip, keep=body), content_type=ctype,
+                        headers=headers)
 
     @app.route("/metrics-windows", methods=["GET"])
     async def metrics_windows() -> Response:
@@ -197,8 +238,12 @@ def create_app(proxy: Proxy) -> QuartTrio:
         start = trio.current_time()
         results = await hub.collect(entries, window, timeout=deadline(), key=(window, selection))
         duration = trio.current_time() - start
-        groups = [(r.meta, convert.samples_from_proto(r.samples)) for r in results if r.up]
-        chunks = windows.render_windows(groups, now=time.time())
+        groups = [(r.meta, r.samples if isinstance(r.samples, exposition.DigestedSamples)
+                   else convert.samples_from_proto(r.samples)) for r in results if r.up]
+        rendering = windows.WindowsRendering(groups, now=time.time())
+        for _ in rendering.steps():
+            await trio.lowlevel.checkpoint()
+        chunks = rendering.chunks()  # written as the body streams out
         gzip = _wants_gzip()
         headers = _collect_headers(results, duration)
         if gzip:

@@ -6,7 +6,7 @@ import logging
 
 from fodcproxy.errors import FodcError, InvalidArgument, Unauthenticated
 from fodcproxy.hub import AgentHub
-from fodcproxy.rpc import convert
+from fodcproxy.rpc import convert, replies
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.server import Method, ServerCall
 from fodcproxy.security import bearer_matches
@@ -37,7 +37,8 @@ class FodcService:
     def methods(self) -> dict[str, Method]:
         return {
             REGISTER: Method(pb.RegisterAgentRequest, self.register_agent),
-            STREAM_METRICS: Method(pb.StreamMetricsRequest, self.stream_metrics),
+            # Metrics stay serialized until the hub digests them (see rpc/replies.py).
+            STREAM_METRICS: Method(replies.RawReply, self.stream_metrics),
         }
 
     def _ack(self, agent_id: str, message: str = "") -> pb.RegisterAgentResponse:
@@ -86,6 +87,6 @@ class FodcService:
                 msg = await call.receive()
                 if msg is None:
                     return
-                self.hub.on_reply(session, msg)
+                await self.hub.on_reply(session, msg)
         finally:
             self.hub.call_ended(session, call)

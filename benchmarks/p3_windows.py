@@ -1,0 +1,93 @@
+"""P3: `GET /metrics-windows` of 100 agents x 100 series x 60 points (600k points).
+
+    python -m benchmarks.p3_windows [--agents 100] [--series 100] [--points 60] [--runs 5]
+
+Targets: median <= 2 s; the proxy's RSS growth during the requests (peak RSS minus the RSS before
+them) <= 3x the response size. The reference is generate_latest rendering the same 600k points as
+timestamped samples (built in blocks of 100k, building not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import trio
+
+from benchmarks import _harness as h
+from fodcproxy.core.windows import rfc3339
+
+MEDIAN_TARGET = 2.0
+GROWTH_TARGET = 3.0
+
+
+async def main(args: argparse.Namespace) -> None:
+    with h.run_proxy(gc_threshold=args.gc_threshold,
+                     gc_freeze=args.gc_freeze) as proxy, \
+            h.run_agents(proxy, count=args.agents, series=args.series,
+                         history_points=args.points) as agents:
+        await h.wait_registered(proxy, agents, args.agents, timeout=args.register_timeout)
+        ref = h.Reference(await h.nodes_of(proxy), args.series, history_points=args.points)
+        conn = h.HttpConnection(proxy.http_host, proxy.http_port)
+        # Every point of the agents' history (a point every 10 s), with room to spare.
+        start = rfc3339(int(time.time()) - 10 * args.points - 3600)
+        path = f"/metrics-windows?start_time={start}"
+        try:
+            for _ in range(args.warmup):
+                await conn.get(path)
+            await trio.sleep(0.5)
+            before, _ = h.memory(proxy.pid)
+            profile = h.start_profile(proxy.pid, args.py_spy)
+            exact_peak = h.reset_peak(proxy.pid)
+            cpu0, acpu0 = h.cpu_seconds(proxy.pid), h.cpu_seconds(agents.pid)
+            times: list[float] = []
+            sizes: list[int] = []
+            collects: list[float] = []  # the fan-out's part (the proxy's own header)
+            missed = 0
+            for i in range(max(args.runs, args.ref_runs)):
+                if i < args.runs:
+                    reply = await conn.get(path, timeout=120.0)
+                    if reply.status != 200:
+                        raise RuntimeError(f"/metrics-windows answered {reply.status}")
+                    missed += args.agents - int(reply.headers.get("x-fodc-agents-answered", 0))
+                    times.append(reply.seconds)
+                    sizes.append(reply.size)
+                    collects.append(float(reply.headers["x-fodc-collect-duration-seconds"]))
+                if i < args.ref_runs:
+                    ref.run()
+            profile.close()
+            cpu = (h.cpu_seconds(proxy.pid) - cpu0) / args.runs
+            acpu = (h.cpu_seconds(agents.pid) - acpu0) / args.runs
+            _, peak = h.memory(proxy.pid)
+        finally:
+            await conn.aclose()
+    median = statistics.median(times)
+    body = statistics.median(sizes)
+    growth = peak - before
+    h.emit(
+        f"P3 /metrics-windows agents={args.agents} series={args.series} points={args.points} "
+        f"samples={ref.samples} runs={args.runs} median={h.fmt_s(median)} ({h.spread(times)}) "
+        f"collect={h.fmt_s(statistics.median(collects))} "
+        f"target<={MEDIAN_TARGET:g}s {h.verdict(median <= MEDIAN_TARGET)} "
+        f"ref_generate_latest={h.fmt_s(ref.median())} ({h.spread(ref.times)}) "
+        f"ratio={median / ref.median():.2f} body={h.fmt_mb(body)} missed={missed} "
+        f"rss_before={h.fmt_mb(before)} rss_growth={h.fmt_mb(growth)} "
+        f"({growth / body:.2f}x body{'' if exact_peak else ', peak since start'}) "
+        f"target<={GROWTH_TARGET:g}x {h.verdict(growth <= GROWTH_TARGET * body)} "
+        f"proxy_cpu={cpu:.3f}s/request agents_cpu={acpu:.3f}s/request peak_rss={h.fmt_mb(peak)}",
+        args,
+    )
+
+
+def cli(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.p3_windows", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    h.common_flags(p, agents=100, series=100, runs=5, ref_runs=1)
+    p.add_argument("--points", type=int, default=60, help="points per series (default 60)")
+    trio.run(main, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])
