@@ -7,6 +7,7 @@ A bad flag value exits with status 2 and one line naming the flag.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -123,6 +124,16 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
     return config
 
 
+def tune_gc_for_serving() -> None:
+    """For the long-running programs, not the library: freeze what start-up allocated and collect
+    the young generation less often. A scrape of a big fleet allocates many short-lived objects;
+    with the defaults, full collections that free nothing took 200-290 ms every few scrapes at
+    1,000 agents (benchmarks/README.md, P2)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper().replace("WARN", "WARNING").replace("WARNINGING", "WARNING")),
@@ -164,12 +175,13 @@ def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
         exit_bad_flag(exc, prog)
     setup_logging(config.log_level)
 
-    async def main() -> None:
-        from fodcproxy.proxy import Proxy
+    from fodcproxy.proxy import Proxy  # imported before tune_gc_for_serving() freezes it
 
+    async def main() -> None:
         proxy = Proxy(config)
         await run_until_signal(proxy.run, proxy.shutdown)
 
+    tune_gc_for_serving()
     trio.run(main)
 
 
