@@ -35,7 +35,7 @@ from fodcproxy.core.registry import (
 from fodcproxy.errors import GrpcCode, InvalidArgument, NotRegistered
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.rpc import convert
-from fodcproxy.rpc.replies import SeriesTable
+from fodcproxy.rpc.replies import SampleLimitExceeded, SeriesTable
 from fodcproxy.rpc.server import CallClosed, ServerCall
 
 log = logging.getLogger(__name__)
@@ -296,6 +296,14 @@ class AgentHub:
             elif not msg.more:
                 table.finish()
                 target.done.set()
+        except SampleLimitExceeded as exc:
+            # Refuse this reply (the agent shows up 0), keep the stream: the next may be fine.
+            table.abandon()
+            target.samples = DigestedSamples()
+            target.error = exc.message
+            target.done.set()
+            self.metrics.refusal("sample_limit")
+            log.warning("agent %s: reply refused: %s", session.agent_id, exc.message)
         except InvalidArgument:
             table.abandon()
             raise

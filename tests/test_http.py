@@ -346,3 +346,29 @@ async def test_health_stays_prompt_while_a_big_scrape_renders(proxy):
                 health = await http_get(proxy.http_url + "/health")
             assert health.status == 200
             assert len(samples_of(results["metrics"].text, "m1")) == 2
+
+
+async def test_a_sample_over_the_label_limits_refuses_that_reply_only(proxy, caplog):
+    from fodcproxy.rpc.replies import MAX_LABEL_LENGTH, MAX_LABELS_PER_SAMPLE
+
+    many = {f"l{i}": "v" for i in range(MAX_LABELS_PER_SAMPLE + 1)}
+    with trio.fail_after(10):
+        async with open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                   series=[static("fine", 1)]) as good, \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=2,
+                                series=[static("fine", 2), static("wide", 1, labels=many)]) as wide:
+            r = await http_get(proxy.http_url + "/metrics")
+            ups = {s.labels["agent_id"]: s.value for s in samples_of(r.text, "fodc_agent_up")}
+            assert ups == {good.agent_id: 1.0, wide.agent_id: 0.0}
+            assert f"at most {MAX_LABELS_PER_SAMPLE} per sample" in caplog.text
+            # the stream survives: once the agent behaves, it answers again
+            wide.set_series([static("fine", 2), static("long", 1, labels={"v": "x" * (MAX_LABEL_LENGTH + 1)})])
+            r = await http_get(proxy.http_url + "/metrics")
+            ups = {s.labels["agent_id"]: s.value for s in samples_of(r.text, "fodc_agent_up")}
+            assert ups[wide.agent_id] == 0.0
+            assert f"at most {MAX_LABEL_LENGTH} are accepted" in caplog.text
+            wide.set_series([static("fine", 2)])
+            r = await http_get(proxy.http_url + "/metrics")
+            ups = {s.labels["agent_id"]: s.value for s in samples_of(r.text, "fodc_agent_up")}
+            assert ups == {good.agent_id: 1.0, wide.agent_id: 1.0}
+    assert proxy.proxy.metrics.value("fodc_proxy_registration_refusals_total", {"reason": "sample_limit"}) == 2

@@ -33,10 +33,11 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fodcproxy.core.exposition import DigestedSamples, SeriesSet
-from fodcproxy.errors import InvalidArgument
+from fodcproxy.errors import InvalidArgument, LimitExceeded
 from fodcproxy.rpc.convert import pb, ts_from_proto
 
-__all__ = ["RawReply", "SeriesTable"]
+__all__ = ["MAX_LABELS_PER_SAMPLE", "MAX_LABEL_LENGTH", "RawReply", "SampleLimitExceeded",
+           "SeriesTable"]
 
 _VALUE_FIELD = 3
 _TIMESTAMP_FIELD = 5
@@ -66,6 +67,27 @@ def _raw_reply_class() -> Any:
 
 #: Decodes a `StreamMetricsRequest` with `metrics` as a list of serialized `Metric` blobs.
 RawReply = _raw_reply_class()
+
+
+# Limits on one sample, checked once per new series (a repeated series is the same bytes).
+MAX_LABELS_PER_SAMPLE = 128
+MAX_LABEL_LENGTH = 4096  # characters of a metric name, label name or label value
+
+
+class SampleLimitExceeded(LimitExceeded):
+    """A sample in an agent's reply is over a per-sample limit; the reply is refused."""
+
+
+def _check_limits(name: str, items: tuple[tuple[str, str], ...]) -> None:
+    if len(items) > MAX_LABELS_PER_SAMPLE:
+        raise SampleLimitExceeded(
+            f"a sample of {name[:64]!r} has {len(items)} labels: at most {MAX_LABELS_PER_SAMPLE} "
+            "per sample are accepted")
+    longest = max([len(name)] + [max(len(k), len(v)) for k, v in items])
+    if longest > MAX_LABEL_LENGTH:
+        raise SampleLimitExceeded(
+            f"a sample of {name[:64]!r} has a name, label name or label value of {longest} "
+            f"characters: at most {MAX_LABEL_LENGTH} are accepted")
 
 
 def _bad(exc: Exception) -> InvalidArgument:
@@ -417,6 +439,7 @@ class SeriesTable:
         labels = m.labels
         items = tuple([_share((k, labels[k])) for k in labels])
         name, description, mtype = _share(m.name), _share(m.description), m.type
+        _check_limits(name, items)
         if cut is None:
             i = self._add(name, items, description, mtype, _share((name, mtype)), None, None,
                           None, 0, None)
