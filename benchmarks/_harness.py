@@ -307,6 +307,50 @@ class HttpConnection:
         return Reply(status, hdrs, size, seconds, b"".join(parts) if keep else None)
 
 
+@attrs.frozen
+class Measured:
+    """The measured requests of one benchmark run (see measure())."""
+
+    times: list[float]
+    sizes: list[int]
+    collects: list[float]  # the fan-out's part, from the proxy's own header
+    missed: int  # agent answers missing over all requests
+    cpu: float  # proxy CPU seconds per request
+    agents_cpu: float  # fake-agents CPU seconds per request
+    rss: int
+    peak: int
+    exact_peak: bool  # False: the kernel could not reset VmHWM, so peak is since start
+
+
+async def measure(conn: HttpConnection, path: str, proxy: ProxyProcess, agents: AgentsProcess,
+                  ref: Reference, args: argparse.Namespace, *, timeout: float = 60.0) -> Measured:
+    """`args.runs` GETs of `path`, alternating with `args.ref_runs` reference renders (the
+    cluster is idle meanwhile, so only this process works), profiled with `args.py_spy`."""
+    profile = start_profile(proxy.pid, args.py_spy)
+    exact_peak = reset_peak(proxy.pid)
+    cpu0, acpu0 = cpu_seconds(proxy.pid), cpu_seconds(agents.pid)
+    times: list[float] = []
+    sizes: list[int] = []
+    collects: list[float] = []
+    missed = 0
+    for i in range(max(args.runs, args.ref_runs)):
+        if i < args.runs:
+            reply = await conn.get(path, timeout=timeout)
+            if reply.status != 200:
+                raise RuntimeError(f"{path} answered {reply.status}")
+            missed += args.agents - int(reply.headers.get("x-fodc-agents-answered", 0))
+            times.append(reply.seconds)
+            sizes.append(reply.size)
+            collects.append(float(reply.headers["x-fodc-collect-duration-seconds"]))
+        if i < args.ref_runs:
+            ref.run()
+    profile.close()
+    cpu = (cpu_seconds(proxy.pid) - cpu0) / args.runs
+    acpu = (cpu_seconds(agents.pid) - acpu0) / args.runs
+    rss, peak = memory(proxy.pid)
+    return Measured(times, sizes, collects, missed, cpu, acpu, rss, peak, exact_peak)
+
+
 async def get_json(host: str, port: int, path: str) -> Any:
     conn = HttpConnection(host, port)
     try:

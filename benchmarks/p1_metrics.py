@@ -29,40 +29,19 @@ async def main(args: argparse.Namespace) -> None:
         try:
             for _ in range(args.warmup):
                 await conn.get("/metrics")
-            profile = h.start_profile(proxy.pid, args.py_spy)
-            h.reset_peak(proxy.pid)
-            cpu0, acpu0 = h.cpu_seconds(proxy.pid), h.cpu_seconds(agents.pid)
-            times: list[float] = []
-            sizes: list[int] = []
-            collects: list[float] = []  # the fan-out's part (the proxy's own header)
-            missed = 0
-            for i in range(max(args.runs, args.ref_runs)):
-                if i < args.runs:
-                    reply = await conn.get("/metrics")
-                    if reply.status != 200:
-                        raise RuntimeError(f"/metrics answered {reply.status}")
-                    missed += args.agents - int(reply.headers.get("x-fodc-agents-answered", 0))
-                    times.append(reply.seconds)
-                    sizes.append(reply.size)
-                    collects.append(float(reply.headers["x-fodc-collect-duration-seconds"]))
-                if i < args.ref_runs:
-                    ref.run()  # the cluster is idle meanwhile: only this process works
-            profile.close()
-            cpu = (h.cpu_seconds(proxy.pid) - cpu0) / args.runs
-            acpu = (h.cpu_seconds(agents.pid) - acpu0) / args.runs
-            _, peak = h.memory(proxy.pid)
+            m = await h.measure(conn, "/metrics", proxy, agents, ref, args)
         finally:
             await conn.aclose()
-    median = statistics.median(times)
+    median = statistics.median(m.times)
     ratio = median / ref.median()
     h.emit(
         f"P1 /metrics agents={args.agents} series={args.series} samples={ref.samples} "
-        f"runs={args.runs} median={h.fmt_s(median)} ({h.spread(times)}) "
-        f"collect={h.fmt_s(statistics.median(collects))} "
+        f"runs={args.runs} median={h.fmt_s(median)} ({h.spread(m.times)}) "
+        f"collect={h.fmt_s(statistics.median(m.collects))} "
         f"ref_generate_latest={h.fmt_s(ref.median())} ({h.spread(ref.times)}) "
         f"ratio={ratio:.2f} target<={TARGET} {h.verdict(ratio <= TARGET)} "
-        f"body={h.fmt_mb(statistics.median(sizes))} missed={missed} "
-        f"proxy_cpu={cpu:.3f}s/scrape agents_cpu={acpu:.3f}s/scrape peak_rss={h.fmt_mb(peak)}",
+        f"body={h.fmt_mb(statistics.median(m.sizes))} missed={m.missed} "
+        f"proxy_cpu={m.cpu:.3f}s/scrape agents_cpu={m.agents_cpu:.3f}s/scrape peak_rss={h.fmt_mb(m.peak)}",
         args,
     )
 

@@ -39,44 +39,23 @@ async def main(args: argparse.Namespace) -> None:
                 await conn.get(path)
             await trio.sleep(0.5)
             before, _ = h.memory(proxy.pid)
-            profile = h.start_profile(proxy.pid, args.py_spy)
-            exact_peak = h.reset_peak(proxy.pid)
-            cpu0, acpu0 = h.cpu_seconds(proxy.pid), h.cpu_seconds(agents.pid)
-            times: list[float] = []
-            sizes: list[int] = []
-            collects: list[float] = []  # the fan-out's part (the proxy's own header)
-            missed = 0
-            for i in range(max(args.runs, args.ref_runs)):
-                if i < args.runs:
-                    reply = await conn.get(path, timeout=120.0)
-                    if reply.status != 200:
-                        raise RuntimeError(f"/metrics-windows answered {reply.status}")
-                    missed += args.agents - int(reply.headers.get("x-fodc-agents-answered", 0))
-                    times.append(reply.seconds)
-                    sizes.append(reply.size)
-                    collects.append(float(reply.headers["x-fodc-collect-duration-seconds"]))
-                if i < args.ref_runs:
-                    ref.run()
-            profile.close()
-            cpu = (h.cpu_seconds(proxy.pid) - cpu0) / args.runs
-            acpu = (h.cpu_seconds(agents.pid) - acpu0) / args.runs
-            _, peak = h.memory(proxy.pid)
+            m = await h.measure(conn, path, proxy, agents, ref, args, timeout=120.0)
         finally:
             await conn.aclose()
-    median = statistics.median(times)
-    body = statistics.median(sizes)
-    growth = peak - before
+    median = statistics.median(m.times)
+    body = statistics.median(m.sizes)
+    growth = m.peak - before
     h.emit(
         f"P3 /metrics-windows agents={args.agents} series={args.series} points={args.points} "
-        f"samples={ref.samples} runs={args.runs} median={h.fmt_s(median)} ({h.spread(times)}) "
-        f"collect={h.fmt_s(statistics.median(collects))} "
+        f"samples={ref.samples} runs={args.runs} median={h.fmt_s(median)} ({h.spread(m.times)}) "
+        f"collect={h.fmt_s(statistics.median(m.collects))} "
         f"target<={MEDIAN_TARGET:g}s {h.verdict(median <= MEDIAN_TARGET)} "
         f"ref_generate_latest={h.fmt_s(ref.median())} ({h.spread(ref.times)}) "
-        f"ratio={median / ref.median():.2f} body={h.fmt_mb(body)} missed={missed} "
+        f"ratio={median / ref.median():.2f} body={h.fmt_mb(body)} missed={m.missed} "
         f"rss_before={h.fmt_mb(before)} rss_growth={h.fmt_mb(growth)} "
-        f"({growth / body:.2f}x body{'' if exact_peak else ', peak since start'}) "
+        f"({growth / body:.2f}x body{'' if m.exact_peak else ', peak since start'}) "
         f"target<={GROWTH_TARGET:g}x {h.verdict(growth <= GROWTH_TARGET * body)} "
-        f"proxy_cpu={cpu:.3f}s/request agents_cpu={acpu:.3f}s/request peak_rss={h.fmt_mb(peak)}",
+        f"proxy_cpu={m.cpu:.3f}s/request agents_cpu={m.agents_cpu:.3f}s/request peak_rss={h.fmt_mb(m.peak)}",
         args,
     )
 
