@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import time
 
@@ -12,7 +11,7 @@ import trio
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from fodcproxy.core.model import MetricType, NodeConfig
+from fodcproxy.core.model import NodeConfig
 from fodcproxy.core.windows import parse_rfc3339
 from fodcproxy.testing import counter, histogram, history, open_fake_agent, open_proxy, static
 from fodcproxy.testing.http import http_get, http_request
