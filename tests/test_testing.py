@@ -26,6 +26,7 @@ from fodcproxy.core.model import TimeWindow
 from fodcproxy.core.registry import AgentStatus
 from fodcproxy.core.windows import rfc3339
 from fodcproxy.errors import GrpcCode
+from fodcproxy.rpc.convert import pb
 from fodcproxy.testing import (
     HOSTILE_LABEL_NAMES,
     HOSTILE_LABEL_VALUES,
@@ -307,7 +308,13 @@ def test_synthetic_series_reuse_their_metrics_and_move_with_time():
     assert len({(m.name, tuple(sorted(m.labels.items()))) for m in first}) == 40
     window = s.produce(TimeWindow(start=0), 2, 1_800_000_105.0)
     assert len(window) == 40 * 5
-    assert {m.timestamp.seconds for m in window} == {1_800_000_060 + 10 * k for k in range(5)}
+    points = [pb.Metric.FromString(b) for b in window]  # windows come serialized
+    assert {m.timestamp.seconds for m in points} == {1_800_000_060 + 10 * k for k in range(5)}
+    for k, m in enumerate(points):
+        series = first[k // 5]
+        assert (m.name, dict(m.labels), m.description, m.type) == (
+            series.name, dict(series.labels), series.description, series.type)
+        assert m.value == s.value_at(k // 5, m.timestamp.seconds)
 
 
 def test_misbehaviour_mix_and_identities():

@@ -298,22 +298,49 @@ class AgentClient:
             self._answered += 1
 
     async def _send_chunks(self, call: ClientCall, request_id: int, metrics: Sequence[Any]) -> None:
+        """Answer one request in StreamMetricsRequest chunks under the message limit.
+
+        `metrics` are protobuf Metrics, Samples, or Metrics already serialized (bytes): the
+        chunks are written as bytes, so a source may hand over pre-serialized series.
+        """
         budget = self.max_message_size - _CHUNK_MARGIN
-        chunk: list[Any] = []
+        chunk: list[bytes] = []
         size = 0
-        pending: list[pb.StreamMetricsRequest] = []
+        pending: list[list[bytes]] = []
         for m in metrics:
-            if not isinstance(m, pb.Metric):
-                m = convert.samples_to_proto([m])[0]
-            n = m.ByteSize() + 6
+            if type(m) is not bytes:
+                if not isinstance(m, pb.Metric):
+                    m = convert.samples_to_proto([m])[0]
+                m = m.SerializeToString()
+            n = len(m) + 6  # the field's tag and length
             if chunk and size + n > budget:
-                pending.append(pb.StreamMetricsRequest(request_id=request_id, metrics=chunk, more=True))
+                pending.append(chunk)
                 chunk, size = [], 0
             chunk.append(m)
             size += n
-        pending.append(pb.StreamMetricsRequest(request_id=request_id, metrics=chunk, more=False))
-        for msg in pending:
-            await call.send(msg)
+        pending.append(chunk)
+        for k, part in enumerate(pending):
+            await call.send_raw(encode_reply(part, request_id, more=k < len(pending) - 1))
             self._chunks += 1
 
 
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_reply(metrics: Sequence[bytes], request_id: int, *, more: bool) -> bytes:
+    """A serialized StreamMetricsRequest from serialized Metrics: metrics=1, request_id=16, more=17
+    (it decodes to the same message as protobuf's own; tests/test_agent_client.py checks)."""
+    parts = [b"".join([b"\x0a" + _varint(len(m)) + m for m in metrics])]
+    if request_id:
+        parts.append(b"\x80\x01" + _varint(request_id))
+    if more:
+        parts.append(b"\x88\x01\x01")
+    return b"".join(parts)

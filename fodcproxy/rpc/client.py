@@ -45,8 +45,12 @@ class ClientCall:
 
     async def send(self, message: Message) -> None:
         """Send one message. Raises RpcError if the call is already over."""
+        await self.send_raw(message.SerializeToString())
+
+    async def send_raw(self, data: bytes) -> None:
+        """Send one message already serialized. Raises RpcError if the call is already over."""
         try:
-            await self._stream.send_message(message)
+            await self._stream._send(data)
         except Exception as exc:
             raise RpcError(self.status[0] if self.status else GrpcCode.UNAVAILABLE,
                            f"cannot send: {exc!r}") from None

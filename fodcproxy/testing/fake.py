@@ -224,19 +224,25 @@ class _ScriptedClient(AgentClient):
             await call._stream._send(MALFORMED_REPLY)
         elif fake.oversized:
             padding = pb.Metric(name="fodc_fake_padding", description="x" * fake.oversized)
-            data = pb.StreamMetricsRequest(request_id=request_id, metrics=[*metrics, padding]).SerializeToString()
+            data = pb.StreamMetricsRequest(request_id=request_id,
+                                           metrics=[*_as_metrics(metrics), padding]).SerializeToString()
             # purerpc also refuses to *send* over the connection's own limit; lift it for this one
             # message, since going over the proxy's limit is the point.
             config = call._stream._grpc_connection.config
             config._max_message_length = max(config._max_message_length, len(data))
             await call._stream._send(data)
         elif fake.drop_mid_reply:
-            half = list(metrics[: len(metrics) // 2])
+            half = _as_metrics(metrics[: len(metrics) // 2])
             await call.send(pb.StreamMetricsRequest(request_id=request_id, metrics=half, more=True))
             self.drop_connection()
             await trio.sleep_forever()  # cancelled by the drop
         else:
             await super()._send_chunks(call, request_id, metrics)
+
+
+def _as_metrics(metrics: Sequence[Any]) -> list[Any]:
+    """Metrics as protobuf objects (a source may hand over serialized ones)."""
+    return [pb.Metric.FromString(m) if type(m) is bytes else m for m in metrics]
 
 
 class FakeAgent:
