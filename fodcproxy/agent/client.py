@@ -326,21 +326,12 @@ class AgentClient:
 
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def encode_reply(metrics: Sequence[bytes], request_id: int, *, more: bool) -> bytes:
     """A serialized StreamMetricsRequest from serialized Metrics: metrics=1, request_id=16, more=17
     (it decodes to the same message as protobuf's own; tests/test_agent_client.py checks)."""
-    parts = [b"".join([b"\x0a" + _varint(len(m)) + m for m in metrics])]
+    parts = [b"".join([b"\x0a" + convert.varint(len(m)) + m for m in metrics])]
     if request_id:
-        parts.append(b"\x80\x01" + _varint(request_id))
+        parts.append(b"\x80\x01" + convert.varint(request_id))
     if more:
         parts.append(b"\x88\x01\x01")
     return b"".join(parts)

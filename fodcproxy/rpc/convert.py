@@ -16,9 +16,19 @@ from fodcproxy.core.model import Address, NodeConfig, Sample, TimeWindow
 from fodcproxy.core.registry import Registration
 from fodcproxy.errors import InvalidArgument
 
-__all__ = ["pb", "registration_from_proto", "registration_to_proto", "window_to_proto",
+__all__ = ["varint", "pb", "registration_from_proto", "registration_to_proto", "window_to_proto",
            "window_from_proto", "samples_from_proto", "samples_to_proto", "ts_to_proto",
            "ts_from_proto"]
+
+
+def varint(n: int) -> bytes:
+    """The protobuf wire encoding of a non-negative integer (for writing messages by hand)."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def ts_to_proto(ts: float) -> Timestamp:

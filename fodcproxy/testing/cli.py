@@ -81,14 +81,6 @@ _KINDS = ("write", "query", "flush", "merge", "sync")
 _DOUBLE = struct.Struct("<d")
 
 
-def _varint_prefixed(b: bytes) -> bytes:
-    n, out = len(b), bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out) + b
-
 class SyntheticSeries:
     """`count` series of one agent with 5 labels each, whose values move with time.
 
@@ -160,7 +152,8 @@ class SyntheticSeries:
             t += step
         # Serialized directly (the client sends bytes as they are): a template per series plus
         # the value and the timestamp, so the fakes, not the proxy, stay cheap in benchmarks.
-        stamps = [b"\x2a" + _varint_prefixed(convert.ts_to_proto(t).SerializeToString()) for t in grid]
+        stamps = [b"\x2a" + convert.varint(len(ts)) + ts
+                  for ts in (convert.ts_to_proto(t).SerializeToString() for t in grid)]
         pack = _DOUBLE.pack
         value_at = self.value_at
         out = []
