@@ -322,6 +322,20 @@ class Measured:
     exact_peak: bool  # False: the kernel could not reset VmHWM, so peak is since start
 
 
+def scrape_figures(m: Measured, ref: Reference, target: float) -> str:
+    """The part of a /metrics line P1 and P2 share: timings against the reference, body, CPU."""
+    median = statistics.median(m.times)
+    ratio = median / ref.median()
+    return (
+        f"runs={len(m.times)} median={fmt_s(median)} ({spread(m.times)}) "
+        f"collect={fmt_s(statistics.median(m.collects))} "
+        f"ref_generate_latest={fmt_s(ref.median())} ({spread(ref.times)}) "
+        f"ratio={ratio:.2f} target<={target} {verdict(ratio <= target)} "
+        f"body={fmt_mb(statistics.median(m.sizes))} missed={m.missed} "
+        f"proxy_cpu={m.cpu:.3f}s/scrape agents_cpu={m.agents_cpu:.3f}s/scrape"
+    )
+
+
 async def measure(conn: HttpConnection, path: str, proxy: ProxyProcess, agents: AgentsProcess,
                   ref: Reference, args: argparse.Namespace, *, timeout: float = 60.0) -> Measured:
     """`args.runs` GETs of `path`, alternating with `args.ref_runs` reference renders (the

@@ -9,7 +9,6 @@ samples (measured in this run, alternating with the scrapes).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import trio
@@ -32,16 +31,9 @@ async def main(args: argparse.Namespace) -> None:
             m = await h.measure(conn, "/metrics", proxy, agents, ref, args)
         finally:
             await conn.aclose()
-    median = statistics.median(m.times)
-    ratio = median / ref.median()
     h.emit(
         f"P1 /metrics agents={args.agents} series={args.series} samples={ref.samples} "
-        f"runs={args.runs} median={h.fmt_s(median)} ({h.spread(m.times)}) "
-        f"collect={h.fmt_s(statistics.median(m.collects))} "
-        f"ref_generate_latest={h.fmt_s(ref.median())} ({h.spread(ref.times)}) "
-        f"ratio={ratio:.2f} target<={TARGET} {h.verdict(ratio <= TARGET)} "
-        f"body={h.fmt_mb(statistics.median(m.sizes))} missed={m.missed} "
-        f"proxy_cpu={m.cpu:.3f}s/scrape agents_cpu={m.agents_cpu:.3f}s/scrape peak_rss={h.fmt_mb(m.peak)}",
+        f"{h.scrape_figures(m, ref, TARGET)} peak_rss={h.fmt_mb(m.peak)}",
         args,
     )
 

@@ -12,7 +12,6 @@ it (from starting the agents to the last registration acknowledged).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import trio
@@ -47,20 +46,13 @@ async def main(args: argparse.Namespace) -> None:
             m = await h.measure(conn, "/metrics", proxy, agents, ref, args)
         finally:
             await conn.aclose()
-    median = statistics.median(m.times)
-    ratio = median / ref.median()
     fleet_text = "?" if fleet is None else h.fmt_s(fleet)
     h.emit(
         f"P2 many-agents agents={args.agents} series={args.series} samples={ref.samples} "
         f"registered={h.fmt_s(registered)} (fleet {fleet_text}) target<={REGISTER_TARGET:g}s "
         f"{h.verdict(registered <= REGISTER_TARGET)} "
         f"idle_rss={h.fmt_mb(idle_rss)} target<=150MB {h.verdict(idle_rss <= RSS_TARGET)} "
-        f"runs={args.runs} median={h.fmt_s(median)} ({h.spread(m.times)}) "
-        f"collect={h.fmt_s(statistics.median(m.collects))} "
-        f"ref_generate_latest={h.fmt_s(ref.median())} ({h.spread(ref.times)}) "
-        f"ratio={ratio:.2f} target<={RATIO_TARGET} {h.verdict(ratio <= RATIO_TARGET)} "
-        f"body={h.fmt_mb(statistics.median(m.sizes))} missed={m.missed} "
-        f"proxy_cpu={m.cpu:.3f}s/scrape agents_cpu={m.agents_cpu:.3f}s/scrape "
+        f"{h.scrape_figures(m, ref, RATIO_TARGET)} "
         f"rss_after={h.fmt_mb(m.rss)} peak_rss={h.fmt_mb(m.peak)}",
         args,
     )
