@@ -40,6 +40,40 @@ class CallClosed(Exception):
     """The peer is gone or reset the call: nothing more can be sent or received."""
 
 
+class Connection:
+    """One TCP connection, as the service sees it.
+
+    Its identity is the object itself: a per-agent stream is bound to the connection whose
+    RegisterAgent call registered that agent (compare with `is`). A registered agent `claim()`s
+    the connection and `release()`s it when its registration ends; a connection that carries no
+    claim is closed after the server's idle timeout.
+    """
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self._claims: set[object] = set()
+        self._on_change: Callable[[], None] | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return bool(self._claims)
+
+    def claim(self, owner: object) -> None:
+        """`owner` (an agent's registration) now holds this connection open."""
+        self._claims.add(owner)
+        if self._on_change is not None:
+            self._on_change()
+
+    def release(self, owner: object) -> None:
+        """`owner` no longer holds this connection; unknown owners are ignored."""
+        self._claims.discard(owner)
+        if self._on_change is not None:
+            self._on_change()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.peer} claims={len(self._claims)}>"
+
+
 @attrs.frozen
 class Method:
     request_type: type[Message]
@@ -50,8 +84,10 @@ class ServerCall:
     """One incoming call, as a handler sees it."""
 
     def __init__(self, sock: wire._Socket, stream: GRPCProtoStream, request: RequestReceived,
-                 peer: str) -> None:
+                 connection: Connection) -> None:
         self._sock = sock
+        self.connection = connection
+        peer = connection.peer
         self._stream = stream
         self.method = f"/{request.service_name}/{request.method_name}"
         self.metadata: dict[str, str] = {}
@@ -235,6 +271,7 @@ class GrpcServer:
                     await anyio.aclose_forcefully(raw)
                 return
         gsock = wire.server_socket(sock, max_message_length=self.max_message_length)
+        connection = Connection(peer)
         listen_scope = trio.CancelScope()
         self._connections.add(listen_scope)
         log.debug("connection from %s", peer)
@@ -244,7 +281,7 @@ class GrpcServer:
                 async with trio.open_nursery() as calls:
                     with listen_scope:
                         async for stream in gsock.listen():
-                            calls.start_soon(self._call, gsock, stream, peer)
+                            calls.start_soon(self._call, gsock, stream, connection)
                     # EOF, reset or closing: no call of this connection may outlive it.
                     calls.cancel_scope.cancel()
         except Exception as exc:
@@ -258,11 +295,13 @@ class GrpcServer:
                 await anyio.aclose_forcefully(sock)
             log.debug("connection from %s closed", peer)
 
-    async def _call(self, gsock: wire._Socket, stream: GRPCProtoStream, peer: str) -> None:
+    async def _call(self, gsock: wire._Socket, stream: GRPCProtoStream,
+                    connection: Connection) -> None:
         event = await stream.receive_event()
         if not isinstance(event, RequestReceived):  # pragma: no cover - purerpc guarantees this
             return
-        call = ServerCall(gsock, stream, event, peer)
+        call = ServerCall(gsock, stream, event, connection)
+        peer = connection.peer
         method = self._methods.get(call.method)
         if method is None:
             await call._finish(GrpcCode.UNIMPLEMENTED, f"method {call.method} is not implemented")
