@@ -74,6 +74,21 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                                                "(except on /health)")
     p.add_argument("--max-query-window", default="24h",
                    help="longest /metrics-windows window accepted (default 24h)")
+    lim = p.add_argument_group("limits for gRPC clients (see README, Exposure)")
+    lim.add_argument("--grpc-max-connections", default=str(d.grpc_max_connections),
+                     help="most gRPC connections at once; more are closed at once (default 0: "
+                          "--max-agents plus a quarter, within the descriptor limit)")
+    lim.add_argument("--grpc-buffer-budget", default=str(d.grpc_buffer_budget),
+                     help="bytes of received, unconsumed gRPC messages held for all connections "
+                          "together; past it the proxy stops reading (default 67108864)")
+    lim.add_argument("--grpc-handshake-timeout", default=dur(d.grpc_handshake_timeout),
+                     help="a connection must finish its TLS and HTTP/2 preface, and a "
+                          "RegisterAgent call send its first message, within this (default 10s)")
+    lim.add_argument("--grpc-idle-timeout", default=dur(d.grpc_idle_timeout),
+                     help="a connection that carries no registered agent is closed after this "
+                          "(default 30s)")
+    lim.add_argument("--grpc-message-timeout", default=dur(d.grpc_message_timeout),
+                     help="a gRPC message that has started must finish within this (default 30s)")
 
 
 def parse_int(text: str, flag: str) -> int:
@@ -115,6 +130,12 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         agent_token=load_token(ns.agent_token_file, flag="--agent-token-file") if ns.agent_token_file else None,
         http_token=load_token(ns.http_token_file, flag="--http-token-file") if ns.http_token_file else None,
         max_query_window=parse_duration(ns.max_query_window, flag="--max-query-window"),
+        grpc_max_connections=parse_int(ns.grpc_max_connections, "--grpc-max-connections"),
+        grpc_buffer_budget=parse_int(ns.grpc_buffer_budget, "--grpc-buffer-budget"),
+        grpc_handshake_timeout=parse_duration(ns.grpc_handshake_timeout,
+                                              flag="--grpc-handshake-timeout"),
+        grpc_idle_timeout=parse_duration(ns.grpc_idle_timeout, flag="--grpc-idle-timeout"),
+        grpc_message_timeout=parse_duration(ns.grpc_message_timeout, flag="--grpc-message-timeout"),
     )
     # Load certificates now, so a bad one is a flag error and not a crash after binding.
     if config.grpc_tls_cert_file and config.grpc_tls_key_file:

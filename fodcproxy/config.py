@@ -98,6 +98,20 @@ class ProxyConfig:
     attach_grace: float = 2.0
     # Graceful shutdown: how long calls get to send their trailers.
     shutdown_grace: float = 1.0
+    # What one gRPC client can make the proxy hold (SPEC section 10, docs/lifecycle.md).
+    grpc_handshake_timeout: float = 10.0  # TLS + HTTP/2 preface; a RegisterAgent's first message
+    grpc_idle_timeout: float = 30.0  # a connection that carries no registered agent
+    grpc_message_timeout: float = 30.0  # a started message must finish within this
+    grpc_max_connections: int = 0  # 0: --max-agents plus a quarter (at least 16 more)
+    grpc_buffer_budget: int = 64 * 1024 * 1024  # bytes of unconsumed messages, all connections
+
+    @property
+    def grpc_connection_limit(self) -> int:
+        """--grpc-max-connections, or what 0 stands for: room for every agent, take-overs and
+        a few tools."""
+        if self.grpc_max_connections:
+            return self.grpc_max_connections
+        return self.max_agents + max(16, self.max_agents // 4)
 
     def __attrs_post_init__(self) -> None:
         self.validate()
@@ -142,6 +156,18 @@ class ProxyConfig:
             if (cert is None) != (key is None):
                 missing = f"{prefix}-tls-key-file" if key is None else f"{prefix}-tls-cert-file"
                 raise ConfigError(missing, "TLS needs both a certificate and a key file")
+        for flag, value in (("--grpc-handshake-timeout", self.grpc_handshake_timeout),
+                            ("--grpc-idle-timeout", self.grpc_idle_timeout),
+                            ("--grpc-message-timeout", self.grpc_message_timeout)):
+            if not value > 0:
+                raise ConfigError(flag, "must be greater than 0")
+        if self.grpc_max_connections < 0:
+            raise ConfigError("--grpc-max-connections", "must be 0 (automatic) or more")
+        if self.grpc_buffer_budget < 2 * (self.grpc_max_msg_size + 5):
+            raise ConfigError(
+                "--grpc-buffer-budget",
+                f"must hold at least two messages of --grpc-max-msg-size "
+                f"({2 * (self.grpc_max_msg_size + 5)} bytes)")
         if self.max_query_window is not None and not self.max_query_window > 0:
             raise ConfigError("--max-query-window", "must be greater than 0")
         for flag, port in (("--grpc-listen-addr", self.grpc_port), ("--http-listen-addr", self.http_port)):

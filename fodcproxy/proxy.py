@@ -8,6 +8,7 @@ connections get GOAWAY, then the root nursery is cancelled.
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections import Counter
 
@@ -19,6 +20,7 @@ from fodcproxy.core.registry import Registry
 from fodcproxy.hub import AgentHub
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.rpc.server import GrpcServer
+from fodcproxy.rpc.wire import ServerLimits
 from fodcproxy.rpc.service import FodcService
 from fodcproxy.security import server_context
 
@@ -43,6 +45,24 @@ class ProxyAddresses:
     @property
     def http_url(self) -> str:
         return f"{self.http_scheme}://{_dial_host(self.http_host)}:{self.http_port}"
+
+
+# Descriptors kept free of gRPC connections: HTTP clients (/health above all), files, logs.
+RESERVED_DESCRIPTORS = 64
+
+
+def connection_limit(wanted: int) -> int:
+    """`wanted`, lowered so gRPC connections can never take the descriptors HTTP needs."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    room = max(1, soft - RESERVED_DESCRIPTORS)
+    if wanted > room:
+        log.warning("gRPC connections limited to %d (not %d): the descriptor limit is %d and %d "
+                    "stay free for HTTP; raise `ulimit -n` for more", room, wanted, soft,
+                    RESERVED_DESCRIPTORS)
+        return room
+    return wanted
 
 
 def _dial_host(host: str) -> str:
@@ -71,8 +91,18 @@ class Proxy:
         if config.grpc_tls_cert_file and config.grpc_tls_key_file:
             ssl_context = server_context(config.grpc_tls_cert_file, config.grpc_tls_key_file,
                                          flag="--grpc-tls-cert-file", alpn=["h2"])
-        self.grpc = GrpcServer(FodcService(self.hub, token=config.agent_token).methods(),
-                               max_message_length=config.grpc_max_msg_size, ssl_context=ssl_context)
+        self.grpc = GrpcServer(
+            FodcService(self.hub, token=config.agent_token).methods(),
+            ssl_context=ssl_context,
+            limits=ServerLimits(
+                max_message_length=config.grpc_max_msg_size,
+                handshake_timeout=config.grpc_handshake_timeout,
+                idle_timeout=config.grpc_idle_timeout,
+                message_timeout=config.grpc_message_timeout,
+            ),
+            buffer_budget=config.grpc_buffer_budget,
+            max_connections=connection_limit(config.grpc_connection_limit),
+        )
         self._stop = trio.Event()
         self._http_stopped = trio.Event()
         self.addresses: ProxyAddresses | None = None

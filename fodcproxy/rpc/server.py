@@ -16,6 +16,7 @@ end a call with a status (take-over, shutdown).
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -30,14 +31,25 @@ from purerpc.grpc_proto import GRPCProtoStream
 from purerpc.grpclib.events import RequestEnded, RequestReceived
 from purerpc.grpclib.status import Status
 
-from fodcproxy.errors import FodcError, GrpcCode, InvalidArgument, LimitExceeded
+from fodcproxy.errors import FodcError, GrpcCode, InvalidArgument
 from fodcproxy.rpc import wire
+from fodcproxy.rpc.budget import ByteBudget
+from fodcproxy.rpc.wire import ServerLimits
 
 log = logging.getLogger(__name__)
 
 
 class CallClosed(Exception):
     """The peer is gone or reset the call: nothing more can be sent or received."""
+
+
+class StreamInputFailed(FodcError):
+    """The transport ended a call's input; carries the status its trailers get."""
+
+    def __init__(self, code: GrpcCode, message: str) -> None:
+        super().__init__(message)
+        self.grpc_code = code
+        self.http_status = 400
 
 
 class Connection:
@@ -52,7 +64,7 @@ class Connection:
     def __init__(self, peer: str) -> None:
         self.peer = peer
         self._claims: set[object] = set()
-        self._on_change: Callable[[], None] | None = None
+        self._on_change: Callable[[bool], None] | None = None
 
     @property
     def claimed(self) -> bool:
@@ -62,13 +74,13 @@ class Connection:
         """`owner` (an agent's registration) now holds this connection open."""
         self._claims.add(owner)
         if self._on_change is not None:
-            self._on_change()
+            self._on_change(self.claimed)
 
     def release(self, owner: object) -> None:
         """`owner` no longer holds this connection; unknown owners are ignored."""
         self._claims.discard(owner)
         if self._on_change is not None:
-            self._on_change()
+            self._on_change(self.claimed)
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer} claims={len(self._claims)}>"
@@ -100,34 +112,41 @@ class ServerCall:
         self.abort_status: tuple[GrpcCode, str] | None = None
         self._response_started = False
         self._finished = False
+        self._holding: Any = None  # the last message received, until the next receive()
 
     async def receive(self) -> Any | None:
         """The next message, or None once the peer has closed its send side cleanly.
 
+        The message before it counts as consumed: its bytes go back to the proxy's budget.
+
         Raises:
             CallClosed: the peer reset the call or the connection is gone.
-            LimitExceeded: the peer sent a message over the size limit.
-            InvalidArgument: the message does not decode.
+            FodcError: the transport stopped this call's input (a message over the size limit,
+                not finished in time, undecodable), with the status for the trailers.
         """
+        self._consumed()
         if self.remote_closed:
             return None
         try:
             event = await self._stream.receive_event()
         except DecodeError as exc:
             raise InvalidArgument(f"the message does not decode as the expected protobuf: {exc}") from None
-        if isinstance(event, wire.MessageTooLarge):
+        if isinstance(event, wire.StreamFailed):
             # The stream takes no more input; the trailers say why, then RST_STREAM stops the peer.
-            raise LimitExceeded(
-                f"message of {event.size} bytes is over the proxy's --grpc-max-msg-size="
-                f"{event.limit}: split it (StreamMetricsRequest.more) or raise the limit"
-            )
+            raise StreamInputFailed(event.code, event.message)
         if isinstance(event, wire.StreamReset):
             self.reset = True
             raise CallClosed("the peer reset the call or the connection was lost")
         if isinstance(event, RequestEnded):
             self.remote_closed = True
             return None
+        self._holding = event
         return event.data
+
+    def _consumed(self) -> None:
+        if self._holding is not None:
+            self._sock.consumed(self._stream.stream_id, self._holding)
+            self._holding = None
 
     async def send(self, message: Message) -> None:
         """Send one message (response headers go first, once).
@@ -173,33 +192,58 @@ class ServerStatistics:
     active_calls: int
     calls_total: int
     connection_errors: int
+    connections_refused: int  # over --grpc-max-connections
+    connections_timed_out: int  # handshake or idle timeout
+    accept_errors: int  # EMFILE and friends
+    budget_used: int
+    budget_peak: int
+    budget_limit: int
 
 
 class GrpcServer:
-    """Serves `methods` (keyed "/package.Service/Method") on one TCP listener."""
+    """Serves `methods` (keyed "/package.Service/Method") on one TCP listener.
+
+    `limits` bounds what one connection may hold and for how long (`wire.ServerLimits`);
+    `buffer_budget` bounds the bytes of unconsumed messages of all connections together;
+    `max_connections` bounds concurrent connections (more are accepted and closed at once).
+    """
 
     def __init__(self, methods: Mapping[str, Method], *, max_message_length: int = 4 * 1024 * 1024,
-                 ssl_context: ssl.SSLContext | None = None, handshake_timeout: float = 10.0) -> None:
+                 ssl_context: ssl.SSLContext | None = None, limits: ServerLimits | None = None,
+                 buffer_budget: int | None = None, max_connections: int = 1024) -> None:
         self._methods = dict(methods)
         self._ssl_context = ssl_context
-        self._handshake_timeout = handshake_timeout
-        self.max_message_length = max_message_length
+        self.limits = limits or ServerLimits(max_message_length=max_message_length)
+        self.max_message_length = self.limits.max_message_length
+        self.budget = ByteBudget(buffer_budget or max(64 * 1024 * 1024,
+                                                      4 * (self.max_message_length + 5)))
+        self.max_connections = max_connections
         self._calls: set[ServerCall] = set()
         self._connections: set[trio.CancelScope] = set()
         self._sockets: set[wire._Socket] = set()
         self._closing = False
         self._calls_total = 0
         self._connection_errors = 0
+        self._refused = 0
+        self._timed_out = 0
+        self._accept_errors = 0
         self._idle = trio.Event()
         self._idle.set()
         self._conn_closed = trio.Event()
 
     def statistics(self) -> ServerStatistics:
+        budget = self.budget.statistics()
         return ServerStatistics(
             connections=len(self._connections),
             active_calls=len(self._calls),
             calls_total=self._calls_total,
             connection_errors=self._connection_errors,
+            connections_refused=self._refused,
+            connections_timed_out=self._timed_out,
+            accept_errors=self._accept_errors,
+            budget_used=budget.used,
+            budget_peak=budget.peak,
+            budget_limit=budget.limit,
         )
 
     async def serve(self, host: str | None, port: int, *,
@@ -214,20 +258,47 @@ class GrpcServer:
             for listener in multi.listeners:  # one per address family when host is empty
                 nursery.start_soon(self._accept_loop, listener, nursery)
             task_status.started((host or "0.0.0.0", bound_port))
-            log.info("gRPC listening on %s:%s (max message %s bytes)", host or "*", bound_port,
-                     self.max_message_length)
+            log.info("gRPC listening on %s:%s (max message %s bytes, at most %d connections)",
+                     host or "*", bound_port, self.max_message_length, self.max_connections)
 
     async def _accept_loop(self, listener: Any, nursery: trio.Nursery) -> None:
+        backoff = 0.0
+        refused_logged = -math.inf
         while not self._closing:
             try:
                 sock = await listener.accept()
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
-            except OSError as exc:  # EMFILE and friends: back off a little, keep serving
-                log.warning("accept failed: %s", exc)
-                await trio.sleep(0.05)
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS: out of descriptors or memory. Back off (up to 1 s) so
+                # the descriptors that close meanwhile serve /health and registered agents,
+                # and say so once per episode, not once per try.
+                self._accept_errors += 1
+                if backoff == 0.0:
+                    log.warning("gRPC accept failed: %s; backing off while %d connections are "
+                                "open (lower --grpc-max-connections or raise the descriptor "
+                                "limit)", exc, len(self._connections))
+                backoff = min(1.0, max(0.01, backoff * 2))
+                await trio.sleep(backoff)
                 continue
-            nursery.start_soon(self._connection, sock)
+            if backoff:
+                log.info("gRPC accept works again")
+                backoff = 0.0
+            if len(self._connections) >= self.max_connections:
+                self._refused += 1
+                now = trio.current_time()
+                if now - refused_logged >= 10.0:
+                    refused_logged = now
+                    log.warning("gRPC connection refused: %d connections open, the limit of "
+                                "--grpc-max-connections (%d refused so far)",
+                                len(self._connections), self._refused)
+                with trio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(sock)
+                continue
+            # Counted from the accept on, so the bound holds while TLS handshakes run.
+            scope = trio.CancelScope()
+            self._connections.add(scope)
+            nursery.start_soon(self._connection, sock, scope)
 
     async def close(self, *, grace: float = 1.0, code: GrpcCode = GrpcCode.UNAVAILABLE,
                     message: str = "the proxy is shutting down") -> None:
@@ -251,29 +322,37 @@ class GrpcServer:
                 self._conn_closed = trio.Event()
                 await self._conn_closed.wait()
 
-    async def _connection(self, sock: Any) -> None:
+    async def _connection(self, sock: Any, listen_scope: trio.CancelScope) -> None:
         try:
-            addr = sock.extra(anyio.abc.SocketAttribute.remote_address)
-            peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
-        except Exception:
-            peer = "?"
-        if self._ssl_context is not None:
-            raw = sock
             try:
-                with trio.fail_after(self._handshake_timeout):
-                    sock = await TLSStream.wrap(sock, server_side=True, ssl_context=self._ssl_context,
-                                                standard_compatible=False)
-            except (trio.TooSlowError, OSError, ssl.SSLError, anyio.BrokenResourceError,
-                    anyio.EndOfStream) as exc:
-                self._connection_errors += 1
-                log.info("TLS handshake with %s failed: %s", peer, _describe(exc))
-                with trio.CancelScope(shield=True):
-                    await anyio.aclose_forcefully(raw)
-                return
-        gsock = wire.server_socket(sock, max_message_length=self.max_message_length)
+                addr = sock.extra(anyio.abc.SocketAttribute.remote_address)
+                peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+            except Exception:
+                peer = "?"
+            if self._ssl_context is not None:
+                raw = sock
+                try:
+                    with trio.fail_after(self.limits.handshake_timeout):
+                        sock = await TLSStream.wrap(sock, server_side=True,
+                                                    ssl_context=self._ssl_context,
+                                                    standard_compatible=False)
+                except (trio.TooSlowError, OSError, ssl.SSLError, anyio.BrokenResourceError,
+                        anyio.EndOfStream) as exc:
+                    self._connection_errors += 1
+                    log.info("TLS handshake with %s failed: %s", peer, describe(exc))
+                    with trio.CancelScope(shield=True):
+                        await anyio.aclose_forcefully(raw)
+                    return
+            await self._serve_connection(sock, peer, listen_scope)
+        finally:
+            self._connections.discard(listen_scope)
+            self._conn_closed.set()
+
+    async def _serve_connection(self, sock: Any, peer: str, listen_scope: trio.CancelScope) -> None:
+        gsock = wire.server_socket(sock, limits=self.limits, budget=self.budget)
         connection = Connection(peer)
-        listen_scope = trio.CancelScope()
-        self._connections.add(listen_scope)
+        gsock.connection.claimed = lambda: connection.claimed
+        connection._on_change = gsock.claims_changed
         log.debug("connection from %s", peer)
         try:
             async with gsock:
@@ -282,15 +361,17 @@ class GrpcServer:
                     with listen_scope:
                         async for stream in gsock.listen():
                             calls.start_soon(self._call, gsock, stream, connection)
-                    # EOF, reset or closing: no call of this connection may outlive it.
+                    # EOF, reset, timeout or closing: no call of this connection may outlive it.
                     calls.cancel_scope.cancel()
+            if gsock.close_reason is not None:
+                self._timed_out += gsock.close_reason.startswith("no ")
+                log.info("closed the connection from %s: %s", peer, gsock.close_reason)
         except Exception as exc:
             self._connection_errors += 1
-            log.info("connection from %s ended: %s", peer, _describe(exc))
+            log.info("connection from %s ended: %s", peer, describe(exc))
         finally:
+            connection._on_change = None
             self._sockets.discard(gsock)
-            self._connections.discard(listen_scope)
-            self._conn_closed.set()
             with trio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(sock)
             log.debug("connection from %s closed", peer)
@@ -334,7 +415,10 @@ class GrpcServer:
                 self._idle.set()
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or exc.__class__.__name__
+def describe(exc: BaseException) -> str:
+    """One line naming the cause: an exception group is described by its first leaf."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
     return text if len(text) < 200 else text[:200] + "..."
 

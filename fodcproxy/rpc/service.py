@@ -61,6 +61,7 @@ class FodcService:
             log.info("registration from %s refused: %s", call.peer, exc.message)
             await call.send(pb.RegisterAgentResponse(success=False, message=exc.message))
             raise
+        call.connection.claim(session)  # a connection that carries an agent is not idle
         try:
             await call.send(self._ack(session.agent_id, "registered"))
             while True:
@@ -72,6 +73,7 @@ class FodcService:
                 hub.heartbeat(session, convert.registration_from_proto(msg))
                 await call.send(self._ack(session.agent_id))
         finally:
+            call.connection.release(session)
             hub.call_ended(session, call)
 
     async def stream_metrics(self, call: ServerCall) -> None:

@@ -8,23 +8,39 @@ forever; (2) on end of the TCP stream just stops reading, so every waiting strea
 longer knows. The subclasses below turn each of these into an end-of-stream event of the one
 stream concerned, and leave the connection alive.
 
-Nothing here knows Trio or our service: it is the edge where purerpc/h2 are translated.
+Server side it also bounds what a peer can make the proxy hold (SPEC section 10): the HTTP/2
+windows and concurrent streams of a connection, a reservation from the proxy-wide byte budget
+before each message body is buffered (reading stops while none is available), and deadlines for
+the HTTP/2 preface, for a connection that carries no registered agent, and for a started message
+to finish.
+
+Nothing here knows our service: it is the edge where purerpc/h2 are translated.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import AsyncIterator
+import math
+import struct
+import zlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import anyio.abc
+import attrs
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
+import trio
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
 from purerpc.grpc_socket import SocketWrapper
 from purerpc.grpclib.config import GRPCConfiguration
+from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.connection import GRPCConnection
+from purerpc.grpclib.headers import HeaderDict
 from purerpc.grpclib.events import (
     MessageReceived,
     RequestEnded,
@@ -36,6 +52,7 @@ from purerpc.grpclib.exceptions import MessageTooLargeError
 from purerpc.grpclib.status import Status
 
 from fodcproxy.errors import GrpcCode
+from fodcproxy.rpc.budget import ByteBudget
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +65,23 @@ class StreamReset(RequestEnded):
         self.error_code = error_code
 
 
-class MessageTooLarge(RequestEnded):
+class StreamFailed(RequestEnded):
+    """The proxy stopped reading one stream's input; `code` and `message` are for its trailers."""
+
+    def __init__(self, stream_id: int, code: GrpcCode, message: str) -> None:
+        super().__init__(stream_id)
+        self.code = code
+        self.message = message
+
+
+class MessageTooLarge(StreamFailed):
     """The peer sent a message over our limit; the stream can take no more."""
 
     def __init__(self, stream_id: int, size: int, limit: int) -> None:
-        super().__init__(stream_id)
+        super().__init__(
+            stream_id, GrpcCode.RESOURCE_EXHAUSTED,
+            f"message of {size} bytes is over the proxy's --grpc-max-msg-size={limit}: split it "
+            "(StreamMetricsRequest.more) or raise the limit")
         self.size = size
         self.limit = limit
 
@@ -61,34 +90,312 @@ class ResponseAborted(ResponseEnded):
     """Client side: the call ended without trailers (reset, connection lost, oversized reply)."""
 
 
-class _Connection(GRPCConnection):
-    """purerpc's h2 wrapper with per-stream handling of resets and oversized messages."""
+class _Refused(Exception):
+    def __init__(self, code: GrpcCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
-    def __init__(self, config: GRPCConfiguration) -> None:
+
+@attrs.frozen(kw_only=True)
+class ServerLimits:
+    """What one server connection may hold (see docs/lifecycle.md, "Limits")."""
+
+    max_message_length: int
+    max_streams: int = 16
+    handshake_timeout: float = 10.0  # TLS + HTTP/2 preface
+    idle_timeout: float = 30.0  # a connection that carries no registered agent
+    message_timeout: float = 30.0  # a started message must finish within this
+    unclaimed_bytes: int = 1024 * 1024  # unread bytes a connection with no agent may hold
+
+    @property
+    def stream_window(self) -> int:
+        # Twice a whole message: h2 hands window back only once half of it was consumed, so
+        # one full message must still fit when almost half is consumed but not yet returned.
+        return min(2 * (self.max_message_length + 5), 2**31 - 1)
+
+    @property
+    def connection_window(self) -> int:
+        # Room for a whole message on two streams at once (metrics and a profile chunk), by the
+        # same halving argument; memory is bounded by the byte budget, not by this window.
+        return min(4 * (self.max_message_length + 5), 2**31 - 1)
+
+
+class _ReadBuffer(MessageReadBuffer):
+    """purerpc's message parser, with a reservation from the byte budget before each body.
+
+    When the budget has no room for a message, parsing stops at its header (`need` says how
+    many bytes) until the socket loop has acquired them and calls `grant()`.
+    """
+
+    def __init__(self, conn: _Connection, stream_id: int, encoding: str | None) -> None:
+        super().__init__(encoding, conn.config.max_message_length)
+        self._conn = conn
+        self._stream_id = stream_id
+        self.need = 0
+        self.started: float | None = None  # when the header of the message being read arrived
+        self._granted = 0
+
+    def _parse_one_message(self) -> tuple[Any, int]:
+        length: int | None = self._message_length  # type: ignore[has-type]
+        if length is None:
+            if len(self._buffer) < 5:
+                return None, 0
+            header, self._flow_controlled_length = self._buffer.popleft_flowcontrol(5)
+            self._compressed_flag, length = struct.unpack(">?I", header)
+            self._message_length = length
+            assert length is not None
+            if length > self._max_message_length:
+                raise MessageTooLargeError(length)
+            self.started = self._conn.now
+            if not self._conn.reserve(self._stream_id, length + 5):
+                self.need = length + 5
+                return None, 0
+            self._granted = length + 5
+        elif self.need:
+            return None, 0
+        if len(self._buffer) < length:
+            return None, 0
+        data, flow = self._buffer.popleft_flowcontrol(length)
+        flow += self._flow_controlled_length
+        reserved = self._granted
+        if self._compressed_flag:
+            data = self.decompress(data)
+            extra = max(0, len(data) - length)
+            self._conn.reserve(self._stream_id, extra, force=True)
+            reserved += extra
+        self._compressed_flag = self._message_length = self._flow_controlled_length = None
+        self._granted = 0
+        self.started = None
+        return (data, reserved), flow
+
+    def grant(self) -> None:
+        """The socket loop reserved `need` bytes for the waiting message: parse on."""
+        self._granted, self.need = self.need, 0
+        self._process_new_messages()
+
+    def decompress(self, data: bytes) -> bytes:
+        # purerpc inflates without a bound: a small message could expand to gigabytes.
+        if self._message_encoding not in ("gzip", "deflate"):
+            raise _Refused(GrpcCode.UNIMPLEMENTED,
+                           f"message encoding {self._message_encoding!r} is not supported; "
+                           "send identity, gzip or deflate")
+        inflater = zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
+        try:
+            out = inflater.decompress(data, self._max_message_length + 1)
+        except zlib.error as exc:
+            raise _Refused(GrpcCode.INVALID_ARGUMENT,
+                           f"compressed message does not inflate: {exc}") from None
+        if len(out) > self._max_message_length or inflater.unconsumed_tail:
+            raise MessageTooLargeError(self._max_message_length + 1)
+        return out
+
+
+class _Connection(GRPCConnection):
+    """purerpc's h2 wrapper with per-stream handling of resets, oversized and refused messages.
+
+    Server side it also keeps the books of what each stream holds: bytes reserved from the
+    budget (`held`), messages waiting for budget (`waiting`) and when each partial message
+    started (for the message deadline).
+    """
+
+    def __init__(self, config: GRPCConfiguration, limits: ServerLimits | None = None,
+                 budget: ByteBudget | None = None) -> None:
+        self.limits = limits
         super().__init__(config)
-        self.oversized: dict[int, tuple[int, int]] = {}
+        self.budget = budget
+        self.claimed: Callable[[], bool] = lambda: True
+        self.now = 0.0
+        self.held: dict[int, int] = {}
+        self.held_total = 0
+        self.waiting: collections.deque[int] = collections.deque()
+        self.preface_done = False
+
+    def _set_h2_connection_local_settings(self) -> None:
+        super()._set_h2_connection_local_settings()
+        if self.limits is None:
+            return
+        self.h2_connection.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.limits.stream_window,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: 2**14,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.MAX_HEADER_LIST_SIZE,
+            },
+        )
+        self.h2_connection.max_inbound_frame_size = 2**14
+
+    def initiate_connection(self) -> None:
+        if self.limits is None:
+            super().initiate_connection()  # client side: we trust the proxy we dial
+            return
+        self.h2_connection.initiate_connection()
+        grow = self.limits.connection_window - 65535
+        if grow > 0:
+            self.h2_connection.increment_flow_control_window(grow)
+
+    # -- the budget's books ----------------------------------------------------------------
+
+    def reserve(self, stream_id: int, n: int, *, force: bool = False) -> bool:
+        """Reserve `n` bytes for a message of `stream_id`; False = wait for the budget.
+
+        Raises:
+            _Refused: a connection with no registered agent asked for more than it may hold.
+        """
+        if self.budget is None or n <= 0:
+            return True
+        if not force:
+            limits = self.limits
+            assert limits is not None
+            if not self.claimed() and self.held_total + n > limits.unclaimed_bytes:
+                raise _Refused(
+                    GrpcCode.RESOURCE_EXHAUSTED,
+                    f"a connection with no registered agent may hold at most "
+                    f"{limits.unclaimed_bytes} bytes of unread messages: register first")
+            if not self.budget.try_reserve(n):
+                return False
+        else:
+            self.budget._take(n)
+        self._held(stream_id, n)
+        return True
+
+    def _held(self, stream_id: int, n: int) -> None:
+        self.held[stream_id] = self.held.get(stream_id, 0) + n
+        self.held_total += n
+
+    def release(self, stream_id: int, n: int) -> None:
+        have = self.held.get(stream_id, 0)
+        n = min(n, have)
+        if n <= 0 or self.budget is None:
+            return
+        self.held[stream_id] = have - n
+        self.held_total -= n
+        self.budget.release(n)
+
+    def release_stream(self, stream_id: int) -> None:
+        n = self.held.pop(stream_id, 0)
+        self.held_total -= n
+        if self.budget is not None:
+            self.budget.release(n)
+
+    def release_all(self) -> None:
+        for stream_id in list(self.held):
+            self.release_stream(stream_id)
+
+    def grant(self, stream_id: int, n: int) -> list[Any]:
+        """`n` bytes were acquired for the message `stream_id` waits with; parse on."""
+        buf = self.message_read_buffers.get(stream_id)
+        if not isinstance(buf, _ReadBuffer) or buf.need != n:  # the call ended meanwhile
+            if self.budget is not None:
+                self.budget.release(n)
+            return []
+        self._held(stream_id, n)
+        return self._parse(stream_id, buf, buf.grant)
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    def next_message_deadline(self) -> float:
+        assert self.limits is not None
+        starts = [b.started for b in self.message_read_buffers.values()
+                  if isinstance(b, _ReadBuffer) and b.started is not None]
+        return min(starts) + self.limits.message_timeout if starts else math.inf
+
+    def expire_messages(self, now: float) -> list[Any]:
+        """End the streams whose started message is past the message deadline."""
+        assert self.limits is not None
+        timeout = self.limits.message_timeout
+        events: list[Any] = []
+        for stream_id, buf in list(self.message_read_buffers.items()):
+            if isinstance(buf, _ReadBuffer) and buf.started is not None \
+                    and now >= buf.started + timeout:
+                declared = (buf.need or buf._granted or 5) - 5
+                events.append(self._fail(stream_id, _Refused(
+                    GrpcCode.DEADLINE_EXCEEDED,
+                    f"a message of {declared} bytes was not finished within the proxy's "
+                    f"--grpc-message-timeout={timeout:g}s")))
+        return events
+
+    def _fail(self, stream_id: int, refused: _Refused) -> StreamFailed:
+        buf = self.message_read_buffers.pop(stream_id, None)
+        if buf is not None:
+            # The bytes it buffered are gone; what the peer still sends is dropped and acked.
+            self._ack(stream_id, buf._buffer.flow_controlled_length)
+        if isinstance(buf, _ReadBuffer) and buf._granted:
+            self.release(stream_id, buf._granted)
+        return StreamFailed(stream_id, refused.code, refused.message)
+
+    # -- h2 events --------------------------------------------------------------------------
+
+    def _request_received(self, event: h2.events.RequestReceived) -> list[Any]:
+        if self.limits is None:
+            return super()._request_received(event)
+        try:
+            request = RequestReceived.parse_from_stream_id_and_headers_destructive(
+                event.stream_id, HeaderDict(event.headers))
+        except Exception:  # purerpc's ProtocolError, KeyError, ValueError on bad headers
+            self._reset(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return []
+        if event.stream_ended:  # headers only: a call that sends no message at all
+            return [request, RequestEnded(event.stream_id)]
+        self.message_read_buffers[event.stream_id] = _ReadBuffer(
+            self, event.stream_id, request.message_encoding)
+        return [request]
+
+    def _remote_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> list[Any]:
+        self.preface_done = True
+        return super()._remote_settings_changed(event)
 
     def _data_received(self, event: h2.events.DataReceived) -> list[Any]:
-        buf = self.message_read_buffers.get(event.stream_id)
+        stream_id = event.stream_id
+        buf = self.message_read_buffers.get(stream_id)
         if buf is None:
             # A stream we already finished or refused: drop the data, but give the window back.
-            self._ack(event.stream_id, event.flow_controlled_length)
+            self._ack(stream_id, event.flow_controlled_length)
             return []
+        if not isinstance(buf, _ReadBuffer):  # client side: purerpc's buffer
+            try:
+                buf.data_received(event.data, event.flow_controlled_length)
+                messages = buf.read_all_complete_messages_flowcontrol()
+            except MessageTooLargeError:
+                size = buf._message_length or 0
+                del self.message_read_buffers[stream_id]
+                self._ack(stream_id, event.flow_controlled_length)
+                return [MessageTooLarge(stream_id, size, self.config.max_message_length)]
+            return [MessageReceived(stream_id, m, n) for m, n in messages]
+        return self._parse(stream_id, buf,
+                           lambda: buf.data_received(event.data, event.flow_controlled_length))
+
+    def _parse(self, stream_id: int, buf: _ReadBuffer, feed: Callable[[], None]) -> list[Any]:
         try:
-            buf.data_received(event.data, event.flow_controlled_length)
-            messages = buf.read_all_complete_messages_flowcontrol()
+            feed()
         except MessageTooLargeError:
             size = buf._message_length or 0
-            del self.message_read_buffers[event.stream_id]
-            self._ack(event.stream_id, event.flow_controlled_length)
-            self.oversized[event.stream_id] = (size, self.config.max_message_length)
-            return [MessageTooLarge(event.stream_id, size, self.config.max_message_length)]
-        return [MessageReceived(event.stream_id, m, n) for m, n in messages]
+            self._fail(stream_id, _Refused(GrpcCode.RESOURCE_EXHAUSTED, ""))
+            return [MessageTooLarge(stream_id, size, self.config.max_message_length)]
+        except _Refused as refused:
+            return [self._fail(stream_id, refused)]
+        events: list[Any] = []
+        for (data, reserved), length in buf.read_all_complete_messages_flowcontrol():
+            ev = MessageReceived(stream_id, data, length)
+            ev.reserved = reserved
+            events.append(ev)
+        if buf.need and stream_id not in self.waiting:
+            self.waiting.append(stream_id)
+        return events
 
     def _ack(self, stream_id: int, length: int) -> None:
+        if length <= 0:
+            return
         try:
             self.h2_connection.acknowledge_received_data(length, stream_id)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def _reset(self, stream_id: int, code: int) -> None:
+        try:
+            self.h2_connection.reset_stream(stream_id, code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
             pass
 
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Any]:
@@ -101,35 +408,91 @@ class _Connection(GRPCConnection):
         return [StreamReset(event.stream_id, int(event.error_code or 0))]
 
 
+class ConnectionClosing(Exception):
+    """Server side: the connection is being closed by us (idle, handshake or protocol error)."""
+
+
 class _Socket(GRPCProtoSocket):
-    """A purerpc socket that delivers exactly one end event to every stream, whatever happens."""
+    """A purerpc socket that delivers exactly one end event to every stream, whatever happens.
+
+    Server side (with `limits`) it also enforces the handshake, idle and message deadlines and
+    stops reading while a message waits for room in the byte budget.
+    """
 
     def __init__(self, config: GRPCConfiguration, sock: anyio.abc.SocketStream,
-                 receive_buffer_size: int = 256 * 1024) -> None:
+                 receive_buffer_size: int = 256 * 1024, *, limits: ServerLimits | None = None,
+                 budget: ByteBudget | None = None) -> None:
         super().__init__(config, sock, receive_buffer_size=receive_buffer_size)
-        self._grpc_connection = _Connection(config)
+        self._grpc_connection = _Connection(config, limits, budget)
         self._socket = SocketWrapper(self._grpc_connection, sock)
         self._ended: set[int] = set()
         self._all_streams: dict[int, GRPCProtoStream] = {}
         self.closed = False
+        self.limits = limits
+        self.budget = budget
+        self.opened_at = trio.current_time()
+        self._unclaimed_since: float | None = self.opened_at
+        self._wait_scope: trio.CancelScope | None = None
+        self.close_reason: str | None = None
 
     @property
     def connection(self) -> _Connection:
         return self._grpc_connection
+
+    def claims_changed(self, claimed: bool) -> None:
+        """The service's view: a registered agent holds this connection (or no longer does)."""
+        if claimed:
+            self._unclaimed_since = None
+        elif self._unclaimed_since is None:
+            self._unclaimed_since = trio.current_time()
+        if self._wait_scope is not None:
+            self._wait_scope.deadline = self._deadline()
+
+    def _deadline(self) -> float:
+        limits = self.limits
+        if limits is None:
+            return math.inf
+        deadline = self._grpc_connection.next_message_deadline()
+        if not self._grpc_connection.preface_done:
+            deadline = min(deadline, self.opened_at + limits.handshake_timeout)
+        if self._unclaimed_since is not None:
+            deadline = min(deadline, self._unclaimed_since + limits.idle_timeout)
+        return deadline
+
+    def _expire(self) -> list[Any]:
+        """A deadline passed: end late messages; raise ConnectionClosing for the connection."""
+        limits = self.limits
+        assert limits is not None
+        now = trio.current_time()
+        conn = self._grpc_connection
+        if not conn.preface_done and now >= self.opened_at + limits.handshake_timeout:
+            raise ConnectionClosing(
+                f"no HTTP/2 preface within --grpc-handshake-timeout={limits.handshake_timeout:g}s")
+        if self._unclaimed_since is not None and now >= self._unclaimed_since + limits.idle_timeout:
+            raise ConnectionClosing(
+                f"no agent registered on it for --grpc-idle-timeout={limits.idle_timeout:g}s")
+        return conn.expire_messages(now)
 
     def _allocate_stream(self, stream_id: int) -> GRPCProtoStream:
         stream = super()._allocate_stream(stream_id)
         self._all_streams[stream_id] = stream
         return stream
 
+    def consumed(self, stream_id: int, event: Any) -> None:
+        """A handler is done with `event` (a message): its reservation goes back to the budget."""
+        reserved = getattr(event, "reserved", 0)
+        if reserved:
+            self._grpc_connection.release(stream_id, reserved)
+
     def forget(self, stream_id: int) -> None:
-        """Stop routing events to a stream whose call is over, and free its queue."""
+        """Stop routing events to a stream whose call is over, and free its queue and bytes."""
         self._streams.pop(stream_id, None)
         self._ended.discard(stream_id)
         self._grpc_connection.message_read_buffers.pop(stream_id, None)
         stream = self._all_streams.pop(stream_id, None)
         if stream is not None:
             _close_queue(stream)
+        self._grpc_connection.release_stream(stream_id)
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         try:
@@ -138,24 +501,72 @@ class _Socket(GRPCProtoSocket):
             for stream in self._all_streams.values():
                 _close_queue(stream)
             self._all_streams.clear()
+            self._grpc_connection.release_all()
 
     async def _deliver(self, stream: GRPCProtoStream, event: Any) -> None:
         if isinstance(event, (RequestEnded, ResponseEnded)):
             if stream.stream_id in self._ended:
                 return
             self._ended.add(stream.stream_id)
-        await stream._incoming_events[0].send(event)
+        try:
+            stream._incoming_events[0].send_nowait(event)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            # The call ended (and closed its queue) while its frames were still arriving:
+            # drop the event, give its window and bytes back; the other calls carry on.
+            if isinstance(event, MessageReceived):
+                self._grpc_connection._ack(stream.stream_id, event.flow_controlled_length)
+                self.consumed(stream.stream_id, event)
+
+    async def _next_events(self) -> list[Any] | None:
+        """Read the socket (or wait for budget, or for a deadline); None at end of stream."""
+        conn = self._grpc_connection
+        while conn.waiting:
+            stream_id = conn.waiting[0]
+            buf = conn.message_read_buffers.get(stream_id)
+            need = buf.need if isinstance(buf, _ReadBuffer) else 0
+            if not need:
+                conn.waiting.popleft()
+                continue
+            assert self.budget is not None
+            with trio.move_on_at(self._deadline()) as scope:
+                self._wait_scope = scope
+                await self.budget.acquire(need)
+            self._wait_scope = None
+            if scope.cancelled_caught:
+                return self._expire()
+            conn.waiting.popleft()
+            return conn.grant(stream_id, need)
+        with trio.move_on_at(self._deadline()) as scope:
+            self._wait_scope = scope
+            try:
+                data = await self._socket.recv(self._receive_buffer_size)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return None
+        self._wait_scope = None
+        if scope.cancelled_caught:
+            return self._expire()
+        if not data:
+            return None
+        conn.now = trio.current_time()
+        return conn.receive_data(data)
 
     async def _listen(self) -> AsyncIterator[GRPCProtoStream]:
         try:
             while True:
                 try:
-                    data = await self._socket.recv(self._receive_buffer_size)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    events = await self._next_events()
+                except h2.exceptions.ProtocolError as exc:
+                    self._close_connection(int(getattr(exc, "error_code", None)
+                                               or h2.errors.ErrorCodes.PROTOCOL_ERROR),
+                                           f"HTTP/2 protocol error: {exc}")
+                    await self._socket.flush()
                     return
-                if not data:
+                except ConnectionClosing as exc:
+                    self._close_connection(h2.errors.ErrorCodes.NO_ERROR, str(exc))
+                    await self._socket.flush()
                     return
-                events = self._grpc_connection.receive_data(data)
+                if events is None:
+                    return
                 await self._socket.flush()
                 for event in events:
                     if isinstance(event, WindowUpdated):
@@ -171,12 +582,17 @@ class _Socket(GRPCProtoSocket):
                         self._allocate_stream(event.stream_id)
                     stream = self._streams.get(event.stream_id)
                     if stream is None:
+                        if isinstance(event, MessageReceived):
+                            self._grpc_connection._ack(event.stream_id,
+                                                       event.flow_controlled_length)
+                            self.consumed(event.stream_id, event)
                         continue
                     await self._deliver(stream, event)
                     if isinstance(event, RequestReceived):
                         yield stream
                     elif isinstance(event, (RequestEnded, ResponseEnded)):
-                        stream._close_remote()
+                        if event.stream_id in self._streams:
+                            stream._close_remote()
         finally:
             # The connection is over: every stream still waiting learns it now.
             self.closed = True
@@ -189,6 +605,13 @@ class _Socket(GRPCProtoSocket):
                     self._ended_send_nowait(stream, lost)
                 except Exception:  # a closed queue: nobody is listening any more
                     pass
+
+    def _close_connection(self, code: int, reason: str) -> None:
+        self.close_reason = reason
+        try:
+            self._grpc_connection.h2_connection.close_connection(error_code=code)
+        except Exception:  # already closed
+            pass
 
     def _ended_send_nowait(self, stream: GRPCProtoStream, event: Any) -> None:
         if stream.stream_id in self._ended:
@@ -203,8 +626,11 @@ def _close_queue(stream: GRPCProtoStream) -> None:
     receive.close()
 
 
-def server_socket(sock: anyio.abc.SocketStream, *, max_message_length: int) -> _Socket:
-    return _Socket(GRPCConfiguration(client_side=False, max_message_length=max_message_length), sock)
+def server_socket(sock: anyio.abc.SocketStream, *, limits: ServerLimits,
+                  budget: ByteBudget) -> _Socket:
+    config = GRPCConfiguration(client_side=False, max_message_length=limits.max_message_length)
+    # Small reads: while a message waits for budget, at most one read's bytes sit unreserved.
+    return _Socket(config, sock, receive_buffer_size=64 * 1024, limits=limits, budget=budget)
 
 
 def client_socket(sock: anyio.abc.SocketStream, *, max_message_length: int) -> _Socket:
