@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_om
 
@@ -94,3 +94,36 @@ class _StatusCollector:
         yield agents
         yield GaugeMetricFamily("fodc_proxy_uptime_seconds", "Seconds since the proxy started.",
                                 value=time.time() - self._m.started)
+
+
+class TransportCollector:
+    """The gRPC transport's bounds, read from `statistics()` at scrape time (`fodc_proxy_grpc_*`)."""
+
+    def __init__(self, statistics: Callable[[], Any]) -> None:
+        self._statistics = statistics
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        s = self._statistics()
+        yield GaugeMetricFamily("fodc_proxy_grpc_connections", "Open gRPC connections.",
+                                value=s.connections)
+        yield CounterMetricFamily(
+            "fodc_proxy_grpc_connections_refused",
+            "gRPC connections closed at once because --grpc-max-connections were open.",
+            value=s.connections_refused)
+        yield CounterMetricFamily(
+            "fodc_proxy_grpc_connections_timed_out",
+            "gRPC connections closed for no HTTP/2 preface or no registered agent in time.",
+            value=s.connections_timed_out)
+        yield CounterMetricFamily(
+            "fodc_proxy_grpc_accept_errors",
+            "Failed accepts of gRPC connections (descriptors or memory exhausted).",
+            value=s.accept_errors)
+        yield GaugeMetricFamily(
+            "fodc_proxy_grpc_buffer_bytes",
+            "Bytes of received gRPC messages not yet consumed, reserved from --grpc-buffer-budget.",
+            value=s.budget_used)
+        yield GaugeMetricFamily("fodc_proxy_grpc_buffer_limit_bytes", "--grpc-buffer-budget.",
+                                value=s.budget_limit)

@@ -18,7 +18,7 @@ import trio
 from fodcproxy.config import ProxyConfig
 from fodcproxy.core.registry import Registry
 from fodcproxy.hub import AgentHub
-from fodcproxy.metrics import ProxyMetrics
+from fodcproxy.metrics import ProxyMetrics, TransportCollector
 from fodcproxy.rpc.server import GrpcServer
 from fodcproxy.rpc.wire import ServerLimits
 from fodcproxy.rpc.service import FodcService
@@ -103,6 +103,7 @@ class Proxy:
             buffer_budget=config.grpc_buffer_budget,
             max_connections=connection_limit(config.grpc_connection_limit),
         )
+        self.metrics.registry.register(TransportCollector(self.grpc.statistics))
         self._stop = trio.Event()
         self._http_stopped = trio.Event()
         self.addresses: ProxyAddresses | None = None

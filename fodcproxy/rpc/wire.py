@@ -121,6 +121,21 @@ class ServerLimits:
         return min(4 * (self.max_message_length + 5), 2**31 - 1)
 
 
+SMALL, BUDGET = "small", "budget"
+# Per connection, messages up to this many bytes in all are held outside the budget, so
+# registrations and heartbeats never wait behind big replies. Bounded like the read buffer:
+# one allowance per connection, and connections are bounded.
+SMALL_ALLOWANCE = 64 * 1024
+
+
+@attrs.frozen(eq=False)
+class Grant:
+    """Bytes reserved for one message, and from which pool (compared by identity)."""
+
+    pool: str
+    size: int
+
+
 class _ReadBuffer(MessageReadBuffer):
     """purerpc's message parser, with a reservation from the byte budget before each body.
 
@@ -134,7 +149,7 @@ class _ReadBuffer(MessageReadBuffer):
         self._stream_id = stream_id
         self.need = 0
         self.started: float | None = None  # when the header of the message being read arrived
-        self._granted = 0
+        self._granted: Grant | None = None
 
     def _parse_one_message(self) -> tuple[Any, int]:
         length: int | None = self._message_length  # type: ignore[has-type]
@@ -148,30 +163,30 @@ class _ReadBuffer(MessageReadBuffer):
             if length > self._max_message_length:
                 raise MessageTooLargeError(length)
             self.started = self._conn.now
-            if not self._conn.reserve(self._stream_id, length + 5):
+            self._granted = self._conn.reserve(self._stream_id, length + 5)
+            if self._granted is None:
                 self.need = length + 5
                 return None, 0
-            self._granted = length + 5
         elif self.need:
             return None, 0
         if len(self._buffer) < length:
             return None, 0
         data, flow = self._buffer.popleft_flowcontrol(length)
         flow += self._flow_controlled_length
-        reserved = self._granted
+        reserved = [self._granted]
         if self._compressed_flag:
             data = self.decompress(data)
             extra = max(0, len(data) - length)
-            self._conn.reserve(self._stream_id, extra, force=True)
-            reserved += extra
+            if extra:
+                reserved.append(self._conn.reserve(self._stream_id, extra, force=True))
         self._compressed_flag = self._message_length = self._flow_controlled_length = None
-        self._granted = 0
+        self._granted = None
         self.started = None
         return (data, reserved), flow
 
-    def grant(self) -> None:
+    def grant(self, grant: Grant) -> None:
         """The socket loop reserved `need` bytes for the waiting message: parse on."""
-        self._granted, self.need = self.need, 0
+        self._granted, self.need = grant, 0
         self._process_new_messages()
 
     def decompress(self, data: bytes) -> bytes:
@@ -206,8 +221,9 @@ class _Connection(GRPCConnection):
         self.budget = budget
         self.claimed: Callable[[], bool] = lambda: True
         self.now = 0.0
-        self.held: dict[int, int] = {}
+        self.held: dict[int, list[Grant]] = {}
         self.held_total = 0
+        self.small_total = 0
         self.waiting: collections.deque[int] = collections.deque()
         self.preface_done = False
 
@@ -236,48 +252,64 @@ class _Connection(GRPCConnection):
             self.h2_connection.increment_flow_control_window(grow)
 
     # -- the budget's books ----------------------------------------------------------------
+    # A reservation is (pool, bytes): pool SMALL is the connection's own allowance for small
+    # messages (registrations, heartbeats, small replies), so they never wait behind big ones;
+    # pool BUDGET is the proxy-wide budget. `held` keeps each stream's reservations, so a call
+    # that ends for any reason gives back exactly what it held.
 
-    def reserve(self, stream_id: int, n: int, *, force: bool = False) -> bool:
-        """Reserve `n` bytes for a message of `stream_id`; False = wait for the budget.
+    def reserve(self, stream_id: int, n: int, *, force: bool = False) -> Grant | None:
+        """Reserve `n` bytes for a message of `stream_id`; None = wait for the budget.
 
         Raises:
             _Refused: a connection with no registered agent asked for more than it may hold.
         """
         if self.budget is None or n <= 0:
-            return True
-        if not force:
-            limits = self.limits
-            assert limits is not None
+            return Grant(BUDGET, 0)
+        limits = self.limits
+        assert limits is not None
+        if force:
+            self.budget._take(n)
+            grant = Grant(BUDGET, n)
+        else:
             if not self.claimed() and self.held_total + n > limits.unclaimed_bytes:
                 raise _Refused(
                     GrpcCode.RESOURCE_EXHAUSTED,
                     f"a connection with no registered agent may hold at most "
                     f"{limits.unclaimed_bytes} bytes of unread messages: register first")
-            if not self.budget.try_reserve(n):
-                return False
-        else:
-            self.budget._take(n)
-        self._held(stream_id, n)
-        return True
+            if self.small_total + n <= SMALL_ALLOWANCE:
+                grant = Grant(SMALL, n)
+                self.small_total += n
+            elif self.budget.try_reserve(n):
+                grant = Grant(BUDGET, n)
+            else:
+                return None
+        self._book(stream_id, grant)
+        return grant
 
-    def _held(self, stream_id: int, n: int) -> None:
-        self.held[stream_id] = self.held.get(stream_id, 0) + n
-        self.held_total += n
+    def _book(self, stream_id: int, grant: Grant) -> None:
+        self.held.setdefault(stream_id, []).append(grant)
+        self.held_total += grant.size
 
-    def release(self, stream_id: int, n: int) -> None:
-        have = self.held.get(stream_id, 0)
-        n = min(n, have)
-        if n <= 0 or self.budget is None:
+    def release(self, stream_id: int, grant: Grant) -> None:
+        grants = self.held.get(stream_id)
+        if not grants or grant.size <= 0:
             return
-        self.held[stream_id] = have - n
-        self.held_total -= n
-        self.budget.release(n)
+        try:
+            grants.remove(grant)
+        except ValueError:
+            return  # already given back with its stream
+        self._give_back(grant)
+
+    def _give_back(self, grant: Grant) -> None:
+        self.held_total -= grant.size
+        if grant.pool is SMALL:
+            self.small_total -= grant.size
+        elif self.budget is not None:
+            self.budget.release(grant.size)
 
     def release_stream(self, stream_id: int) -> None:
-        n = self.held.pop(stream_id, 0)
-        self.held_total -= n
-        if self.budget is not None:
-            self.budget.release(n)
+        for grant in self.held.pop(stream_id, ()):
+            self._give_back(grant)
 
     def release_all(self) -> None:
         for stream_id in list(self.held):
@@ -290,8 +322,9 @@ class _Connection(GRPCConnection):
             if self.budget is not None:
                 self.budget.release(n)
             return []
-        self._held(stream_id, n)
-        return self._parse(stream_id, buf, buf.grant)
+        grant = Grant(BUDGET, n)
+        self._book(stream_id, grant)
+        return self._parse(stream_id, buf, lambda: buf.grant(grant))
 
     # -- deadlines --------------------------------------------------------------------------
 
@@ -309,7 +342,7 @@ class _Connection(GRPCConnection):
         for stream_id, buf in list(self.message_read_buffers.items()):
             if isinstance(buf, _ReadBuffer) and buf.started is not None \
                     and now >= buf.started + timeout:
-                declared = (buf.need or buf._granted or 5) - 5
+                declared = (buf.need or (buf._granted.size if buf._granted else 5)) - 5
                 events.append(self._fail(stream_id, _Refused(
                     GrpcCode.DEADLINE_EXCEEDED,
                     f"a message of {declared} bytes was not finished within the proxy's "
@@ -321,7 +354,7 @@ class _Connection(GRPCConnection):
         if buf is not None:
             # The bytes it buffered are gone; what the peer still sends is dropped and acked.
             self._ack(stream_id, buf._buffer.flow_controlled_length)
-        if isinstance(buf, _ReadBuffer) and buf._granted:
+        if isinstance(buf, _ReadBuffer) and buf._granted is not None:
             self.release(stream_id, buf._granted)
         return StreamFailed(stream_id, refused.code, refused.message)
 
@@ -480,9 +513,9 @@ class _Socket(GRPCProtoSocket):
 
     def consumed(self, stream_id: int, event: Any) -> None:
         """A handler is done with `event` (a message): its reservation goes back to the budget."""
-        reserved = getattr(event, "reserved", 0)
-        if reserved:
-            self._grpc_connection.release(stream_id, reserved)
+        for grant in getattr(event, "reserved", ()):
+            if grant is not None:
+                self._grpc_connection.release(stream_id, grant)
 
     def forget(self, stream_id: int) -> None:
         """Stop routing events to a stream whose call is over, and free its queue and bytes."""
