@@ -74,6 +74,16 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                                                "(except on /health)")
     p.add_argument("--max-query-window", default="24h",
                    help="longest /metrics-windows window accepted (default 24h)")
+    p.add_argument("--max-secondary-addresses", default=str(d.max_secondary_addresses),
+                   help="most secondary addresses one registration may carry (default 64)")
+    p.add_argument("--max-secondary-address-key-length",
+                   default=str(d.max_secondary_address_key_length),
+                   help="longest secondary address name, bytes (default 256)")
+    p.add_argument("--max-node-config-bytes", default=str(d.max_node_config_bytes),
+                   help="largest node_config of one registration, serialized bytes (default 262144)")
+    p.add_argument("--max-reply-bytes", default=str(d.max_reply_bytes),
+                   help="largest metrics reply of one agent, its chunks' serialized bytes summed; "
+                        "a bigger reply shows that agent as up 0 (default 268435456)")
 
 
 def parse_int(text: str, flag: str) -> int:
@@ -115,6 +125,11 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         agent_token=load_token(ns.agent_token_file, flag="--agent-token-file") if ns.agent_token_file else None,
         http_token=load_token(ns.http_token_file, flag="--http-token-file") if ns.http_token_file else None,
         max_query_window=parse_duration(ns.max_query_window, flag="--max-query-window"),
+        max_secondary_addresses=parse_int(ns.max_secondary_addresses, "--max-secondary-addresses"),
+        max_secondary_address_key_length=parse_int(ns.max_secondary_address_key_length,
+                                                   "--max-secondary-address-key-length"),
+        max_node_config_bytes=parse_int(ns.max_node_config_bytes, "--max-node-config-bytes"),
+        max_reply_bytes=parse_int(ns.max_reply_bytes, "--max-reply-bytes"),
     )
     # Load certificates now, so a bad one is a flag error and not a crash after binding.
     if config.grpc_tls_cert_file and config.grpc_tls_key_file:
