@@ -330,13 +330,13 @@ class AgentHub:
         target.size += msg.ByteSize()
         if target.size > self.max_reply_bytes:
             # Refused like the sample cap: this reply only (its later chunks are dropped as late).
-            why = f"reply over --max-reply-bytes={self.max_reply_bytes} bytes"
+            over = f"reply over --max-reply-bytes={self.max_reply_bytes} bytes"
             session.table.abandon()
             target.samples = DigestedSamples()
-            target.error = why
+            target.error = over
             target.done.set()
             self.metrics.refusal("reply_bytes")
-            log.warning("agent %s: reply refused: %s", session.agent_id, why)
+            log.warning("agent %s: reply refused: %s", session.agent_id, over)
             return
         # Digested as it arrives (see rpc/replies.py): the fan-out waits for the slowest agent
         # anyway, and what is left for the renderer is mostly writing values. A big chunk goes

@@ -344,15 +344,11 @@ class Registry:
 
         Returns its REMOVED change, or None when there is no such entry.
         """
-        oldest: AgentEntry | None = None
-        for e in self._entries.values():
-            if e.status is AgentStatus.OFFLINE and not e.metrics_attached:
-                assert e.offline_since is not None
-                if oldest is None or (e.offline_since, e.registered_at) < (
-                        oldest.offline_since, oldest.registered_at):  # type: ignore[operator]
-                    oldest = e
-        if oldest is None:
+        candidates = [e for e in self._entries.values()
+                      if e.status is AgentStatus.OFFLINE and not e.metrics_attached]
+        if not candidates:
             return None
+        oldest = min(candidates, key=lambda e: (e.offline_since or 0.0, e.registered_at))
         del self._entries[oldest.agent_id]
         self._removals += 1
         return Change(ChangeKind.REMOVED, oldest.agent_id,
