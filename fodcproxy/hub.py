@@ -272,7 +272,7 @@ class AgentHub:
             other = self.sessions.get(agent_id)
             if other is not None:
                 self.metrics.refusal("other_connection")
-                log.warning("%s from %s refused: it names agent %s, which the connection from %s "
+                log.warning("%s from %s refused: it names agent %r, which the connection from %s "
                             "registered", call.method, call.peer, agent_id[:128],
                             other.connection.peer)
                 raise PermissionDenied(
