@@ -74,7 +74,7 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                                                "(except on /health)")
     p.add_argument("--max-query-window", default="24h",
                    help="longest /metrics-windows window accepted (default 24h)")
-    lim = p.add_argument_group("limits for gRPC clients (see README, Exposure)")
+    lim = p.add_argument_group("limits for agents and gRPC clients (see README, Exposure)")
     lim.add_argument("--grpc-max-connections", default=str(d.grpc_max_connections),
                      help="most gRPC connections at once; more are closed at once (default 0: "
                           "--max-agents plus a quarter, within the descriptor limit)")
@@ -89,6 +89,16 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                           "(default 30s)")
     lim.add_argument("--grpc-message-timeout", default=dur(d.grpc_message_timeout),
                      help="a gRPC message that has started must finish within this (default 30s)")
+    lim.add_argument("--max-secondary-addresses", default=str(d.max_secondary_addresses),
+                     help="most secondary addresses one registration may carry (default 64)")
+    lim.add_argument("--max-secondary-address-key-length",
+                     default=str(d.max_secondary_address_key_length),
+                     help="longest secondary address name, bytes (default 256)")
+    lim.add_argument("--max-node-config-bytes", default=str(d.max_node_config_bytes),
+                     help="largest node_config of one registration, serialized bytes (default 262144)")
+    lim.add_argument("--max-reply-bytes", default=str(d.max_reply_bytes),
+                     help="largest metrics reply of one agent, its chunks' serialized bytes summed; "
+                          "a bigger reply shows that agent as up 0 (default 268435456)")
 
 
 def parse_int(text: str, flag: str) -> int:
@@ -136,6 +146,11 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
                                               flag="--grpc-handshake-timeout"),
         grpc_idle_timeout=parse_duration(ns.grpc_idle_timeout, flag="--grpc-idle-timeout"),
         grpc_message_timeout=parse_duration(ns.grpc_message_timeout, flag="--grpc-message-timeout"),
+        max_secondary_addresses=parse_int(ns.max_secondary_addresses, "--max-secondary-addresses"),
+        max_secondary_address_key_length=parse_int(ns.max_secondary_address_key_length,
+                                                   "--max-secondary-address-key-length"),
+        max_node_config_bytes=parse_int(ns.max_node_config_bytes, "--max-node-config-bytes"),
+        max_reply_bytes=parse_int(ns.max_reply_bytes, "--max-reply-bytes"),
     )
     # Load certificates now, so a bad one is a flag error and not a crash after binding.
     if config.grpc_tls_cert_file and config.grpc_tls_key_file:

@@ -96,6 +96,11 @@ class ProxyConfig:
     max_query_window: float | None = 24 * 3600.0
     # How long StreamMetrics waits for the registration it names to be processed.
     attach_grace: float = 2.0
+    # Size caps on what an agent sends (SPEC section 10); far above what an honest agent sends.
+    max_secondary_addresses: int = 64
+    max_secondary_address_key_length: int = 256  # bytes (UTF-8) of one secondary address's name
+    max_node_config_bytes: int = 256 * 1024  # serialized NodeConfig of one registration
+    max_reply_bytes: int = 256 * 1024 * 1024  # serialized chunks of one metrics reply, summed
     # Graceful shutdown: how long calls get to send their trailers.
     shutdown_grace: float = 1.0
     # What one gRPC client can make the proxy hold (SPEC section 10, docs/lifecycle.md).
@@ -168,6 +173,13 @@ class ProxyConfig:
                 "--grpc-buffer-budget",
                 f"must hold at least two messages of --grpc-max-msg-size "
                 f"({2 * (self.grpc_max_msg_size + 5)} bytes)")
+        for flag, value, least in (
+                ("--max-secondary-addresses", self.max_secondary_addresses, 0),
+                ("--max-secondary-address-key-length", self.max_secondary_address_key_length, 1),
+                ("--max-node-config-bytes", self.max_node_config_bytes, 0),
+                ("--max-reply-bytes", self.max_reply_bytes, 1024)):
+            if value < least:
+                raise ConfigError(flag, f"must be at least {least}")
         if self.max_query_window is not None and not self.max_query_window > 0:
             raise ConfigError("--max-query-window", "must be greater than 0")
         for flag, port in (("--grpc-listen-addr", self.grpc_port), ("--http-listen-addr", self.http_port)):

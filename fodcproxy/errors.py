@@ -67,6 +67,20 @@ class Unauthenticated(FodcError):
     http_status = 401
 
 
+class PermissionDenied(FodcError):
+    """A stream speaks for an agent that another connection registered."""
+
+    grpc_code = GrpcCode.PERMISSION_DENIED
+    http_status = 403
+
+
+class DeadlineExceeded(FodcError):
+    """A peer did not send what it must within a deadline (e.g. the first RegisterAgentRequest)."""
+
+    grpc_code = GrpcCode.DEADLINE_EXCEEDED
+    http_status = 504
+
+
 class IdentityChanged(FodcError):
     """A heartbeat carried another identity than its registration."""
 

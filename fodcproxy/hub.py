@@ -7,6 +7,10 @@ Who owns what:
   (RegisterAgent, StreamMetrics) runs in its TCP connection's nursery and joins the session; when
   the last call of a session ends, the registry takes the agent offline (or removes it, after a
   goodbye). No polling: the end of a call *is* the event.
+- Every per-agent stream joins its session through `AgentHub.bind()`, which accepts only calls of
+  the connection whose RegisterAgent call registered the agent: an agent's id is public (`/sd`,
+  `/cluster`), the connection is not. A live session `claim()`s its connection (the transport
+  closes connections that carry no registered agent) and releases it when it ends.
 - `AgentHub.collect()` fans a request out to the selected agents in a nursery of its own, each
   under `trio.move_on_at(deadline)`.
 """
@@ -32,16 +36,19 @@ from fodcproxy.core.registry import (
     Registration,
     Registry,
 )
-from fodcproxy.errors import GrpcCode, InvalidArgument, NotRegistered
+from fodcproxy.errors import GrpcCode, InvalidArgument, NotRegistered, PermissionDenied
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.rpc import convert
 from fodcproxy.rpc.replies import SampleLimitExceeded, SeriesTable
-from fodcproxy.rpc.server import CallClosed, ServerCall
+from fodcproxy.rpc.server import CallClosed, Connection, ServerCall
 
 log = logging.getLogger(__name__)
 
 # A reply larger than this many samples (over all its chunks) is refused: it protects the proxy.
 MAX_SAMPLES_PER_REPLY = 2_000_000
+# Default of --max-reply-bytes: the serialized chunks of one reply, summed. A typical Metric with a
+# handful of labels is ~100-150 bytes, so an honest reply meets MAX_SAMPLES_PER_REPLY first.
+MAX_REPLY_BYTES = 256 * 1024 * 1024
 # The fan-out starts this many requests per event-loop turn.
 FAN_OUT_BATCH = 10
 # A reply chunk is digested this many metrics per event-loop turn.
@@ -61,6 +68,7 @@ class _Pending:
     done: trio.Event = attrs.field(factory=trio.Event)
     samples: DigestedSamples = attrs.field(factory=DigestedSamples)
     error: str | None = None
+    size: int = 0  # serialized bytes of the reply's chunks so far
 
 
 @attrs.define(eq=False)
@@ -75,6 +83,8 @@ class AgentSession:
     def __init__(self, agent_id: str, register_call: ServerCall) -> None:
         self.agent_id = agent_id
         self.register_call = register_call
+        # Every other stream of this agent must come on this connection (see AgentHub.bind).
+        self.connection: Connection = register_call.connection
         self.calls: set[ServerCall] = {register_call}
         self.metrics_call: ServerCall | None = None
         # Set once the first StreamMetrics call attaches: a request to a session that is still
@@ -91,6 +101,10 @@ class AgentSession:
     def abort(self, code: GrpcCode, message: str) -> None:
         for call in list(self.calls):
             call.abort(code, message)
+
+    def release(self) -> None:
+        """The session is over (last call ended, taken over or removed): free its connection."""
+        self.connection.release(self)
 
     def _fail_pending(self, why: str) -> None:
         p = self.pending
@@ -114,11 +128,13 @@ class AgentResult:
 class AgentHub:
     def __init__(self, registry: Registry, metrics: ProxyMetrics, *,
                  heartbeat_interval_seconds: int, attach_grace: float = 2.0,
+                 max_reply_bytes: int = MAX_REPLY_BYTES,
                  clock: Callable[[], float] = trio.current_time) -> None:
         self.registry = registry
         self.metrics = metrics
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.attach_grace = attach_grace
+        self.max_reply_bytes = max_reply_bytes
         self._clock = clock
         self.sessions: dict[str, AgentSession] = {}
         self._changed = trio.Event()
@@ -153,11 +169,15 @@ class AgentHub:
                     del self.sessions[ch.agent_id]
                     session.abort(GrpcCode.FAILED_PRECONDITION,
                                   f"agent {ch.agent_id} was unregistered ({ch.reason})")
+                    session.release()
 
     # -- registration stream -------------------------------------------------------------------
 
     def register(self, reg: Registration, call: ServerCall) -> AgentSession:
         """Register the identity in `reg` for the connection of `call`.
+
+        The session claims `call.connection` until it ends. A live session of the same identity
+        is taken over: its calls end with ABORTED.
 
         Raises:
             LimitExceeded: --max-agents reached.
@@ -169,11 +189,18 @@ class AgentHub:
         except Exception:
             self.metrics.refusal("max_agents")
             raise
+        session.connection.claim(session)  # before the old one releases: same connection, maybe
         old = result.displaced
         if isinstance(old, AgentSession):
-            log.info("agent %s: taken over by a new connection from %s", agent_id, call.peer)
+            log.info("agent %s: taken over by a new registration from %s (was %s)", agent_id,
+                     call.peer, old.connection.peer)
+            self.metrics.takeover()
             old.abort(GrpcCode.ABORTED,
                       f"agent {agent_id} was registered again by another connection ({call.peer})")
+            old.release()
+        if result.evicted is not None:
+            log.info("agent %s: its --max-agents slot went to %s (it was offline and never "
+                     "carried a metrics stream)", result.evicted, agent_id)
         self.sessions[agent_id] = session
         self.metrics.registration()
         self._apply(result.changes)
@@ -211,24 +238,46 @@ class AgentHub:
                                            graceful=session.graceful)
         if self.sessions.get(session.agent_id) is session:
             del self.sessions[session.agent_id]
+        session.release()
         self._apply(changes)
         self._wake()
 
     # -- metrics stream ------------------------------------------------------------------------
 
-    async def attach_metrics(self, agent_id: str, call: ServerCall) -> AgentSession:
-        """Attach a StreamMetrics call to the live session of `agent_id`.
+    async def bind(self, agent_id: str, call: ServerCall) -> AgentSession:
+        """Join `call` (a per-agent stream) to the live session of `agent_id` on its connection.
 
-        Waits up to `attach_grace` for a registration that is still being processed.
+        Only a registration made on `call.connection` qualifies: a stream naming an agent that
+        another connection registered is refused, never attached, and the other session is left
+        untouched. Waits up to `attach_grace` for a registration on this connection that is
+        still being processed. On success `call` is one of the session's calls: the caller must
+        call `call_ended(session, call)` when it ends.
 
         Raises:
+            PermissionDenied: the agent is registered by another connection.
             NotRegistered: no live registration of that agent.
         """
-        with trio.move_on_after(self.attach_grace):
-            while agent_id not in self.sessions:
-                await self._registered.wait()
-        session = self.sessions.get(agent_id)
+        connection = call.connection
+
+        def ours() -> AgentSession | None:
+            s = self.sessions.get(agent_id)
+            return s if s is not None and s.connection is connection else None
+
+        session = ours()
         if session is None:
+            with trio.move_on_after(self.attach_grace):
+                while (session := ours()) is None:
+                    await self._registered.wait()
+        if session is None:
+            other = self.sessions.get(agent_id)
+            if other is not None:
+                self.metrics.refusal("other_connection")
+                log.warning("%s from %s refused: it names agent %r, which the connection from %s "
+                            "registered", call.method, call.peer, agent_id[:128],
+                            other.connection.peer)
+                raise PermissionDenied(
+                    f"agent_id {agent_id[:128]!r} was registered by another connection: open this "
+                    "stream on the connection whose RegisterAgent call returned that agent_id")
             entry = self.registry.get(agent_id)
             state = "offline" if entry is not None else "not registered"
             self.metrics.refusal("unknown_agent")
@@ -236,14 +285,25 @@ class AgentHub:
                 f"agent_id {agent_id[:128]!r} is {state}: open RegisterAgent first and use the "
                 "agent_id it returns"
             )
+        session.calls.add(call)
+        return session
+
+    async def attach_metrics(self, agent_id: str, call: ServerCall) -> AgentSession:
+        """Bind a StreamMetrics call (see `bind`); it replaces the session's previous one.
+
+        Raises:
+            PermissionDenied: the agent is registered by another connection.
+            NotRegistered: no live registration of that agent.
+        """
+        session = await self.bind(agent_id, call)
         old = session.metrics_call
         if old is not None:
             old.abort(GrpcCode.ABORTED, "replaced by a newer StreamMetrics call of the same agent")
             session.calls.discard(old)
             session._fail_pending("the metrics stream was replaced")
         session.metrics_call = call
-        session.calls.add(call)
         session.attached.set()
+        self.registry.metrics_attached(agent_id, owner=session)
         return session
 
     async def on_reply(self, session: AgentSession, msg: Any) -> None:
@@ -266,6 +326,17 @@ class AgentHub:
             if not msg.more:
                 self.metrics.dropped_reply()
                 log.debug("agent %s: dropped a late reply to request %s", session.agent_id, rid)
+            return
+        target.size += msg.ByteSize()
+        if target.size > self.max_reply_bytes:
+            # Refused like the sample cap: this reply only (its later chunks are dropped as late).
+            over = f"reply over --max-reply-bytes={self.max_reply_bytes} bytes"
+            session.table.abandon()
+            target.samples = DigestedSamples()
+            target.error = over
+            target.done.set()
+            self.metrics.refusal("reply_bytes")
+            log.warning("agent %s: reply refused: %s", session.agent_id, over)
             return
         # Digested as it arrives (see rpc/replies.py): the fan-out waits for the slowest agent
         # anyway, and what is left for the renderer is mostly writing values. A big chunk goes

@@ -27,6 +27,9 @@ class ProxyMetrics:
         self._refusals = Counter(
             "fodc_proxy_registration_refusals", "Registrations and metrics streams refused, by reason.",
             ["reason"], registry=r)
+        self._takeovers = Counter(
+            "fodc_proxy_takeovers", "Live registrations taken over by a new registration of the "
+            "same identity.", registry=r)
         self._lifecycle = Counter(
             "fodc_proxy_agent_transitions", "Agent lifecycle transitions, by kind.", ["kind"],
             registry=r)
@@ -49,6 +52,9 @@ class ProxyMetrics:
 
     def refusal(self, reason: str) -> None:
         self._refusals.labels(reason).inc()
+
+    def takeover(self) -> None:
+        self._takeovers.inc()
 
     def lifecycle(self, kind: str) -> None:
         self._lifecycle.labels(kind).inc()

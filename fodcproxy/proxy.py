@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from fodcproxy.config import ProxyConfig
-from fodcproxy.core.registry import Registry
+from fodcproxy.core.registry import RegistrationLimits, Registry
 from fodcproxy.hub import AgentHub
 from fodcproxy.metrics import ProxyMetrics, TransportCollector
 from fodcproxy.rpc.server import GrpcServer
@@ -86,13 +86,20 @@ class Proxy:
         self.metrics = ProxyMetrics(statuses=self._statuses)
         self.hub = AgentHub(self.registry, self.metrics,
                             heartbeat_interval_seconds=config.heartbeat_interval_seconds,
-                            attach_grace=config.attach_grace)
+                            attach_grace=config.attach_grace,
+                            max_reply_bytes=config.max_reply_bytes)
         ssl_context = None
         if config.grpc_tls_cert_file and config.grpc_tls_key_file:
             ssl_context = server_context(config.grpc_tls_cert_file, config.grpc_tls_key_file,
                                          flag="--grpc-tls-cert-file", alpn=["h2"])
+        limits = RegistrationLimits(
+            max_secondary_addresses=config.max_secondary_addresses,
+            max_secondary_address_key_length=config.max_secondary_address_key_length,
+            max_node_config_bytes=config.max_node_config_bytes)
+        service = FodcService(self.hub, token=config.agent_token, limits=limits,
+                              registration_timeout=config.grpc_handshake_timeout)
         self.grpc = GrpcServer(
-            FodcService(self.hub, token=config.agent_token).methods(),
+            service.methods(),
             ssl_context=ssl_context,
             limits=ServerLimits(
                 max_message_length=config.grpc_max_msg_size,

@@ -23,7 +23,9 @@ from fodcproxy.testing.http import http_get
 PROXY = [sys.executable, "-m", "fodcproxy"]
 FLAGS = ["--grpc-listen-addr", "--http-listen-addr", "--agent-heartbeat-timeout",
          "--agent-cleanup-timeout", "--heartbeat-interval", "--max-agents", "--grpc-max-msg-size",
-         "--http-read-timeout", "--http-write-timeout", "--collect-timeout", "--log-level"]
+         "--http-read-timeout", "--http-write-timeout", "--collect-timeout", "--log-level",
+         "--max-secondary-addresses", "--max-secondary-address-key-length",
+         "--max-node-config-bytes", "--max-reply-bytes"]
 
 
 def test_help_lists_every_flag():
@@ -53,6 +55,10 @@ def test_help_lists_every_flag():
         (["--http-tls-cert-file", __file__], "--http-tls-key-file"),
         (["--agent-token-file", "/nonexistent/token"], "--agent-token-file"),
         (["--max-query-window", "-1h"], "--max-query-window"),
+        (["--max-secondary-addresses", "-1"], "--max-secondary-addresses"),
+        (["--max-secondary-address-key-length", "0"], "--max-secondary-address-key-length"),
+        (["--max-node-config-bytes", "lots"], "--max-node-config-bytes"),
+        (["--max-reply-bytes", "12"], "--max-reply-bytes"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line_naming_it(args, flag):
@@ -61,6 +67,25 @@ def test_bad_flag_exits_2_with_one_line_naming_it(args, flag):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert flag in lines[0]
+
+
+def test_new_limits_reach_the_config_and_bad_handshake_timeout_names_its_flag():
+    from fodcproxy.cli import FlagParser, add_proxy_flags, proxy_config_from_args
+    from fodcproxy.config import ProxyConfig
+    from fodcproxy.errors import ConfigError
+
+    p = FlagParser(prog="t")
+    add_proxy_flags(p)
+    cfg = proxy_config_from_args(p.parse_args([
+        "--max-secondary-addresses", "3", "--max-secondary-address-key-length", "9",
+        "--max-node-config-bytes", "100", "--max-reply-bytes", "2048"]))
+    assert (cfg.max_secondary_addresses, cfg.max_secondary_address_key_length,
+            cfg.max_node_config_bytes, cfg.max_reply_bytes) == (3, 9, 100, 2048)
+    d = proxy_config_from_args(p.parse_args([]))
+    assert (d.max_secondary_addresses, d.max_secondary_address_key_length, d.max_node_config_bytes,
+            d.max_reply_bytes, d.grpc_handshake_timeout) == (64, 256, 262144, 268435456, 10.0)
+    with pytest.raises(ConfigError, match="--grpc-handshake-timeout"):
+        ProxyConfig(grpc_handshake_timeout=0)
 
 
 async def _start_proxy(*extra: str) -> tuple[trio.Process, int, int]:

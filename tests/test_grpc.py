@@ -256,8 +256,11 @@ async def test_heartbeat_timeout_and_cleanup_at_virtual_times(autojump_clock):
     from fodcproxy.hub import AgentHub
     from fodcproxy.metrics import ProxyMetrics
 
+    from fodcproxy.rpc.server import Connection
+
     class Call:  # the parts of ServerCall the hub touches
         peer = "test"
+        connection = Connection("test")
         aborted = None
 
         def abort(self, code, message):

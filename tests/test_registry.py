@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from fodcproxy.core.model import Address, NodeConfig
-from fodcproxy.core.registry import AgentStatus, ChangeKind, Registration, Registry
+from fodcproxy.core.registry import (
+    AgentStatus,
+    ChangeKind,
+    Registration,
+    RegistrationLimits,
+    Registry,
+)
 from fodcproxy.errors import IdentityChanged, InvalidArgument, LimitExceeded
 
 
@@ -149,9 +155,12 @@ def test_max_agents_counts_offline_entries_but_not_takeovers():
     a, b, c = object(), object(), object()
     r.register(reg(port=1), owner=a, now=0.0)
     aid2 = r.register(reg(port=2), owner=b, now=0.0).entry.agent_id
+    r.metrics_attached(aid2, owner=b)  # a real agent: it carried a metrics stream
     r.disconnect(aid2, owner=b, now=1.0, graceful=False)  # offline still counts
-    with pytest.raises(LimitExceeded, match="--max-agents=2"):
+    with pytest.raises(LimitExceeded, match="--max-agents=2") as info:
         r.register(reg(port=3), owner=c, now=2.0)
+    assert "carried a metrics stream" in info.value.message
+    assert "--agent-cleanup-timeout" in info.value.message
     # same identity again is not a new entry
     assert r.register(reg(port=1), owner=c, now=2.0).displaced is a
     assert r.statistics().refusals == 1
@@ -170,3 +179,90 @@ def test_registry_rejects_inconsistent_timeouts():
 def test_wall_clock_conversion():
     r = registry(wall_offset=1_700_000_000.0)
     assert r.wall(5.0) == 1_700_000_005.0
+
+
+# -- lock-out: offline entries that never carried a metrics stream yield their slot ----------------
+
+
+def test_offline_entries_without_metrics_stream_yield_their_slot_oldest_first():
+    r = registry(max_agents=3)
+    junk = [object() for _ in range(3)]
+    ids = [r.register(reg(port=10 + i), owner=o, now=float(i)).entry.agent_id
+           for i, o in enumerate(junk)]
+    # dropped without a goodbye, the second one first
+    for now, i in enumerate((1, 0, 2)):
+        r.disconnect(ids[i], owner=junk[i], now=10.0 + now, graceful=False)
+    res = r.register(reg(port=1), owner=object(), now=20.0)
+    assert res.evicted == ids[1]  # offline since 10.0: the oldest
+    assert [(c.kind, c.agent_id) for c in res.changes] == [
+        (ChangeKind.REMOVED, ids[1]), (ChangeKind.REGISTERED, res.entry.agent_id)]
+    assert "never carried a metrics stream" in res.changes[0].reason
+    assert r.get(ids[1]) is None and len(r) == 3
+    assert r.register(reg(port=2), owner=object(), now=21.0).evicted == ids[0]
+    assert r.register(reg(port=3), owner=object(), now=22.0).evicted == ids[2]
+    assert r.statistics().removals == 3
+    # now only online entries: full
+    with pytest.raises(LimitExceeded, match="--max-agents=3"):
+        r.register(reg(port=4), owner=object(), now=23.0)
+
+
+def test_online_and_attached_entries_keep_their_slot():
+    r = registry(max_agents=2)
+    a, b = object(), object()
+    online = r.register(reg(port=1), owner=a, now=0.0).entry.agent_id  # never attached, online
+    real = r.register(reg(port=2), owner=b, now=0.0).entry.agent_id
+    r.metrics_attached(real, owner=b)
+    r.disconnect(real, owner=b, now=1.0, graceful=False)
+    with pytest.raises(LimitExceeded):
+        r.register(reg(port=3), owner=object(), now=2.0)
+    assert r.get(online) is not None and r.get(real) is not None
+
+
+def test_metrics_attached_is_kept_across_reregistration_and_ignores_others():
+    r = registry(max_agents=1)
+    a, b, stranger = object(), object(), object()
+    aid = r.register(reg(port=1), owner=a, now=0.0).entry.agent_id
+    r.metrics_attached(aid, owner=stranger)  # not the owner: ignored
+    assert not r.get(aid).metrics_attached
+    r.metrics_attached(aid, owner=a)
+    r.register(reg(port=1), owner=b, now=1.0)  # taken over: still a real agent
+    r.disconnect(aid, owner=b, now=2.0, graceful=False)
+    with pytest.raises(LimitExceeded):
+        r.register(reg(port=2), owner=object(), now=3.0)
+
+
+def test_timed_out_entry_with_open_stream_yields_and_names_its_owner():
+    r = registry(max_agents=1)
+    a = object()
+    aid = r.register(reg(port=1), owner=a, now=0.0).entry.agent_id
+    r.expire(30.0)  # no heartbeat: offline, its stream (owner) still open
+    res = r.register(reg(port=2), owner=object(), now=31.0)
+    assert res.evicted == aid and res.changes[0].owner is a  # the shell cancels it
+
+
+# -- size caps ------------------------------------------------------------------------------------
+
+
+def test_secondary_address_caps_name_their_flags():
+    limits = RegistrationLimits(max_secondary_addresses=2, max_secondary_address_key_length=8)
+    ok = {"a": Address("10.0.0.1", 1), "b": Address("10.0.0.2", 2)}
+    assert len(reg(secondary_addresses=ok, limits=limits).secondary_addresses) == 2
+    three = dict(ok, c=Address("10.0.0.3", 3))
+    with pytest.raises(LimitExceeded, match="--max-secondary-addresses") as info:
+        reg(secondary_addresses=three, limits=limits)
+    assert "3 secondary_addresses: at most 2" in info.value.message
+    with pytest.raises(LimitExceeded, match="--max-secondary-address-key-length") as info:
+        reg(secondary_addresses={"é" * 5: Address("10.0.0.1", 1)}, limits=limits)  # 10 bytes
+    assert "10 bytes: at most 8" in info.value.message
+    with pytest.raises(InvalidArgument, match="at most 255"):
+        reg(secondary_addresses={"a": Address("h" * 300, 1)}, limits=limits)
+
+
+def test_default_limits_refuse_what_the_issue_sent():
+    many = {f"k{i}": Address("10.0.0.1", 1) for i in range(65)}
+    with pytest.raises(LimitExceeded, match="--max-secondary-addresses"):
+        reg(secondary_addresses=many)
+    with pytest.raises(LimitExceeded, match="--max-secondary-address-key-length"):
+        reg(secondary_addresses={"k" * 257: Address("10.0.0.1", 1)})
+    with pytest.raises(InvalidArgument, match="label name is 2000 characters"):
+        reg(labels={"k" * 2000: "v"})

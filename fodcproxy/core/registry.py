@@ -15,10 +15,17 @@ Lifecycle (the whole table):
 | online   | every stream closed without goodbye     | offline  |
 | any      | goodbye (send side closed cleanly)      | (none)   |
 | offline  | offline for cleanup_timeout             | (none)   |
+| offline  | a new identity needs its --max-agents   | (none)   |
+|          | slot, and it never carried a metrics    |          |
+|          | stream (oldest first)                   |          |
 
 An entry remembers the opaque `owner` of its registration stream (the Trio shell's session
 object). A registration of an identity whose owner is still connected takes it over: the result
 names the displaced owner so the shell can cancel it. Events from a displaced owner are ignored.
+
+An entry also remembers whether a metrics stream was ever attached to it (`metrics_attached`):
+registrations that never carried one and went offline (junk dropped without a goodbye) give their
+`max_agents` slot to a new registration instead of locking real agents out until cleanup.
 """
 
 from __future__ import annotations
@@ -37,6 +44,18 @@ from fodcproxy.errors import IdentityChanged, InvalidArgument, LimitExceeded
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _MAX_LABELS = 64
 _MAX_TEXT = 1024
+
+
+@attrs.frozen(kw_only=True)
+class RegistrationLimits:
+    """Size caps on what one registration may carry (the proxy's flags name them)."""
+
+    max_secondary_addresses: int = 64  # --max-secondary-addresses
+    max_secondary_address_key_length: int = 256  # --max-secondary-address-key-length, bytes
+    max_node_config_bytes: int = 256 * 1024  # --max-node-config-bytes, serialized
+
+
+DEFAULT_LIMITS = RegistrationLimits()
 
 
 class AgentStatus(str, enum.Enum):
@@ -92,11 +111,13 @@ class Registration:
         labels: Mapping[str, str] | None = None,
         secondary_addresses: Mapping[str, Address] | None = None,
         node_config: NodeConfig | None = None,
+        limits: RegistrationLimits = DEFAULT_LIMITS,
     ) -> Registration:
         """Validate the parts of a registration.
 
         Raises:
             InvalidArgument: with a message an operator can act on.
+            LimitExceeded: a part is over one of `limits`; the message names its flag.
         """
         role = role.strip()
         if not role:
@@ -110,6 +131,8 @@ class Registration:
         if len(labels) > _MAX_LABELS:
             raise InvalidArgument(f"{len(labels)} labels: at most {_MAX_LABELS} are accepted")
         for k, v in labels.items():
+            if len(k) > _MAX_TEXT:
+                raise InvalidArgument(f"a label name is {len(k)} characters: at most {_MAX_TEXT}")
             if not _LABEL_NAME.match(f"node_{k}"):
                 raise InvalidArgument(
                     f"label name {k[:64]!r} is not valid: once prefixed as node_{k[:64]} it must "
@@ -118,7 +141,17 @@ class Registration:
             if len(v) > _MAX_TEXT:
                 raise InvalidArgument(f"label {k!r} value is {len(v)} characters: at most {_MAX_TEXT}")
         secondary = dict(secondary_addresses or {})
+        if len(secondary) > limits.max_secondary_addresses:
+            raise LimitExceeded(
+                f"{len(secondary)} secondary_addresses: at most {limits.max_secondary_addresses} "
+                f"are accepted (the proxy's --max-secondary-addresses)")
         for name, addr in secondary.items():
+            size = len(name.encode())
+            if size > limits.max_secondary_address_key_length:
+                raise LimitExceeded(
+                    f"a secondary_addresses name ({name[:32]!r}...) is {size} bytes: at most "
+                    f"{limits.max_secondary_address_key_length} (the proxy's "
+                    "--max-secondary-address-key-length)")
             _check_address(f"secondary_addresses[{name[:64]!r}]", addr.ip, addr.port)
         identity = Identity(ip=ip, port=port, role=role, labels=tuple(sorted(labels.items())))
         return cls(identity=identity, secondary_addresses=secondary, node_config=node_config)
@@ -127,7 +160,7 @@ class Registration:
 def _check_address(what: str, ip: str, port: int) -> None:
     if not ip:
         raise InvalidArgument(f"{what}.ip is missing: set the agent's --node-ip")
-    if len(ip) > 255:
+    if len(ip) > 255:  # no IP address or host name is longer (RFC 1035)
         raise InvalidArgument(f"{what}.ip is {len(ip)} characters long: at most 255")
     try:
         ipaddress.ip_address(ip)
@@ -153,6 +186,9 @@ class AgentEntry:
     status: AgentStatus
     owner: object | None  # the connection holding the registration stream; None when gone
     offline_since: float | None = None
+    # A metrics stream was attached to this entry at least once (kept across re-registrations):
+    # until then an offline entry yields its max_agents slot to a new registration.
+    metrics_attached: bool = False
 
     @property
     def meta(self) -> NodeMeta:
@@ -173,6 +209,7 @@ class RegisterResult:
     entry: AgentEntry
     changes: tuple[Change, ...]
     displaced: object | None  # an owner that was taken over; the caller cancels it
+    evicted: str | None = None  # the agent_id of an entry that yielded its slot, if any
 
 
 @attrs.frozen
@@ -261,13 +298,18 @@ class Registry:
         entry = self._entries.get(agent_id)
         changes: list[Change] = []
         displaced = None
+        evicted = None
         if entry is None:
             if len(self._entries) >= self.max_agents:
-                self._refusals += 1
-                raise LimitExceeded(
-                    f"the proxy already holds {len(self._entries)} agents (--max-agents="
-                    f"{self.max_agents}, offline agents count until cleaned up)"
-                )
+                evicted = self._yield_slot()
+                if evicted is None:
+                    self._refusals += 1
+                    raise LimitExceeded(
+                        f"the proxy already holds {len(self._entries)} agents (--max-agents="
+                        f"{self.max_agents}); every one is online or carried a metrics stream, "
+                        "and offline ones count until --agent-cleanup-timeout removes them"
+                    )
+                changes.append(evicted)
             entry = AgentEntry(
                 identity=reg.identity,
                 agent_id=agent_id,
@@ -294,7 +336,30 @@ class Registry:
             entry.status = AgentStatus.ONLINE
             entry.offline_since = None
         self._registrations += 1
-        return RegisterResult(entry, tuple(changes), displaced)
+        return RegisterResult(entry, tuple(changes), displaced,
+                              evicted.agent_id if evicted is not None else None)
+
+    def _yield_slot(self) -> Change | None:
+        """Remove the offline entry that never carried a metrics stream and went offline first.
+
+        Returns its REMOVED change, or None when there is no such entry.
+        """
+        candidates = [e for e in self._entries.values()
+                      if e.status is AgentStatus.OFFLINE and not e.metrics_attached]
+        if not candidates:
+            return None
+        oldest = min(candidates, key=lambda e: (e.offline_since or 0.0, e.registered_at))
+        del self._entries[oldest.agent_id]
+        self._removals += 1
+        return Change(ChangeKind.REMOVED, oldest.agent_id,
+                      "offline and never carried a metrics stream: its slot went to a new "
+                      "registration", owner=oldest.owner)
+
+    def metrics_attached(self, agent_id: str, *, owner: object) -> None:
+        """A metrics stream of `owner`'s registration attached: the entry keeps its slot."""
+        entry = self._entries.get(agent_id)
+        if entry is not None and entry.owner is owner:
+            entry.metrics_attached = True
 
     def refuse(self) -> None:
         """Count a registration refused before it reached the registry (invalid input)."""

@@ -13,8 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from fodcproxy._proto.banyandb.fodc.v1 import rpc_pb2 as pb
 from fodcproxy.core.model import Address, NodeConfig, Sample, TimeWindow
-from fodcproxy.core.registry import Registration
-from fodcproxy.errors import InvalidArgument
+from fodcproxy.core.registry import DEFAULT_LIMITS, Registration, RegistrationLimits
+from fodcproxy.errors import InvalidArgument, LimitExceeded
 
 __all__ = ["varint", "pb", "registration_from_proto", "registration_to_proto", "window_to_proto",
            "window_from_proto", "samples_from_proto", "samples_to_proto", "ts_to_proto",
@@ -40,17 +40,24 @@ def ts_from_proto(ts: Timestamp) -> float:
     return ts.seconds + ts.nanos / 1e9
 
 
-def registration_from_proto(req: pb.RegisterAgentRequest) -> Registration:
+def registration_from_proto(req: pb.RegisterAgentRequest, *,
+                            limits: RegistrationLimits = DEFAULT_LIMITS) -> Registration:
     """Validate a RegisterAgentRequest.
 
     Raises:
         InvalidArgument: a field is missing or malformed; the message names it.
+        LimitExceeded: a field is over one of `limits`; the message names the flag.
     """
     if not req.HasField("primary_address"):
         raise InvalidArgument("primary_address is missing: set the agent's --node-ip and --node-port")
     node_config = None
     if req.HasField("node_config"):
         nc = req.node_config
+        size = nc.ByteSize()  # checked before it is turned into Python objects
+        if size > limits.max_node_config_bytes:
+            raise LimitExceeded(
+                f"node_config is {size} bytes serialized: at most {limits.max_node_config_bytes} "
+                "(the proxy's --max-node-config-bytes); report fewer parameters")
         node_config = NodeConfig(
             startup_params=dict(nc.startup_params),
             runtime_config=json_format.MessageToDict(nc.runtime_config),
@@ -63,6 +70,7 @@ def registration_from_proto(req: pb.RegisterAgentRequest) -> Registration:
         labels=dict(req.labels),
         secondary_addresses={k: Address(v.ip, v.port) for k, v in req.secondary_addresses.items()},
         node_config=node_config,
+        limits=limits,
     )
 
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from fodcproxy.errors import FodcError, InvalidArgument, Unauthenticated
+import trio
+
+from fodcproxy.core.registry import DEFAULT_LIMITS, RegistrationLimits
+from fodcproxy.errors import (
+    DeadlineExceeded,
+    FodcError,
+    InvalidArgument,
+    LimitExceeded,
+    Unauthenticated,
+)
 from fodcproxy.hub import AgentHub
 from fodcproxy.rpc import convert, replies
 from fodcproxy.rpc.convert import pb
@@ -19,9 +28,16 @@ STREAM_METRICS = f"/{SERVICE}/StreamMetrics"
 
 
 class FodcService:
-    def __init__(self, hub: AgentHub, *, token: str | None = None) -> None:
+    """The handlers. `registration_timeout` (--grpc-handshake-timeout) bounds the wait for a
+    RegisterAgent call's first message; `limits` caps what a registration may carry."""
+
+    def __init__(self, hub: AgentHub, *, token: str | None = None,
+                 registration_timeout: float = 10.0,
+                 limits: RegistrationLimits = DEFAULT_LIMITS) -> None:
         self.hub = hub
         self._token = token
+        self.registration_timeout = registration_timeout
+        self.limits = limits
 
     def _authenticate(self, call: ServerCall) -> None:
         """Refuse a call without the agent token, before anything is registered or attached."""
@@ -49,19 +65,32 @@ class FodcService:
     async def register_agent(self, call: ServerCall) -> None:
         self._authenticate(call)
         hub = self.hub
-        first = await call.receive()
+        with trio.move_on_after(self.registration_timeout) as waited:
+            first = await call.receive()
+        if waited.cancelled_caught:
+            hub.refuse("registration_timeout")
+            log.info("registration from %s refused: no RegisterAgentRequest within %gs",
+                     call.peer, self.registration_timeout)
+            raise DeadlineExceeded(
+                f"no RegisterAgentRequest arrived within {self.registration_timeout:g}s of opening "
+                "RegisterAgent (the proxy's --grpc-handshake-timeout): send the agent's identity "
+                "first")
         if first is None:
             raise InvalidArgument("the stream closed before a RegisterAgentRequest was sent")
         try:
-            reg = convert.registration_from_proto(first)
-            session = hub.register(reg, call)
-        except FodcError as exc:
-            if isinstance(exc, InvalidArgument):
+            try:
+                reg = convert.registration_from_proto(first, limits=self.limits)
+            except InvalidArgument:
                 hub.refuse("invalid")
+                raise
+            except LimitExceeded:
+                hub.refuse("size_limit")
+                raise
+            session = hub.register(reg, call)  # counts its own refusals (--max-agents)
+        except FodcError as exc:
             log.info("registration from %s refused: %s", call.peer, exc.message)
             await call.send(pb.RegisterAgentResponse(success=False, message=exc.message))
             raise
-        call.connection.claim(session)  # a connection that carries an agent is not idle
         try:
             await call.send(self._ack(session.agent_id, "registered"))
             while True:
@@ -70,10 +99,9 @@ class FodcService:
                     log.info("agent %s said goodbye", session.agent_id)
                     hub.goodbye(session)
                     return
-                hub.heartbeat(session, convert.registration_from_proto(msg))
+                hub.heartbeat(session, convert.registration_from_proto(msg, limits=self.limits))
                 await call.send(self._ack(session.agent_id))
         finally:
-            call.connection.release(session)
             hub.call_ended(session, call)
 
     async def stream_metrics(self, call: ServerCall) -> None:
