@@ -27,7 +27,7 @@ from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc import convert
 from fodcproxy.rpc.client import ClientCall, RpcError, open_channel
 from fodcproxy.rpc.convert import pb
-from fodcproxy.rpc.service import REGISTER, STREAM_METRICS
+from fodcproxy.rpc.methods import REGISTER, STREAM_METRICS
 
 log = logging.getLogger(__name__)
 

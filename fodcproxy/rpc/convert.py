@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fodcproxy._proto.banyandb.fodc.v1 import rpc_pb2 as pb
 from fodcproxy.core.model import Address, NodeConfig, Sample, TimeWindow
-from fodcproxy.core.registry import Registration
 from fodcproxy.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from fodcproxy.core.registry import Registration
 
 __all__ = ["varint", "pb", "registration_from_proto", "registration_to_proto", "window_to_proto",
            "window_from_proto", "samples_from_proto", "samples_to_proto", "ts_to_proto",
@@ -46,6 +49,9 @@ def registration_from_proto(req: pb.RegisterAgentRequest) -> Registration:
     Raises:
         InvalidArgument: a field is missing or malformed; the message names it.
     """
+    # Imported here: the agent uses this module too and must not load the proxy's registry.
+    from fodcproxy.core.registry import Registration
+
     if not req.HasField("primary_address"):
         raise InvalidArgument("primary_address is missing: set the agent's --node-ip and --node-port")
     node_config = None
