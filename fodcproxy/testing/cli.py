@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import trio
+from trio_util import AsyncValue
 
 from fodcproxy.errors import ConfigError
 from fodcproxy.process import exit_bad_flag, print_line, run_program, run_until_signal, setup_logging
@@ -91,17 +92,13 @@ class FakeAgentFleet:
         been stopped before it could.
         """
         start = time.monotonic()
-        launched = 0
-        all_launched = trio.Event()
+        launched = AsyncValue(0)  # agents whose start has returned
 
         async def launch(agent: FakeAgent) -> None:
-            nonlocal launched
             await nursery.start(agent.run)
             if agent.client.agent_id is not None:
                 self.registered += 1
-            launched += 1
-            if launched == len(self.agents):
-                all_launched.set()
+            launched.value += 1
 
         progress_scope = trio.CancelScope()
 
@@ -124,7 +121,7 @@ class FakeAgentFleet:
                     # still overlap (this is not one at a time).
                     await trio.sleep(0.01)
             nursery.start_soon(progress)
-            await all_launched.wait()
+            await launched.wait_value(len(self.agents))
             progress_scope.cancel()
             if self.registered == len(self.agents):
                 self.all_registered.set()
