@@ -7,6 +7,7 @@ port is one this test holds open itself, so nothing depends on what else runs on
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import socket
 import subprocess
@@ -14,6 +15,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+
+from fodcproxy.errors import ConfigError
+from fodcproxy.proxy import listen_error
 
 PROGRAM = [sys.executable, "-m", "fodcproxy"]
 VERSION = importlib.metadata.version("fodcproxy")
@@ -101,3 +105,27 @@ def test_agent_with_an_unloadable_file_says_so_in_one_line(tmp_path: object) -> 
               "--proxy-addr", "127.0.0.1:1", "--agent-token-file", "/nonexistent/token")
     line = _one_error_line(out, "python -m fodcproxy agent")
     assert line.endswith("--proxy-token-file: cannot read /nonexistent/token: No such file or directory")
+
+
+# --- the translation itself, without processes ----------------------------------------------------
+
+
+def test_listen_error_names_the_address_and_the_flag() -> None:
+    busy = OSError(errno.EADDRINUSE, "Address already in use")
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [busy])])
+    err = listen_error(nested, "--http-listen-addr", "::1", 17901)
+    assert isinstance(err, ConfigError) and err.flag == "--http-listen-addr"
+    assert err.message == ("--http-listen-addr: cannot listen on [::1]:17901: the address is "
+                           "already in use (is another proxy running?); pick another with "
+                           "--http-listen-addr")
+    gone = listen_error(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"),
+                        "--grpc-listen-addr", "10.255.255.1", 17900)
+    assert isinstance(gone, ConfigError)
+    assert "cannot listen on 10.255.255.1:17900: cannot assign requested address" in gone.message
+    # Anything but a lone OSError is left as it is: it is not about the address.
+    other = ExceptionGroup("g", [busy, ValueError("x")])
+    assert listen_error(other, "--grpc-listen-addr", "", 17900) is other
+    bug = ExceptionGroup("g", [KeyError("y")])
+    assert listen_error(bug, "--grpc-listen-addr", "", 17900) is bug
+    not_os = RuntimeError("z")
+    assert listen_error(not_os, "--grpc-listen-addr", "", 17900) is not_os
