@@ -1,7 +1,9 @@
-"""Settings of the proxy, its flags and listen addresses. Sans-IO, no trio.
+"""Settings of the proxy, its flags and listen addresses. No trio.
 
 The proxy's flag definitions live here (`add_proxy_flags`, `proxy_config_from_args`), next to the
-`ProxyConfig` they fill; `python -m fodcproxy` and `python -m fodcproxy demo` both use them.
+`ProxyConfig` they fill; `python -m fodcproxy` and `python -m fodcproxy demo` both use them. Only
+`proxy_config_from_args` does I/O: it reads the token and certificate files the flags name.
+Go durations are `fodcproxy.process`'s, re-exported here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fodcproxy.security import load_token, server_context
 
 __all__ = ["ProxyConfig", "add_proxy_flags", "format_duration", "parse_duration",
            "parse_listen_addr", "proxy_config_from_args"]
+
 
 def parse_listen_addr(text: str, *, flag: str) -> tuple[str, int]:
     """Parse "host:port", ":port" (all interfaces) or "[v6]:port". Port 0 picks a free one.

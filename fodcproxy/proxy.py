@@ -8,18 +8,22 @@ connections get GOAWAY, then the root nursery is cancelled.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 import trio
 
 from fodcproxy._util import lone_exception
 from fodcproxy.config import ProxyConfig, add_proxy_flags, proxy_config_from_args
+from fodcproxy.core.registry import Registry
 from fodcproxy.errors import ConfigError
+from fodcproxy.hub import AgentHub
+from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.process import (
     PROGRAMS_HELP,
     FlagParser,
@@ -29,9 +33,6 @@ from fodcproxy.process import (
     setup_logging,
     tune_gc_for_serving,
 )
-from fodcproxy.core.registry import Registry
-from fodcproxy.hub import AgentHub
-from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.rpc.server import GrpcServer
 from fodcproxy.rpc.service import FodcService
 from fodcproxy.security import server_context
@@ -105,16 +106,12 @@ class Proxy:
         cfg = self.config
         async with trio.open_nursery() as root:
             await root.start(self.hub.run)
-            try:
+            with _listening("--grpc-listen-addr", cfg.grpc_host, cfg.grpc_port):
                 grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host,
                                                         cfg.grpc_port)
-            except (OSError, BaseExceptionGroup) as exc:
-                raise listen_error(exc, "--grpc-listen-addr", cfg.grpc_host, cfg.grpc_port) from exc
-            try:
+            with _listening("--http-listen-addr", cfg.http_host, cfg.http_port):
                 http_host, http_port = await root.start(serve_http, self, self._stop.wait,
                                                         self._http_stopped)
-            except (OSError, BaseExceptionGroup) as exc:
-                raise listen_error(exc, "--http-listen-addr", cfg.http_host, cfg.http_port) from exc
             self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port,
                                             "https" if cfg.http_tls_cert_file else "http")
             task_status.started(self.addresses)
@@ -137,6 +134,18 @@ async def serve_proxy(config: ProxyConfig, *,
     Reports the bound `ProxyAddresses` once both ports accept connections.
     """
     await Proxy(config).run(task_status=task_status)
+
+
+@contextlib.contextmanager
+def _listening(flag: str, host: str, port: int) -> Iterator[None]:
+    """Turn a failure to bind `host:port` inside the block into a ConfigError naming `flag`."""
+    try:
+        yield
+    except (OSError, BaseExceptionGroup) as exc:
+        error = listen_error(exc, flag, host, port)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 def listen_error(exc: BaseException, flag: str, host: str, port: int) -> BaseException:

@@ -19,12 +19,12 @@ from typing import Protocol
 import attrs
 import h11
 import trio
-from trio_util import AsyncValue
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as _parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families as _parse_text
+from trio_util import AsyncValue
 
 from fodcproxy.agent.recorder import FlightRecorder
 from fodcproxy.core.model import MetricType, Sample
