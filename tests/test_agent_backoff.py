@@ -1,9 +1,10 @@
 """The agent client's reconnect backoff, on virtual time and without sockets.
 
 Test policy: the delay schedule is a pure function (`backoff_delay`), tested with plain
-synchronous tests; the reconnect loop is tested against a dialer that always fails, under
+synchronous tests; the reconnect loop is tested against dialers that stand in for `open_channel`
+(one that always refuses, one that lets chosen attempts register and then lose the proxy), under
 `autojump_clock` (trio's MockClock), asserting the exact virtual times of the attempts. Every test
-that runs the loop has a `fail_after` guard (virtual seconds).
+that runs the loop has a `fail_after` guard (virtual seconds). No sockets.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import trio
 import trio.testing
 
 from fodcproxy.agent.client import AgentClient, AgentSpec, backoff_delay
+from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc.client import Channel
+from fodcproxy.rpc.convert import pb
+from fodcproxy.rpc.methods import REGISTER
 
 SPEC = AgentSpec(role="liaison", ip="127.0.0.1", port=17912)
 
@@ -44,6 +48,60 @@ class RefusingDialer:
         self.attempts.append(trio.current_time())
         raise ConnectionRefusedError(111, f"Connection refused: {host}:{port}")
         yield  # pragma: no cover - never reached; makes this an async generator
+
+
+class FakeCall:
+    """A call that answers with `replies`, then ends with `status` (None: stays open forever)."""
+
+    def __init__(self, replies: list[object], status: tuple[int, str] | None) -> None:
+        self.replies = replies
+        self.end_status = status
+        self.status: tuple[int, str] | None = None
+
+    async def send(self, message: object) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def done_sending(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive(self) -> object:
+        await trio.lowlevel.checkpoint()
+        if self.replies:
+            return self.replies.pop(0)
+        if self.end_status is None:
+            await trio.sleep_forever()
+        self.status = self.end_status
+        return None
+
+
+class FakeChannel:
+    """Registration succeeds at once; the metrics stream then ends (the proxy went away)."""
+
+    async def start_call(self, method: str, response_type: object, *,
+                         metadata: object = None) -> FakeCall:
+        await trio.lowlevel.checkpoint()
+        if method == REGISTER:
+            return FakeCall([pb.RegisterAgentResponse(success=True, agent_id="liaison-x",
+                                                      heartbeat_interval_seconds=10)], None)
+        return FakeCall([], (GrpcCode.UNAVAILABLE, "the proxy went away"))
+
+
+class ScriptedDialer(RefusingDialer):
+    """Refuses, except on the attempts (0-based) in `registers_on`, which register and then lose
+    the connection at once."""
+
+    def __init__(self, registers_on: set[int]) -> None:
+        super().__init__()
+        self.registers_on = registers_on
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, host: str, port: int, *, max_message_length: int = 0,
+                       ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Channel]:
+        attempt = len(self.attempts)
+        self.attempts.append(trio.current_time())
+        if attempt not in self.registers_on:
+            raise ConnectionRefusedError(111, "Connection refused")
+        yield FakeChannel()  # type: ignore[misc]
 
 
 async def _nothing(window: object) -> list[object]:
@@ -90,6 +148,22 @@ async def test_reconnect_attempts_follow_the_schedule_exactly(
     assert (stats.connects, stats.failures, stats.registrations) == (8, 8, 0)
     assert "Connection refused" in stats.last_error
     assert not agent.connected
+
+
+async def test_a_registered_session_resets_the_backoff(
+        autojump_clock: trio.testing.MockClock) -> None:
+    dialer = ScriptedDialer(registers_on={3})
+    agent = client(dialer, 0.0)  # delays x0.5: 0.5, 1, 2, 4, 4, ...
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(agent.run)
+            await trio.sleep(8)
+            nursery.cancel_scope.cancel()
+    # Attempts 0-2 refused (delays 0.5, 1, 2); attempt 3 at 3.5 registers and loses the proxy at
+    # once; the count starts again: 0.5, 1, 2 more.
+    assert dialer.attempts == [0.0, 0.5, 1.5, 3.5, 4.0, 5.0, 7.0]
+    stats = agent.statistics()
+    assert (stats.registrations, agent.agent_id) == (1, "liaison-x")
 
 
 async def test_stop_during_the_backoff_returns_at_once(
