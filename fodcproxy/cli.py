@@ -19,6 +19,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     address that cannot be listened on.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and not args[0].startswith("-") and args[0] not in PROGRAMS:
+        # The proxy takes no positional argument: a word first is a mistyped program.
+        sys.stderr.write(f"python -m fodcproxy: error: unknown program {args[0]!r}: "
+                         f"choose one of {', '.join(PROGRAMS)} (see --help)\n")
+        raise SystemExit(2)
     program = args[0] if args and args[0] in PROGRAMS else "proxy"
     if args and args[0] in PROGRAMS:
         args = args[1:]

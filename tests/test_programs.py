@@ -46,6 +46,13 @@ def test_help_names_every_program() -> None:
     assert "python -m fodcproxy PROGRAM --help" in programs
 
 
+def test_a_mistyped_program_is_one_line_naming_the_programs() -> None:
+    out = run("agnet", "--node-role", "liaison")
+    line = _one_error_line(out, "python -m fodcproxy")
+    assert line == ("python -m fodcproxy: error: unknown program 'agnet': choose one of proxy, "
+                    "agent, fake-agents, demo (see --help)")
+
+
 @pytest.mark.parametrize("program", [[], ["proxy"], ["agent"], ["fake-agents"], ["demo"]])
 def test_version_prints_the_package_version(program: list[str]) -> None:
     out = run(*program, "--version")
