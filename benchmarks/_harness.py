@@ -426,7 +426,7 @@ class _Shapes:
 
 def _synthetic(series: int, seed: int, history_points: int) -> Any:
     try:
-        from fodcproxy.testing.cli import SyntheticSeries
+        from fodcproxy.testing.synthetic import SyntheticSeries
     except ImportError:
         return _Shapes(series)
     return SyntheticSeries(series, seed=seed, history_points=history_points)

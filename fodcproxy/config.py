@@ -1,51 +1,25 @@
-"""Settings of the proxy, Go-style durations and listen addresses. Sans-IO, no trio."""
+"""Settings of the proxy, its flags and listen addresses. No trio.
+
+The proxy's flag definitions live here (`add_proxy_flags`, `proxy_config_from_args`), next to the
+`ProxyConfig` they fill; `python -m fodcproxy` and `python -m fodcproxy demo` both use them. Only
+`proxy_config_from_args` does I/O: it reads the token and certificate files the flags name.
+Go durations are `fodcproxy.process`'s, re-exported here.
+"""
 
 from __future__ import annotations
 
+import argparse
 import math
-import re
+import os
 
 import attrs
 
 from fodcproxy.errors import ConfigError
+from fodcproxy.process import format_duration, parse_duration, parse_int
+from fodcproxy.security import load_token, server_context
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str, *, flag: str = "duration") -> float:
-    """Parse a Go duration ("500ms", "30s", "5m", "1h30m"; a bare "0" too) into seconds.
-
-    Raises:
-        ConfigError: naming `flag`, when the text is not a duration.
-    """
-    s = text.strip()
-    if s in ("0", "0s"):
-        return 0.0
-    neg = s.startswith("-")
-    if neg or s.startswith("+"):
-        s = s[1:]
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ConfigError(flag, f"{text!r} is not a duration: write it like 500ms, 30s, 5m or 1h30m")
-    return -total if neg else total
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest Go-style spelling of a duration, for messages and --help."""
-    if seconds and seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    if seconds % 3600 == 0 and seconds:
-        return f"{int(seconds // 3600)}h"
-    if seconds % 60 == 0 and seconds:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
+__all__ = ["ProxyConfig", "add_proxy_flags", "format_duration", "parse_duration",
+           "parse_listen_addr", "proxy_config_from_args"]
 
 
 def parse_listen_addr(text: str, *, flag: str) -> tuple[str, int]:
@@ -185,3 +159,120 @@ class ProxyConfig:
         for flag, port in (("--grpc-listen-addr", self.grpc_port), ("--http-listen-addr", self.http_port)):
             if not 0 <= port <= 65535:
                 raise ConfigError(flag, f"port {port} is outside 0-65535")
+
+
+# --- flags ---------------------------------------------------------------------------------------
+
+
+def add_proxy_flags(p: argparse.ArgumentParser) -> None:
+    d = ProxyConfig()
+    dur = format_duration
+    p.add_argument("--grpc-listen-addr", default=":17900", help="gRPC address for agents (default :17900)")
+    p.add_argument("--http-listen-addr", default=":17901", help="HTTP API address (default :17901)")
+    p.add_argument("--agent-heartbeat-timeout", default=dur(d.agent_heartbeat_timeout),
+                   help="an agent with no heartbeat for this long is offline (default 30s)")
+    p.add_argument("--agent-cleanup-timeout", default=dur(d.agent_cleanup_timeout),
+                   help="an agent offline this long is unregistered; must exceed the heartbeat "
+                        "timeout (default 5m)")
+    p.add_argument("--heartbeat-interval", default=dur(d.heartbeat_interval),
+                   help="heartbeat interval told to agents, below the heartbeat timeout (default 10s)")
+    p.add_argument("--max-agents", default=str(d.max_agents),
+                   help="most agents registered at once, offline ones included (default 1000)")
+    p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
+                   help="largest gRPC message accepted, bytes (default 4194304)")
+    p.add_argument("--http-read-timeout", default=dur(d.http_read_timeout),
+                   help="HTTP read / idle keep-alive timeout (default 10s)")
+    p.add_argument("--http-write-timeout", default=dur(d.http_write_timeout),
+                   help="HTTP response timeout (default 10s)")
+    p.add_argument("--collect-timeout", default=dur(d.collect_timeout),
+                   help="metrics fan-out deadline; lowered by X-Prometheus-Scrape-Timeout-Seconds "
+                        "(default 8s)")
+    p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
+    sec = p.add_argument_group("security (off by default)")
+    sec.add_argument("--grpc-tls-cert-file", help="serve gRPC over TLS with this certificate (PEM)")
+    sec.add_argument("--grpc-tls-key-file", help="... and this private key (PEM)")
+    sec.add_argument("--http-tls-cert-file", help="serve HTTP over TLS with this certificate (PEM)")
+    sec.add_argument("--http-tls-key-file", help="... and this private key (PEM)")
+    sec.add_argument("--agent-token-file", help="agents must send 'authorization: Bearer <token>' with "
+                                                "the token in this file")
+    sec.add_argument("--http-token-file", help="HTTP clients must send 'Authorization: Bearer <token>' "
+                                               "(except on /health)")
+    p.add_argument("--max-query-window", default="24h",
+                   help="longest /metrics-windows window accepted (default 24h)")
+    lim = p.add_argument_group("limits for agents and gRPC clients (see README, Exposure)")
+    lim.add_argument("--grpc-max-connections", default=str(d.grpc_max_connections),
+                     help="most gRPC connections at once; more are closed at once (default 0: "
+                          "--max-agents plus a quarter, within the descriptor limit)")
+    lim.add_argument("--grpc-buffer-budget", default=str(d.grpc_buffer_budget),
+                     help="bytes of received, unconsumed gRPC messages held for all connections "
+                          "together; past it the proxy stops reading (default 67108864)")
+    lim.add_argument("--grpc-handshake-timeout", default=dur(d.grpc_handshake_timeout),
+                     help="a connection must finish its TLS and HTTP/2 preface, and a "
+                          "RegisterAgent call send its first message, within this (default 10s)")
+    lim.add_argument("--grpc-idle-timeout", default=dur(d.grpc_idle_timeout),
+                     help="a connection that carries no registered agent is closed after this "
+                          "(default 30s)")
+    lim.add_argument("--grpc-message-timeout", default=dur(d.grpc_message_timeout),
+                     help="a gRPC message that has started must finish within this (default 30s)")
+    lim.add_argument("--max-secondary-addresses", default=str(d.max_secondary_addresses),
+                     help="most secondary addresses one registration may carry (default 64)")
+    lim.add_argument("--max-secondary-address-key-length",
+                     default=str(d.max_secondary_address_key_length),
+                     help="longest secondary address name, bytes (default 256)")
+    lim.add_argument("--max-node-config-bytes", default=str(d.max_node_config_bytes),
+                     help="largest node_config of one registration, serialized bytes "
+                          "(default 262144)")
+    lim.add_argument("--max-reply-bytes", default=str(d.max_reply_bytes),
+                     help="largest metrics reply of one agent, its chunks' serialized bytes "
+                          "summed; a bigger reply shows that agent as up 0 (default 268435456)")
+
+
+def _readable(path: str | None, flag: str) -> str | None:
+    if path is not None and not os.access(path, os.R_OK):
+        raise ConfigError(flag, f"cannot read {path}")
+    return path
+
+
+def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
+    """Raises ConfigError naming the first bad flag."""
+    grpc_host, grpc_port = parse_listen_addr(ns.grpc_listen_addr, flag="--grpc-listen-addr")
+    http_host, http_port = parse_listen_addr(ns.http_listen_addr, flag="--http-listen-addr")
+    config = ProxyConfig(
+        grpc_host=grpc_host,
+        grpc_port=grpc_port,
+        http_host=http_host,
+        http_port=http_port,
+        agent_heartbeat_timeout=parse_duration(ns.agent_heartbeat_timeout, flag="--agent-heartbeat-timeout"),
+        agent_cleanup_timeout=parse_duration(ns.agent_cleanup_timeout, flag="--agent-cleanup-timeout"),
+        heartbeat_interval=parse_duration(ns.heartbeat_interval, flag="--heartbeat-interval"),
+        max_agents=parse_int(ns.max_agents, "--max-agents"),
+        grpc_max_msg_size=parse_int(ns.grpc_max_msg_size, "--grpc-max-msg-size"),
+        http_read_timeout=parse_duration(ns.http_read_timeout, flag="--http-read-timeout"),
+        http_write_timeout=parse_duration(ns.http_write_timeout, flag="--http-write-timeout"),
+        collect_timeout=parse_duration(ns.collect_timeout, flag="--collect-timeout"),
+        log_level=ns.log_level,
+        grpc_tls_cert_file=_readable(ns.grpc_tls_cert_file, "--grpc-tls-cert-file"),
+        grpc_tls_key_file=_readable(ns.grpc_tls_key_file, "--grpc-tls-key-file"),
+        http_tls_cert_file=_readable(ns.http_tls_cert_file, "--http-tls-cert-file"),
+        http_tls_key_file=_readable(ns.http_tls_key_file, "--http-tls-key-file"),
+        agent_token=load_token(ns.agent_token_file, flag="--agent-token-file") if ns.agent_token_file else None,
+        http_token=load_token(ns.http_token_file, flag="--http-token-file") if ns.http_token_file else None,
+        max_query_window=parse_duration(ns.max_query_window, flag="--max-query-window"),
+        grpc_max_connections=parse_int(ns.grpc_max_connections, "--grpc-max-connections"),
+        grpc_buffer_budget=parse_int(ns.grpc_buffer_budget, "--grpc-buffer-budget"),
+        grpc_handshake_timeout=parse_duration(ns.grpc_handshake_timeout,
+                                              flag="--grpc-handshake-timeout"),
+        grpc_idle_timeout=parse_duration(ns.grpc_idle_timeout, flag="--grpc-idle-timeout"),
+        grpc_message_timeout=parse_duration(ns.grpc_message_timeout, flag="--grpc-message-timeout"),
+        max_secondary_addresses=parse_int(ns.max_secondary_addresses, "--max-secondary-addresses"),
+        max_secondary_address_key_length=parse_int(ns.max_secondary_address_key_length,
+                                                   "--max-secondary-address-key-length"),
+        max_node_config_bytes=parse_int(ns.max_node_config_bytes, "--max-node-config-bytes"),
+        max_reply_bytes=parse_int(ns.max_reply_bytes, "--max-reply-bytes"),
+    )
+    # Load certificates now, so a bad one is a flag error and not a crash after binding.
+    if config.grpc_tls_cert_file and config.grpc_tls_key_file:
+        server_context(config.grpc_tls_cert_file, config.grpc_tls_key_file, flag="--grpc-tls-cert-file")
+    if config.http_tls_cert_file and config.http_tls_key_file:
+        server_context(config.http_tls_cert_file, config.http_tls_key_file, flag="--http-tls-cert-file")
+    return config

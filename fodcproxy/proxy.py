@@ -7,18 +7,34 @@ connections get GOAWAY, then the root nursery is cancelled.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import errno
 import logging
 import resource
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 
 import attrs
 import trio
 
-from fodcproxy.config import ProxyConfig
+from fodcproxy._util import lone_exception
+from fodcproxy.config import ProxyConfig, add_proxy_flags, proxy_config_from_args
 from fodcproxy.core.registry import RegistrationLimits, Registry
+from fodcproxy.errors import ConfigError
 from fodcproxy.hub import AgentHub
 from fodcproxy.metrics import ProxyMetrics, TransportCollector
+from fodcproxy.process import (
+    PROGRAMS_HELP,
+    FlagParser,
+    exit_bad_flag,
+    raise_descriptor_limit,
+    run_program,
+    run_until_signal,
+    setup_logging,
+    tune_gc_for_serving,
+)
 from fodcproxy.rpc.server import GrpcServer
 from fodcproxy.rpc.wire import ServerLimits
 from fodcproxy.rpc.service import FodcService
@@ -129,9 +145,12 @@ class Proxy:
         cfg = self.config
         async with trio.open_nursery() as root:
             await root.start(self.hub.run)
-            grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host, cfg.grpc_port)
-            http_host, http_port = await root.start(serve_http, self, self._stop.wait,
-                                                    self._http_stopped)
+            with _listening("--grpc-listen-addr", cfg.grpc_host, cfg.grpc_port):
+                grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host,
+                                                        cfg.grpc_port)
+            with _listening("--http-listen-addr", cfg.http_host, cfg.http_port):
+                http_host, http_port = await root.start(serve_http, self, self._stop.wait,
+                                                        self._http_stopped)
             self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port,
                                             "https" if cfg.http_tls_cert_file else "http")
             task_status.started(self.addresses)
@@ -154,3 +173,54 @@ async def serve_proxy(config: ProxyConfig, *,
     Reports the bound `ProxyAddresses` once both ports accept connections.
     """
     await Proxy(config).run(task_status=task_status)
+
+
+@contextlib.contextmanager
+def _listening(flag: str, host: str, port: int) -> Iterator[None]:
+    """Turn a failure to bind `host:port` inside the block into a ConfigError naming `flag`."""
+    try:
+        yield
+    except (OSError, BaseExceptionGroup) as exc:
+        error = listen_error(exc, flag, host, port)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def listen_error(exc: BaseException, flag: str, host: str, port: int) -> BaseException:
+    """`exc` (raised while binding `host:port`) as a ConfigError naming `flag`, when it is an
+    OSError alone (however nested in exception groups); otherwise `exc` itself."""
+    lone = lone_exception(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    if not isinstance(lone, OSError):
+        return exc
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # as the flag spells it
+    if lone.errno == errno.EADDRINUSE:
+        why = "the address is already in use (is another proxy running?)"
+    else:
+        why = (lone.strerror or str(lone)).lower()
+    return ConfigError(flag, f"cannot listen on {address}: {why}; pick another with {flag}")
+
+
+def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
+    """The proxy program: serve until SIGINT/SIGTERM, then stop in order (exit status 0).
+
+    Exits 2 with one line naming the flag for a bad flag value or an address that cannot be
+    listened on.
+    """
+    parser = FlagParser(prog=prog, description="FODC proxy: agent registry, metrics fan-out and HTTP API.",
+                        epilog=PROGRAMS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_proxy_flags(parser)
+    ns = parser.parse_args(argv)
+    try:
+        config = proxy_config_from_args(ns)
+    except ConfigError as exc:
+        exit_bad_flag(exc, prog)
+    setup_logging(config.log_level)
+
+    async def main() -> None:
+        proxy = Proxy(config)
+        await run_until_signal(proxy.run, proxy.shutdown)
+
+    tune_gc_for_serving()
+    raise_descriptor_limit()
+    run_program(main, prog)

@@ -25,7 +25,9 @@ FLAGS = ["--grpc-listen-addr", "--http-listen-addr", "--agent-heartbeat-timeout"
          "--agent-cleanup-timeout", "--heartbeat-interval", "--max-agents", "--grpc-max-msg-size",
          "--http-read-timeout", "--http-write-timeout", "--collect-timeout", "--log-level",
          "--max-secondary-addresses", "--max-secondary-address-key-length",
-         "--max-node-config-bytes", "--max-reply-bytes"]
+         "--max-node-config-bytes", "--max-reply-bytes", "--grpc-max-connections",
+         "--grpc-buffer-budget", "--grpc-handshake-timeout", "--grpc-idle-timeout",
+         "--grpc-message-timeout"]
 
 
 def test_help_lists_every_flag():
@@ -59,6 +61,10 @@ def test_help_lists_every_flag():
         (["--max-secondary-address-key-length", "0"], "--max-secondary-address-key-length"),
         (["--max-node-config-bytes", "lots"], "--max-node-config-bytes"),
         (["--max-reply-bytes", "12"], "--max-reply-bytes"),
+        (["--grpc-max-connections", "-1"], "--grpc-max-connections"),
+        (["--grpc-buffer-budget", "1MB"], "--grpc-buffer-budget"),
+        (["--grpc-message-timeout", "0s"], "--grpc-message-timeout"),
+        (["--grpc-idle-timeout", "soon"], "--grpc-idle-timeout"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line_naming_it(args, flag):
@@ -70,22 +76,31 @@ def test_bad_flag_exits_2_with_one_line_naming_it(args, flag):
 
 
 def test_new_limits_reach_the_config_and_bad_handshake_timeout_names_its_flag():
-    from fodcproxy.cli import FlagParser, add_proxy_flags, proxy_config_from_args
-    from fodcproxy.config import ProxyConfig
+    from fodcproxy.config import ProxyConfig, add_proxy_flags, proxy_config_from_args
+    from fodcproxy.process import FlagParser
     from fodcproxy.errors import ConfigError
 
     p = FlagParser(prog="t")
     add_proxy_flags(p)
     cfg = proxy_config_from_args(p.parse_args([
         "--max-secondary-addresses", "3", "--max-secondary-address-key-length", "9",
-        "--max-node-config-bytes", "100", "--max-reply-bytes", "2048"]))
+        "--max-node-config-bytes", "100", "--max-reply-bytes", "2048",
+        "--grpc-max-connections", "7", "--grpc-buffer-budget", "9000000",
+        "--grpc-idle-timeout", "1m", "--grpc-message-timeout", "5s"]))
     assert (cfg.max_secondary_addresses, cfg.max_secondary_address_key_length,
             cfg.max_node_config_bytes, cfg.max_reply_bytes) == (3, 9, 100, 2048)
+    assert (cfg.grpc_connection_limit, cfg.grpc_buffer_budget, cfg.grpc_idle_timeout,
+            cfg.grpc_message_timeout) == (7, 9000000, 60.0, 5.0)
     d = proxy_config_from_args(p.parse_args([]))
     assert (d.max_secondary_addresses, d.max_secondary_address_key_length, d.max_node_config_bytes,
             d.max_reply_bytes, d.grpc_handshake_timeout) == (64, 256, 262144, 268435456, 10.0)
+    assert d.grpc_connection_limit == 1250 and d.grpc_buffer_budget == 64 * 1024 * 1024
     with pytest.raises(ConfigError, match="--grpc-handshake-timeout"):
         ProxyConfig(grpc_handshake_timeout=0)
+    with pytest.raises(ConfigError, match="--grpc-buffer-budget"):
+        ProxyConfig(grpc_buffer_budget=1000)
+    with pytest.raises(ConfigError, match="--grpc-idle-timeout"):
+        ProxyConfig(grpc_idle_timeout=0)
 
 
 async def _start_proxy(*extra: str) -> tuple[trio.Process, int, int]:

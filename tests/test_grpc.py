@@ -15,15 +15,11 @@ from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.service import REGISTER, SERVICE, STREAM_METRICS
 from fodcproxy.testing import open_fake_agent, open_proxy, static
 
+from helpers import wait_for
+
 
 def ident(port=17912, role="liaison", **kw):
     return convert.registration_to_proto(role=role, ip="127.0.0.1", port=port, **kw)
-
-
-async def wait_for(predicate, step=0.005):
-    """Poll a condition of the proxy; the caller's fail_after bounds it."""
-    while not predicate():
-        await trio.sleep(step)
 
 
 def port_of(handle):
@@ -113,7 +109,8 @@ async def test_stream_metrics_may_arrive_a_moment_before_registration(proxy):
             agent_id = convert.registration_from_proto(ident()).identity.agent_id
             metrics = await ch.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
                                           metadata={"agent_id": agent_id})
-            await trio.sleep(0.05)  # the metrics call is now waiting at the proxy
+            # The metrics call is at the proxy, its handler waiting for the registration.
+            await wait_for(lambda: proxy.proxy.grpc.statistics().active_calls == 1)
             reg = await ch.start_call(REGISTER, pb.RegisterAgentResponse)
             await reg.send(ident())
             assert (await reg.receive()).agent_id == agent_id

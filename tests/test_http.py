@@ -16,6 +16,8 @@ from fodcproxy.core.windows import parse_rfc3339
 from fodcproxy.testing import counter, histogram, history, open_fake_agent, open_proxy, static
 from fodcproxy.testing.http import http_get, http_request
 
+from helpers import wait_for
+
 
 def families(text):
     return {f.name: f for f in parse_text(text)}
@@ -23,11 +25,6 @@ def families(text):
 
 def samples_of(text, name):
     return [s for f in parse_text(text) for s in f.samples if s.name == name]
-
-
-async def wait_for(predicate, step=0.005):
-    while not predicate():
-        await trio.sleep(step)
 
 
 async def test_health_shape(proxy):

@@ -17,17 +17,19 @@ import math
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import attrs
 import trio
+from trio_util import AsyncBool
 
 from fodcproxy.core.model import Address, NodeConfig, TimeWindow
 from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc import convert
-from fodcproxy.rpc.client import ClientCall, RpcError, open_channel
+from fodcproxy.rpc.client import Channel, ClientCall, RpcError, open_channel
 from fodcproxy.rpc.convert import pb
-from fodcproxy.rpc.service import REGISTER, STREAM_METRICS
+from fodcproxy.rpc.methods import REGISTER, STREAM_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,27 @@ _CHUNK_MARGIN = 1024
 
 Source = Callable[[TimeWindow], Awaitable[Sequence[Any]]]
 """Answers one request: protobuf `Metric` objects (or `Sample`s) for the window."""
+
+
+class Dialer(Protocol):
+    """Opens a channel to the proxy (`fodcproxy.rpc.client.open_channel`, or a test's stand-in).
+
+    Raises OSError when the proxy cannot be reached.
+    """
+
+    def __call__(self, host: str, port: int, *, max_message_length: int = ...,
+                 ssl_context: ssl.SSLContext | None = ...) -> AbstractAsyncContextManager[Channel]:
+        ...
+
+
+def backoff_delay(failures: int, *, interval: float, maximum: float, jitter: float) -> float:
+    """The delay before reconnect attempt `failures` (1, 2, ...): `interval` doubling with every
+    failure, capped at `maximum`, then scaled by 0.5 + 0.5 * `jitter` (`jitter` in [0, 1), a
+    random draw), so agents that lost the same proxy do not all come back at the same instant."""
+    # The exponent stops growing long after the cap is reached: 2.0 ** 1024 overflows a float,
+    # and a proxy can stay unreachable for more than a thousand attempts.
+    base = min(maximum, interval * 2.0 ** min(max(0, failures - 1), 64))
+    return base * (0.5 + jitter * 0.5)
 
 
 class RegistrationRefused(Exception):
@@ -87,7 +110,9 @@ class AgentClient:
         rng: random.Random | None = None,
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        dial: Dialer = open_channel,
     ) -> None:
+        self._dial = dial
         self._auth = {"authorization": f"Bearer {token}"} if token else {}
         self.ssl_context = ssl_context
         self.proxy_host = proxy_host
@@ -107,7 +132,7 @@ class AgentClient:
         self.agent_id: str | None = None
         self.connected = False
         self._stop = trio.Event()
-        self._registered = trio.Event()
+        self._registered = AsyncBool(False)  # registered on the current connection
         self._connects = 0
         self._registrations = 0
         self._failures = 0
@@ -127,7 +152,7 @@ class AgentClient:
 
     async def wait_registered(self) -> str:
         """Wait until the agent is registered (again); returns its agent_id."""
-        await self._registered.wait()
+        await self._registered.wait_value(True)
         assert self.agent_id is not None
         return self.agent_id
 
@@ -143,9 +168,10 @@ class AgentClient:
             self._abort()
 
     def backoff(self, failures: int) -> float:
-        """Delay before reconnect attempt `failures` (1, 2, ...): exponential, capped, jittered."""
-        base = min(self.reconnect_max, self.reconnect_interval * 2 ** max(0, failures - 1))
-        return base * (0.5 + self._rng.random() * 0.5)
+        """Delay before reconnect attempt `failures` (1, 2, ...): exponential, capped, jittered
+        (`backoff_delay` with a draw from the client's random source)."""
+        return backoff_delay(failures, interval=self.reconnect_interval,
+                             maximum=self.reconnect_max, jitter=self._rng.random())
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Stay connected until `stop()`. Reports the agent_id after the first registration
@@ -169,8 +195,7 @@ class AgentClient:
                 reason = str(exc)
             finally:
                 self.connected = False
-                if self._registered.is_set():
-                    self._registered = trio.Event()
+                self._registered.value = False
             # A session that got registered resets the backoff; a refused one does not.
             failures = 1 if self._last_session_registered else failures + 1
             self._failures += 1
@@ -198,8 +223,8 @@ class AgentClient:
             raise ProxyGone(f"no answer to the registration within {self.registration_timeout:g}s")
 
     async def _connect_and_run(self, setup: trio.CancelScope, registered: Callable[[], None]) -> None:
-        async with open_channel(self.proxy_host, self.proxy_port, ssl_context=self.ssl_context,
-                                max_message_length=self.max_message_size) as channel:
+        async with self._dial(self.proxy_host, self.proxy_port, ssl_context=self.ssl_context,
+                              max_message_length=self.max_message_size) as channel:
             reg_call = await channel.start_call(REGISTER, pb.RegisterAgentResponse,
                                                 metadata=self._auth)
             await reg_call.send(self._registration())
@@ -218,7 +243,7 @@ class AgentClient:
             interval = float(first.heartbeat_interval_seconds or self.heartbeat_interval)
             self.connected = True
             self._registrations += 1
-            self._registered.set()
+            self._registered.value = True
             self._last_session_registered = True
             registered()
             log.info("agent %s: registered (heartbeat every %ss)", self.agent_id, interval)

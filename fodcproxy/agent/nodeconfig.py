@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
+import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
 
 from fodcproxy.core.model import NodeConfig
 from fodcproxy.errors import ConfigError
 
-__all__ = ["load_node_config", "parse_cmdline"]
+__all__ = ["NodeConfigWatcher", "load_node_config", "parse_cmdline"]
+
+log = logging.getLogger(__name__)
 
 _FILE_FLAG = "--node-config-file"
 _PID_FLAG = "--node-pid"
@@ -91,6 +99,77 @@ def parse_cmdline(argv: Sequence[str]) -> dict[str, str]:
     return params
 
 
+class NodeConfigWatcher:
+    """The node configuration the agent reports, kept current.
+
+    Call it (the `AgentClient` does, at registration and with every heartbeat) to get the current
+    `NodeConfig`, or None when neither a file nor a pid was given. The command line of `pid` is
+    read once, at construction: a process's argv does not change. The file is loaded at
+    construction and again whenever its modification time, size or inode changes (an editor that
+    saves by renaming counts); `collected_at` is the wall-clock time (`clock`) of that load, so an
+    unchanged configuration is sent unchanged. A reload that fails (the file is being rewritten,
+    or was removed) keeps the last good configuration and logs a warning.
+
+    Raises ConfigError naming `--node-config-file` or `--node-pid` when the first load fails.
+    """
+
+    def __init__(self, path: str | None, *, pid: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._from_pid: dict[str, str] = {}
+        if pid is not None:
+            self._from_pid = dict(load_node_config(None, pid=pid, now=clock()).startup_params)
+        self._stamp: tuple[int, int, int] | None = None
+        self._error: str | None = None
+        self._reloads = 0
+        self._config: NodeConfig | None = None
+        if path is None:
+            if pid is not None:
+                self._config = NodeConfig(startup_params=self._from_pid, collected_at=clock())
+        else:
+            self._stamp = self._stat(path)
+            self._config = self._load(path)
+
+    @property
+    def reloads(self) -> int:
+        """How many times a changed file was loaded again (the first load is not counted)."""
+        return self._reloads
+
+    def __call__(self) -> NodeConfig | None:
+        """The current configuration, reloading the file first if it changed."""
+        if self._path is not None:
+            try:
+                stamp = self._stat(self._path)
+                if stamp != self._stamp:
+                    self._config = self._load(self._path)
+                    self._stamp = stamp
+                    self._reloads += 1
+                    self._error = None
+                    log.info("node configuration reloaded from %s", self._path)
+            except ConfigError as exc:
+                if exc.message != self._error:
+                    log.warning("keeping the last node configuration: %s", exc.message)
+                    self._error = exc.message
+        return self._config
+
+    @staticmethod
+    def _stat(path: str) -> tuple[int, int, int]:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ConfigError("--node-config-file",
+                              f"cannot read {path}: {exc.strerror or exc}") from None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _load(self, path: str) -> NodeConfig:
+        loaded = load_node_config(path, now=self._clock())
+        if not self._from_pid:
+            return loaded
+        # Same precedence as load_node_config(path, pid=...): the file wins over the command line.
+        return attrs.evolve(loaded, startup_params={**self._from_pid, **loaded.startup_params})
+
+
 def _is_flag(arg: str) -> bool:
     if not arg.startswith("-") or arg in ("-", "--"):
         return False
@@ -141,49 +220,77 @@ def _load_file(path: str) -> tuple[dict[str, str], dict[str, object]]:
     if not isinstance(doc, dict):
         raise ConfigError(_FILE_FLAG, f"{path}: the top level must be a table (an object), "
                                       f"not {_kind(doc)}")
-    unknown = sorted(set(doc) - set(_KEYS))
-    if unknown:
-        raise ConfigError(_FILE_FLAG, f"{path}: unknown top-level key(s) {', '.join(unknown)}; "
-                                      f"expected {' and/or '.join(_KEYS)}")
-    startup = doc.get("startup_params", {})
-    runtime = doc.get("runtime_config", {})
-    if not isinstance(startup, dict):
-        raise ConfigError(_FILE_FLAG,
-                          f"{path}: startup_params must be a table, not {_kind(startup)}")
-    if not isinstance(runtime, dict):
-        raise ConfigError(_FILE_FLAG,
-                          f"{path}: runtime_config must be a table, not {_kind(runtime)}")
-    return _flat_strings(path, startup), {
-        key: _json_like(path, value, f"runtime_config.{key}") for key, value in runtime.items()
-    }
+    try:
+        loaded = _converter.structure(doc, _NodeConfigFile)
+    except cattrs.ForbiddenExtraKeysError as exc:
+        raise ConfigError(_FILE_FLAG, f"{path}: unknown top-level key(s) "
+                                      f"{', '.join(sorted(exc.extra_fields))}; "
+                                      f"expected {' and/or '.join(_KEYS)}") from None
+    except _Shape as exc:
+        raise ConfigError(_FILE_FLAG, f"{path}: {exc}") from None
+    return loaded.startup_params, loaded.runtime_config
 
 
-def _flat_strings(path: str, table: Mapping[str, object]) -> dict[str, str]:
+class _Shape(Exception):
+    """A value of the wrong shape; the message names where, the caller adds the file."""
+
+
+@attrs.frozen
+class _NodeConfigFile:
+    """What a node configuration file holds, both tables optional."""
+
+    startup_params: dict[str, str] = attrs.field(factory=dict)
+    runtime_config: dict[str, object] = attrs.field(factory=dict)
+
+
+def _structure_startup(value: object, _: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _Shape(f"startup_params must be a table, not {_kind(value)}")
     out: dict[str, str] = {}
-    for key, value in table.items():
-        if isinstance(value, (dict, list)):
-            raise ConfigError(_FILE_FLAG, f"{path}: startup_params.{key} must be a single value, "
-                                          f"not {_kind(value)} (startup_params is a flat table)")
-        if isinstance(value, bool):
-            out[key] = "true" if value else "false"
-        elif value is None:
+    for key, item in value.items():
+        if isinstance(item, (dict, list)):
+            raise _Shape(f"startup_params.{key} must be a single value, "
+                         f"not {_kind(item)} (startup_params is a flat table)")
+        if isinstance(item, bool):
+            out[key] = "true" if item else "false"
+        elif item is None:
             out[key] = ""
         else:
-            out[key] = str(value)
+            out[key] = str(item)
     return out
 
 
-def _json_like(path: str, value: object, where: str) -> object:
+def _structure_runtime(value: object, _: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise _Shape(f"runtime_config must be a table, not {_kind(value)}")
+    return {key: _json_like(item, f"runtime_config.{key}") for key, item in value.items()}
+
+
+def _json_like(value: object, where: str) -> object:
     # google.protobuf.Struct carries only JSON values: convert TOML's dates and times.
     if isinstance(value, dict):
-        return {k: _json_like(path, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _json_like(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_like(path, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_json_like(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
         return value.isoformat()
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    raise ConfigError(_FILE_FLAG, f"{path}: {where} holds {_kind(value)}, not a JSON value")
+    raise _Shape(f"{where} holds {_kind(value)}, not a JSON value")
+
+
+# JSON and TOML documents -> _NodeConfigFile. Unknown top-level keys are refused; the two tables
+# get hooks of their own (strings for startup_params, JSON values for runtime_config), whose
+# errors pass through unwrapped (no detailed validation) so they keep their own messages.
+_converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=False)
+_converter.register_structure_hook(
+    _NodeConfigFile,
+    make_dict_structure_fn(
+        _NodeConfigFile, _converter,
+        startup_params=override(struct_hook=_structure_startup),
+        runtime_config=override(struct_hook=_structure_runtime),
+    ),
+)
 
 
 def _kind(value: object) -> str:

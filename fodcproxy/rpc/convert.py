@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fodcproxy._proto.banyandb.fodc.v1 import rpc_pb2 as pb
 from fodcproxy.core.model import Address, NodeConfig, Sample, TimeWindow
-from fodcproxy.core.registry import DEFAULT_LIMITS, Registration, RegistrationLimits
 from fodcproxy.errors import InvalidArgument, LimitExceeded
+
+if TYPE_CHECKING:
+    from fodcproxy.core.registry import Registration, RegistrationLimits
 
 __all__ = ["varint", "pb", "registration_from_proto", "registration_to_proto", "window_to_proto",
            "window_from_proto", "samples_from_proto", "samples_to_proto", "ts_to_proto",
@@ -41,13 +44,18 @@ def ts_from_proto(ts: Timestamp) -> float:
 
 
 def registration_from_proto(req: pb.RegisterAgentRequest, *,
-                            limits: RegistrationLimits = DEFAULT_LIMITS) -> Registration:
+                            limits: RegistrationLimits | None = None) -> Registration:
     """Validate a RegisterAgentRequest.
 
     Raises:
         InvalidArgument: a field is missing or malformed; the message names it.
         LimitExceeded: a field is over one of `limits`; the message names the flag.
     """
+    # Imported here: the agent uses this module too and must not load the proxy's registry.
+    from fodcproxy.core.registry import DEFAULT_LIMITS, Registration
+
+    if limits is None:
+        limits = DEFAULT_LIMITS
     if not req.HasField("primary_address"):
         raise InvalidArgument("primary_address is missing: set the agent's --node-ip and --node-port")
     node_config = None

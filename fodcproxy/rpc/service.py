@@ -17,14 +17,13 @@ from fodcproxy.errors import (
 from fodcproxy.hub import AgentHub
 from fodcproxy.rpc import convert, replies
 from fodcproxy.rpc.convert import pb
+from fodcproxy.rpc.methods import REGISTER, SERVICE, STREAM_METRICS
 from fodcproxy.rpc.server import Method, ServerCall
 from fodcproxy.security import bearer_matches
 
 log = logging.getLogger(__name__)
 
-SERVICE = "banyandb.fodc.v1.FODCService"
-REGISTER = f"/{SERVICE}/RegisterAgent"
-STREAM_METRICS = f"/{SERVICE}/StreamMetrics"
+__all__ = ["REGISTER", "SERVICE", "STREAM_METRICS", "FodcService"]
 
 
 class FodcService:

@@ -1,0 +1,319 @@
+"""The agent's flags and settings: `build_parser` defines the flags, `agent_config_from_args` turns
+them into a validated `AgentConfig`. No I/O, no trio; `fodcproxy.agent.main` composes the agent.
+
+Every bad value is reported the same way: ConfigError naming the flag (the program exits 2 with
+that one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import re
+import urllib.parse
+from collections.abc import Mapping
+
+import attrs
+
+from fodcproxy.errors import ConfigError
+from fodcproxy.process import LOG_LEVELS, FlagParser, format_duration, parse_duration, parse_int
+
+__all__ = [
+    "DEFAULT_METRICS_ENDPOINT",
+    "AgentConfig",
+    "agent_config_from_args",
+    "build_parser",
+    "parse_labels",
+    "parse_proxy_addr",
+    "parse_size",
+]
+
+DEFAULT_METRICS_ENDPOINT = "http://localhost:2121/metrics"
+_MIN_MESSAGE_SIZE = 4096  # the client keeps 1 KiB of every message for framing
+_MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
+_MIN_BUDGET = 1024
+# The proxy's own rules (fodcproxy.core.registry), checked here so a bad flag fails at start
+# instead of as a registration the proxy refuses forever.
+_ROLE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9_]+")
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?")
+_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*")
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}
+
+
+# --- flag values ---------------------------------------------------------------------------------
+
+
+def parse_size(text: str, *, flag: str) -> int:
+    """Parse a byte size: a whole number of bytes, or with a unit B, KB, MB, GB (powers of 1000)
+    or KiB, MiB, GiB (powers of 1024), case-insensitive ("64MiB", "100MB", "4194304").
+
+    Raises ConfigError naming `flag`.
+    """
+    m = _SIZE.fullmatch(text)
+    unit = m.group(2).lower() if m else ""
+    if m is None or unit not in _SIZE_UNITS:
+        raise ConfigError(flag, f"{text!r} is not a size: write bytes like 4194304, 64MiB or 100MB")
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_labels(text: str, *, flag: str = "--node-labels") -> dict[str, str]:
+    """Parse `k1=v1,k2=v2` (empty text: no labels). Values may be empty and contain `=`.
+
+    Raises ConfigError naming `flag` for a part without `=`, an empty or invalid key (the proxy
+    exposes key `k` as label `node_k`, so keys use letters, digits and `_`), or a repeated key.
+    """
+    labels: dict[str, str] = {}
+    if not text.strip():
+        return labels
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq:
+            raise ConfigError(flag, f"{part.strip()!r} is not key=value: write k1=v1,k2=v2")
+        if not _LABEL_KEY.fullmatch(key):
+            raise ConfigError(flag, f"label name {key!r} is not valid: use letters, digits and '_' "
+                                    "(the proxy shows it as node_<name>)")
+        if key in labels:
+            raise ConfigError(flag, f"label {key!r} is given twice")
+        labels[key] = value.strip()
+    return labels
+
+
+def parse_proxy_addr(text: str, *, flag: str = "--proxy-addr") -> tuple[str, int]:
+    """Parse the proxy's gRPC address: `host:port` or `[v6]:port`.
+
+    Raises ConfigError naming `flag`.
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ConfigError(flag, f"{text!r} is not host:port: write it like localhost:17900")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = _port(port_text, flag)
+    return host, port
+
+
+def _port(text: str, flag: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(flag, f"port {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(flag, f"port {port} is outside 1-65535")
+    return port
+
+
+def _check_endpoint(url: str) -> None:
+    flag = "--metrics-endpoint"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(flag, f"{url!r} is not a valid URL: {exc}") from None
+    if parts.scheme != "http":
+        raise ConfigError(flag, f"{url!r}: only http:// endpoints can be scraped")
+    if not parts.hostname:
+        raise ConfigError(flag, f"{url!r} names no host")
+    if port == 0:
+        raise ConfigError(flag, f"{url!r}: port 0 cannot be scraped")
+
+
+def _check_ip(ip: str) -> None:
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        if len(ip) > 255 or not _HOST_NAME.fullmatch(ip):
+            raise ConfigError("--node-ip", f"{ip!r} is neither an IP address nor a host name") from None
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class AgentConfig:
+    """Every setting of the agent (SPEC section 7). Durations in seconds, sizes in bytes.
+
+    `node_ip` None means "the local address this host uses to reach the proxy", found at start.
+    `scrape_timeout` None means the poll interval. Validated on construction: raises ConfigError
+    naming the flag of the first bad setting.
+    """
+
+    node_role: str
+    node_port: int = 17912
+    node_ip: str | None = None
+    node_labels: Mapping[str, str] = attrs.field(factory=dict)
+    proxy_host: str = "localhost"
+    proxy_port: int = 17900
+    proxy_tls: bool = False
+    proxy_tls_ca_file: str | None = None
+    proxy_token_file: str | None = None
+    heartbeat_interval: float = 10.0
+    reconnect_interval: float = 5.0
+    reconnect_max: float = 60.0
+    metrics_endpoints: tuple[str, ...] = (DEFAULT_METRICS_ENDPOINT,)
+    poll_metrics_interval: float = 10.0
+    scrape_timeout: float | None = None
+    flight_recorder_budget: int = 64 * 1024 * 1024
+    flight_recorder_max_points: int | None = None
+    flight_recorder_retention: float = 600.0
+    node_config_file: str | None = None
+    node_pid: int | None = None
+    grpc_max_msg_size: int = 4 * 1024 * 1024
+    log_level: str = "info"
+
+    def __attrs_post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the flag of the first bad setting."""
+        if not _ROLE.fullmatch(self.node_role):
+            raise ConfigError("--node-role", f"{self.node_role!r} is not a role: use letters, "
+                                             "digits, '-', '_' or '.' (e.g. liaison, datanode-hot)")
+        if not 1 <= self.node_port <= 65535:
+            raise ConfigError("--node-port", f"port {self.node_port} is outside 1-65535")
+        if self.node_ip is not None:
+            _check_ip(self.node_ip)
+        for key in self.node_labels:
+            if not _LABEL_KEY.fullmatch(key):
+                raise ConfigError("--node-labels", f"label name {key!r} is not valid")
+        if not 1 <= self.proxy_port <= 65535:
+            raise ConfigError("--proxy-addr", f"port {self.proxy_port} is outside 1-65535")
+        for flag, value in (("--heartbeat-interval", self.heartbeat_interval),
+                            ("--reconnect-interval", self.reconnect_interval),
+                            ("--poll-metrics-interval", self.poll_metrics_interval),
+                            ("--flight-recorder-retention", self.flight_recorder_retention)):
+            if not value > 0:
+                raise ConfigError(flag, "must be greater than 0")
+        if self.reconnect_max < self.reconnect_interval:
+            raise ConfigError("--reconnect-max", f"must be at least --reconnect-interval "
+                                                 f"({format_duration(self.reconnect_interval)})")
+        if not self.metrics_endpoints:
+            raise ConfigError("--metrics-endpoint", "give at least one endpoint")
+        for url in self.metrics_endpoints:
+            _check_endpoint(url)
+        poll = format_duration(self.poll_metrics_interval)
+        if self.scrape_timeout is not None and not (
+                0 < self.scrape_timeout <= self.poll_metrics_interval):
+            # Like Prometheus: a scrape may not outlast the interval, or polls would overlap.
+            raise ConfigError("--scrape-timeout",
+                              f"must be greater than 0 and at most --poll-metrics-interval ({poll})")
+        if self.flight_recorder_retention <= self.poll_metrics_interval:
+            raise ConfigError("--flight-recorder-retention",
+                              f"must be longer than --poll-metrics-interval ({poll}), or every "
+                              "series would expire between two scrapes")
+        if self.flight_recorder_budget < _MIN_BUDGET:
+            raise ConfigError("--flight-recorder-budget", f"must be at least {_MIN_BUDGET} bytes")
+        if self.flight_recorder_max_points is not None and self.flight_recorder_max_points < 1:
+            raise ConfigError("--flight-recorder-max-points", "must be at least 1")
+        if self.node_pid is not None and self.node_pid < 1:
+            raise ConfigError("--node-pid", f"{self.node_pid} is not a process id")
+        if not _MIN_MESSAGE_SIZE <= self.grpc_max_msg_size <= _MAX_MESSAGE_SIZE:
+            raise ConfigError("--grpc-max-msg-size", f"must be between {_MIN_MESSAGE_SIZE} and "
+                                                     f"{_MAX_MESSAGE_SIZE} bytes")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError("--log-level",
+                              f"{self.log_level!r} is not one of debug, info, warning, error")
+
+
+def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentParser:
+    """The agent's flags. Values stay strings here; `agent_config_from_args` checks them, so that
+    every bad value is reported the same way (exit 2, one line naming the flag)."""
+    d = AgentConfig(node_role="liaison")
+    dur = format_duration
+    p = FlagParser(prog=prog, description="FODC agent: scrapes a BanyanDB node into a flight recorder "
+                                       "and answers the FODC proxy from it.")
+    p.add_argument("--proxy-addr", default=f"{d.proxy_host}:{d.proxy_port}",
+                   help="the proxy's gRPC address, host:port (default localhost:17900)")
+    p.add_argument("--proxy-tls", action="store_true",
+                   help="connect to the proxy over TLS, trusting the system's CAs")
+    p.add_argument("--proxy-tls-ca-file", default=None,
+                   help="connect over TLS, trusting this CA certificate (PEM); implies --proxy-tls")
+    p.add_argument("--agent-token-file", "--proxy-token-file", dest="proxy_token_file", default=None,
+                   help="a file holding the bearer token the proxy asks of agents "
+                        "(its --agent-token-file)")
+    p.add_argument("--node-ip", default=None,
+                   help="the node's IP (or host name) as the proxy shows it (default: the local "
+                        "address this host uses to reach the proxy)")
+    p.add_argument("--node-port", default=str(d.node_port),
+                   help="the node's gRPC port (default 17912, BanyanDB's)")
+    p.add_argument("--node-role", required=True,
+                   help="the node's role: liaison, datanode-hot, datanode-warm, datanode-cold, ...")
+    p.add_argument("--node-labels", default="", help="the node's labels, k1=v1,k2=v2")
+    p.add_argument("--heartbeat-interval", default=dur(d.heartbeat_interval),
+                   help="heartbeat interval until the proxy says otherwise (default 10s)")
+    p.add_argument("--reconnect-interval", default=dur(d.reconnect_interval),
+                   help="first reconnect delay; doubles after each failure (default 5s)")
+    p.add_argument("--reconnect-max", default=dur(d.reconnect_max),
+                   help="the longest reconnect delay (default 1m)")
+    p.add_argument("--metrics-endpoint", action="append", default=None,
+                   help=f"a Prometheus endpoint of the node; repeat for several "
+                        f"(default {DEFAULT_METRICS_ENDPOINT})")
+    p.add_argument("--poll-metrics-interval", default=dur(d.poll_metrics_interval),
+                   help="how often the endpoints are scraped (default 10s)")
+    p.add_argument("--scrape-timeout", default=None,
+                   help="deadline of one scrape (default: the poll interval)")
+    p.add_argument("--flight-recorder-budget", default="64MiB",
+                   help="memory the flight recorder may hold, bytes or with a unit such as 64MiB "
+                        "(default 64MiB); the oldest points go first")
+    p.add_argument("--flight-recorder-max-points", default=None,
+                   help="also bound the recorder by its number of points (default: no bound)")
+    p.add_argument("--flight-recorder-retention", default=dur(d.flight_recorder_retention),
+                   help="how long points are kept (default 10m)")
+    p.add_argument("--node-config-file", default=None,
+                   help="a JSON or TOML file with the node's startup_params and runtime_config; "
+                        "reloaded when it changes")
+    p.add_argument("--node-pid", default=None,
+                   help="the node's process id: its command line becomes startup_params")
+    p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
+                   help="largest gRPC message, bytes; replies are chunked below it "
+                        "(default 4194304, the proxy's)")
+    p.add_argument("--log-level", default=d.log_level,
+                   help="debug, info, warning or error (default info)")
+    return p
+
+
+def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
+    """Turn parsed flags into settings.
+
+    Raises ConfigError naming the first bad flag.
+    """
+    proxy_host, proxy_port = parse_proxy_addr(ns.proxy_addr)
+    poll = parse_duration(ns.poll_metrics_interval, flag="--poll-metrics-interval")
+    timeout = None
+    if ns.scrape_timeout is not None:
+        timeout = parse_duration(ns.scrape_timeout, flag="--scrape-timeout")
+    max_points = None
+    if ns.flight_recorder_max_points is not None:
+        max_points = parse_int(ns.flight_recorder_max_points, "--flight-recorder-max-points")
+    pid = None if ns.node_pid is None else parse_int(ns.node_pid, "--node-pid")
+    return AgentConfig(
+        proxy_host=proxy_host,
+        proxy_port=proxy_port,
+        proxy_tls=ns.proxy_tls or ns.proxy_tls_ca_file is not None,
+        proxy_tls_ca_file=ns.proxy_tls_ca_file,
+        proxy_token_file=ns.proxy_token_file,
+        node_ip=ns.node_ip.strip() if ns.node_ip is not None else None,
+        node_port=parse_int(ns.node_port, "--node-port"),
+        node_role=ns.node_role.strip(),
+        node_labels=parse_labels(ns.node_labels),
+        heartbeat_interval=parse_duration(ns.heartbeat_interval, flag="--heartbeat-interval"),
+        reconnect_interval=parse_duration(ns.reconnect_interval, flag="--reconnect-interval"),
+        reconnect_max=parse_duration(ns.reconnect_max, flag="--reconnect-max"),
+        metrics_endpoints=tuple(ns.metrics_endpoint or (DEFAULT_METRICS_ENDPOINT,)),
+        poll_metrics_interval=poll,
+        scrape_timeout=timeout,
+        flight_recorder_budget=parse_size(ns.flight_recorder_budget,
+                                          flag="--flight-recorder-budget"),
+        flight_recorder_max_points=max_points,
+        flight_recorder_retention=parse_duration(ns.flight_recorder_retention,
+                                                 flag="--flight-recorder-retention"),
+        node_config_file=ns.node_config_file,
+        node_pid=pid,
+        grpc_max_msg_size=parse_size(ns.grpc_max_msg_size, flag="--grpc-max-msg-size"),
+        log_level=ns.log_level,
+    )

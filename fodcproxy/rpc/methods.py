@@ -1,0 +1,9 @@
+"""The FODC service's method paths: what the proxy's handlers serve and the agent's client calls.
+
+A module of its own so that the agent side can name the methods without importing the proxy's
+handlers (`fodcproxy.rpc.service` imports the hub).
+"""
+
+SERVICE = "banyandb.fodc.v1.FODCService"
+REGISTER = f"/{SERVICE}/RegisterAgent"
+STREAM_METRICS = f"/{SERVICE}/StreamMetrics"

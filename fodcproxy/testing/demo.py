@@ -1,0 +1,192 @@
+"""`python -m fodcproxy demo`: a proxy with fake agents of every role, for a first look.
+
+`Demo.run()` owns one nursery: the proxy first, then the agents in a child nursery; `stop()` makes
+the agents say goodbye, then the proxy stops.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import trio
+
+from fodcproxy.config import ProxyConfig, proxy_config_from_args
+from fodcproxy.core.model import MetricType, NodeConfig
+from fodcproxy.core.windows import rfc3339
+from fodcproxy.errors import ConfigError
+from fodcproxy.process import exit_bad_flag, print_line, run_program, run_until_signal, setup_logging
+from fodcproxy.testing.config import ROLES, demo_parser
+from fodcproxy.testing.fake import FakeAgent, Series, rolling, summary
+
+__all__ = ["Demo", "demo_agents", "demo_main", "demo_urls"]
+
+
+def _counter(rate: float, base: float, since: float) -> Callable[[float], float]:
+    return lambda t: float(int(base + rate * (t - since)))
+
+
+def _wave(level: float, amplitude: float, period: float, phase: float = 0.0) -> Callable[[float], float]:
+    return lambda t: level + amplitude * math.sin(2 * math.pi * t / period + phase)
+
+
+def _latency_histogram(name: str, labels: Mapping[str, str], rate: float, since: float) -> list[Series]:
+    """A histogram family whose buckets fill as time goes by (every bucket a rolling counter)."""
+    shares = ((0.005, 0.30), (0.01, 0.55), (0.025, 0.78), (0.05, 0.90), (0.1, 0.96),
+              (0.25, 0.99), (1.0, 0.999), (math.inf, 1.0))
+    help_text = "Latency of gRPC calls handled, in seconds."
+    out = []
+    for le, share in shares:
+        out.append(rolling(f"{name}_bucket", _counter(rate * share, 0, since),
+                           labels={**labels, "le": "+Inf" if le == math.inf else repr(le)},
+                           type=MetricType.HISTOGRAM, help=help_text))
+    out.append(rolling(f"{name}_sum", lambda t: round(rate * 0.012 * (t - since), 3), labels=labels,
+                       type=MetricType.HISTOGRAM, help=help_text))
+    out.append(rolling(f"{name}_count", _counter(rate, 0, since), labels=labels,
+                       type=MetricType.HISTOGRAM, help=help_text))
+    return out
+
+
+def demo_agents(proxy_address: str, *, now: float | None = None) -> list[FakeAgent]:
+    """The demo's agents: liaison x2, datanode-hot x2, datanode-warm, datanode-cold.
+
+    Series look like a BanyanDB node's (counters that grow, gauges, a histogram, a summary), with a
+    point every 10 s over the last 15 minutes for window queries. The two hot data nodes disagree on
+    `measure-flush-timeout`, so /cluster/config reports one inconsistency.
+    """
+    now = time.time() if now is None else now
+    since = now - 6 * 3600  # the nodes have been "up" for six hours
+    nodes = [
+        ("liaison", "10.0.1.1", "a"), ("liaison", "10.0.1.2", "b"),
+        ("datanode-hot", "10.0.2.1", "a"), ("datanode-hot", "10.0.2.2", "b"),
+        ("datanode-warm", "10.0.3.1", "a"), ("datanode-cold", "10.0.4.1", "a"),
+    ]
+    write_rate = {"datanode-hot": 1200.0, "datanode-warm": 150.0, "datanode-cold": 20.0}
+    agents = []
+    for k, (role, ip, zone) in enumerate(nodes):
+        r = random.Random(k)
+        common = [
+            rolling("banyandb_system_cpu_usage_ratio", _wave(r.uniform(0.2, 0.5), 0.1, 600, k),
+              help="CPU used, as a ratio of one core."),
+            rolling("banyandb_system_memory_state_bytes", _wave(r.uniform(1.5e9, 3e9), 2e8, 1800, k),
+              labels={"kind": "used"}, help="Memory in use by the process."),
+        ]
+        if role == "liaison":
+            rate = r.uniform(100, 200)
+            specific = [
+                rolling("banyandb_liaison_grpc_total_started", _counter(rate, 1e5, since),
+                  labels={"group": "sw_metric", "service": "measure", "method": "write"},
+                  type=MetricType.COUNTER, help="gRPC calls started."),
+                rolling("banyandb_liaison_grpc_total_started", _counter(rate / 15, 1e4, since),
+                  labels={"group": "sw_metric", "service": "measure", "method": "query"},
+                  type=MetricType.COUNTER, help="gRPC calls started."),
+                rolling("banyandb_liaison_grpc_total_started", _counter(rate / 3, 3e4, since),
+                  labels={"group": "sw_record", "service": "stream", "method": "write"},
+                  type=MetricType.COUNTER, help="gRPC calls started."),
+                rolling("banyandb_liaison_grpc_total_err", _counter(0.02, r.randint(0, 40), since),
+                  labels={"group": "sw_metric", "service": "measure", "method": "query"},
+                  type=MetricType.COUNTER, help="gRPC calls that failed."),
+                rolling("banyandb_queue_pub_total_msg_sent", _counter(rate * 1.3, 2e5, since),
+                  labels={"topic": "measure-write"}, type=MetricType.COUNTER,
+                  help="Messages published to the data nodes."),
+                *_latency_histogram("banyandb_liaison_grpc_latency_seconds",
+                                    {"service": "measure", "method": "query"}, rate / 15, since),
+            ]
+            config = NodeConfig(startup_params={"grpc-port": "17912", "http-port": "17913",
+                                                "max-recv-msg-size": "10MiB", "node-host": ip},
+                                runtime_config={"log-level": "info"}, collected_at=since)
+        else:
+            rate = write_rate[role] * r.uniform(0.8, 1.2)
+            flush = "1s" if (role, k) == ("datanode-hot", 3) else "5s"  # the deliberate inconsistency
+            specific = [
+                rolling("banyandb_measure_total_written", _counter(rate, 1e6, since),
+                  labels={"group": "sw_metric"}, type=MetricType.COUNTER,
+                  help="Data points written to measure shards."),
+                rolling("banyandb_stream_tst_total_written", _counter(rate / 2, 5e5, since),
+                  labels={"group": "sw_record"}, type=MetricType.COUNTER,
+                  help="Elements written to stream shards."),
+                rolling("banyandb_queue_sub_total_msg_received", _counter(rate * 1.1, 1e6, since),
+                  labels={"topic": "measure-write"}, type=MetricType.COUNTER,
+                  help="Messages received from the liaisons."),
+                rolling("banyandb_measure_tst_total_mem_part", _wave(6, 4, 300, k),
+                  labels={"group": "sw_metric"}, help="Memory parts held by the measure TSDB."),
+                rolling("banyandb_system_disk_used_bytes",
+                  _counter(rate * 120, r.uniform(2e10, 8e10), since),
+                  labels={"path": "/data/measure"}, help="Disk space used by a data path."),
+                summary("banyandb_measure_merge_duration_seconds",
+                        quantiles={0.5: 0.08, 0.9: 0.35, 0.99: 1.2}, count=4200, sum_value=610.5,
+                        help="Time spent merging parts, in seconds."),
+            ]
+            config = NodeConfig(startup_params={"measure-flush-timeout": flush,
+                                                "stream-flush-timeout": "1s",
+                                                "measure-root-path": "/data", "grpc-port": "17912",
+                                                "node-host": ip},
+                                runtime_config={"retention": {"sw_metric": "7d", "sw_record": "3d"}},
+                                collected_at=since)
+        agents.append(FakeAgent(proxy_address, role=role, ip=ip, port=17912, labels={"zone": zone},
+                                series=common + specific, node_config=config, keep_requests=False))
+    return agents
+
+
+def demo_urls(http_url: str, *, now: float) -> list[tuple[str, str]]:
+    """(url, what it shows) for the demo's banner."""
+    start = rfc3339(math.floor(now) - 15 * 60)
+    return [
+        (f"{http_url}/", "the web console"),
+        (f"{http_url}/metrics", "Prometheus text: every agent's latest samples"),
+        (f"{http_url}/metrics-windows?start_time={start}", "JSON time series: the last 15 minutes"),
+        (f"{http_url}/cluster", "nodes and the calls between them"),
+        (f"{http_url}/cluster/config", "node configuration, with one inconsistency"),
+        (f"{http_url}/health", "status and agent counts"),
+    ]
+
+
+class Demo:
+    """A proxy and the demo agents in one nursery. `stop()`: agents say goodbye, then the proxy stops."""
+
+    def __init__(self, config: ProxyConfig, *, out: Callable[[str], None] = print_line) -> None:
+        self.config = config
+        self.agents: list[FakeAgent] = []
+        self._stop = trio.Event()
+        self._out = out
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        from fodcproxy.proxy import Proxy
+
+        proxy = Proxy(self.config)  # needs the Trio clock, so it is made here
+        async with trio.open_nursery() as root:
+            addresses = await root.start(proxy.run)
+            self.agents = demo_agents(addresses.grpc_address)
+            async with trio.open_nursery() as fleet:
+                for agent in self.agents:
+                    fleet.start_soon(agent.run)
+                for agent in self.agents:
+                    await agent.wait_registered()
+                roles = sorted({a.client.spec.role for a in self.agents}, key=ROLES.index)
+                counts = ", ".join(f"{r} x{sum(a.client.spec.role == r for a in self.agents)}" for r in roles)
+                lines = [f"fodcproxy demo: a proxy and {len(self.agents)} fake agents ({counts})",
+                         f"agents dial {addresses.grpc_address} (gRPC); open:"]
+                lines += [f"  {url:<72} {what}" for url, what in demo_urls(addresses.http_url, now=time.time())]
+                lines.append("Ctrl-C (SIGINT) or SIGTERM stops it.")
+                self._out("\n".join(lines))
+                await self._stop.wait()
+                for agent in self.agents:
+                    agent.disconnect()
+            proxy.shutdown()
+
+
+def demo_main(argv: Sequence[str], prog: str = "python -m fodcproxy demo") -> None:
+    """The `demo` program: every proxy flag is accepted; exits 0 after SIGINT/SIGTERM."""
+    ns = demo_parser(prog).parse_args(argv)
+    try:
+        config = proxy_config_from_args(ns)
+    except ConfigError as exc:
+        exit_bad_flag(exc, prog)
+    setup_logging(config.log_level)
+    demo = Demo(config)
+    run_program(lambda: run_until_signal(demo.run, demo.stop), prog)
