@@ -56,9 +56,12 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
                    help="largest gRPC message accepted, bytes (default 4194304)")
     p.add_argument("--http-read-timeout", default=dur(d.http_read_timeout),
-                   help="HTTP read / idle keep-alive timeout (default 10s)")
+                   help="how long a client may take to send a request, and how long an idle "
+                        "keep-alive connection is kept; never cuts an answer being prepared or "
+                        "sent (default 10s)")
     p.add_argument("--http-write-timeout", default=dur(d.http_write_timeout),
-                   help="HTTP response timeout (default 10s)")
+                   help="how long sending one response may take; a client reading slower is cut "
+                        "off (default 10s)")
     p.add_argument("--collect-timeout", default=dur(d.collect_timeout),
                    help="metrics fan-out deadline; lowered by X-Prometheus-Scrape-Timeout-Seconds "
                         "(default 8s)")
@@ -74,6 +77,12 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                                                "(except on /health)")
     p.add_argument("--max-query-window", default="24h",
                    help="longest /metrics-windows window accepted (default 24h)")
+    p.add_argument("--shutdown-grace", default=dur(d.shutdown_grace),
+                   help="on SIGTERM, how long running HTTP requests get to finish (then agents' "
+                        "calls get as long to end); keep it above --collect-timeout (default 10s)")
+    p.add_argument("--advertise-http-addr", default=None,
+                   help="host:port that /sd gives Prometheus as the scrape target (default: the "
+                        "HTTP listen address; the host name when listening on all interfaces)")
 
 
 def parse_int(text: str, flag: str) -> int:
@@ -115,6 +124,8 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         agent_token=load_token(ns.agent_token_file, flag="--agent-token-file") if ns.agent_token_file else None,
         http_token=load_token(ns.http_token_file, flag="--http-token-file") if ns.http_token_file else None,
         max_query_window=parse_duration(ns.max_query_window, flag="--max-query-window"),
+        shutdown_grace=parse_duration(ns.shutdown_grace, flag="--shutdown-grace"),
+        advertise_http_addr=ns.advertise_http_addr,
     )
     # Load certificates now, so a bad one is a flag error and not a crash after binding.
     if config.grpc_tls_cert_file and config.grpc_tls_key_file:

@@ -68,6 +68,22 @@ def parse_listen_addr(text: str, *, flag: str) -> tuple[str, int]:
     return host, port
 
 
+def check_advertise_addr(text: str) -> tuple[str, int]:
+    """Parse --advertise-http-addr: "host:port" or "[v6]:port", with a host and a real port.
+
+    Raises:
+        ConfigError: naming the flag.
+    """
+    flag = "--advertise-http-addr"
+    host, port = parse_listen_addr(text, flag=flag)
+    if not host or any(c.isspace() or c in "/?#@" for c in host):
+        raise ConfigError(flag, f"{text!r} needs a host Prometheus can dial: write it like "
+                                "proxy.example:17901 or 10.0.0.5:17901")
+    if port == 0:
+        raise ConfigError(flag, "port 0 is not an address Prometheus can dial")
+    return host, port
+
+
 @attrs.frozen(kw_only=True)
 class ProxyConfig:
     """Every setting of the proxy (SPEC section 5). Durations in seconds."""
@@ -96,11 +112,21 @@ class ProxyConfig:
     max_query_window: float | None = 24 * 3600.0
     # How long StreamMetrics waits for the registration it names to be processed.
     attach_grace: float = 2.0
-    # Graceful shutdown: how long calls get to send their trailers.
-    shutdown_grace: float = 1.0
+    # Graceful shutdown (--shutdown-grace): how long running HTTP requests get to finish, then
+    # how long gRPC calls get to send their trailers. Above --collect-timeout by default, so a
+    # scrape running when SIGTERM arrives still gets its answer.
+    shutdown_grace: float = 10.0
+    # host:port that /sd hands to Prometheus as the target (--advertise-http-addr); None: the
+    # address the HTTP server is bound to (the machine's host name when bound to all interfaces).
+    advertise_http_addr: str | None = None
 
     def __attrs_post_init__(self) -> None:
         self.validate()
+
+    @property
+    def http_shutdown_grace(self) -> float:
+        """How long hypercorn lets running requests finish after a shutdown began."""
+        return self.shutdown_grace
 
     @property
     def heartbeat_interval_seconds(self) -> int:
@@ -135,6 +161,10 @@ class ProxyConfig:
                             ("--collect-timeout", self.collect_timeout)):
             if not value > 0:
                 raise ConfigError(flag, "must be greater than 0")
+        if not self.shutdown_grace >= 0:
+            raise ConfigError("--shutdown-grace", "must be 0 or more")
+        if self.advertise_http_addr is not None:
+            check_advertise_addr(self.advertise_http_addr)
         if self.log_level.lower() not in ("debug", "info", "warning", "warn", "error", "critical"):
             raise ConfigError("--log-level", f"{self.log_level!r} is not one of debug, info, warning, error")
         for prefix, cert, key in (("--grpc", self.grpc_tls_cert_file, self.grpc_tls_key_file),
