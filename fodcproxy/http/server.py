@@ -10,6 +10,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from fodcproxy.http import _hypercorn
 from fodcproxy.http.app import create_app
 
 from fodcproxy.config import ProxyConfig
@@ -62,6 +63,7 @@ async def serve_http(proxy: Proxy, shutdown_trigger: Callable[[], Awaitable[None
 
     Reports the bound (host, port) once it accepts connections.
     """
+    _hypercorn.apply()
     cfg = proxy.config
     config = Config()
     host = cfg.http_host or "0.0.0.0"
