@@ -283,3 +283,21 @@ async def test_an_agent_that_never_opens_its_metrics_stream_is_up_0_without_wait
                     assert ups(r.text) == {good.agent_id: 1.0, silent: 0.0}
                     assert waited < 6  # answered well before the 8 s collect deadline
                     assert r.headers["x-fodc-agents-missed"] == silent
+
+
+async def test_a_client_that_stops_reading_does_not_hold_the_proxy_past_its_deadlines():
+    # hypercorn shields its socket writes: a client that never reads again used to hold its
+    # request task, hypercorn's shutdown and the proxy's own cancellation forever.
+    with trio.fail_after(60):
+        async with open_proxy(collect_timeout=10.0, http_read_timeout=30.0, http_write_timeout=30.0,
+                              shutdown_grace=1.0) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                series=big_series()):
+            stream = await open_raw(proxy.addresses.http_port, rcvbuf=4096)
+            await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            await stream.receive_some(4096)  # the answer has begun; now stop reading
+            with trio.move_on_after(15) as waited:  # the 1 s grace, not the 30 s write timeout
+                proxy.proxy.shutdown()
+                await proxy.proxy._http_stopped.wait()
+            await stream.aclose()  # (without the fix, this is what frees the stuck server)
+            assert not waited.cancelled_caught, "the HTTP server waited for a client that stopped reading"

@@ -1,4 +1,4 @@
-"""Two fixes to hypercorn 0.17.3 (Trio worker, HTTP/1.1), applied once by `serve_http`.
+"""Three fixes to hypercorn 0.17.3 (Trio worker, HTTP/1.1), applied once by `serve_http`.
 
 hypercorn builds its connection and protocol objects itself, so there is no subclass to hand it;
 these replace one method each, on the classes, and say why. Each is covered by a test in
@@ -14,9 +14,16 @@ tests/test_http_limits.py that fails without it.
      closed for idleness. hypercorn's `read_timeout` used to hide both, by cutting every
      connection that sent nothing for that long, including ones waiting for their answer
      (see `server.apply_timeouts`, which turns it off).
-   Raw data (`RawData`) is sent as before: hypercorn shields the socket write itself.
 
-2. `H11Protocol._send_error_response` answers with a JSON body. hypercorn answers requests that
+2. `TCPServer.protocol_send` of response bytes (`RawData`) can be cancelled. hypercorn shields
+   each socket write, so nothing could stop a write to a client that stopped reading: Quart's
+   RESPONSE_TIMEOUT (our --http-write-timeout) fired but waited for the write, hypercorn's
+   graceful shutdown deadline and even the proxy's final cancellation waited too, forever. A
+   cancelled write leaves the stream half-written, which is harmless here: a write is only
+   cancelled when the response is being abandoned (write timeout, shutdown), and an abandoned
+   response always closes its connection (its framing is incomplete, see 1).
+
+3. `H11Protocol._send_error_response` answers with a JSON body. hypercorn answers requests that
    never reach the app (431 request head too large, 400 malformed) with an empty body; every
    error of this API is `{"error": "..."}`.
 """
@@ -29,7 +36,7 @@ from typing import Any
 
 import h11
 import trio
-from hypercorn.events import Event, RawData
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
@@ -53,7 +60,11 @@ def apply() -> None:
 
     async def protocol_send(self: TCPServer, event: Event) -> None:
         if isinstance(event, RawData):
-            await original_send(self, event)
+            async with self.send_lock:
+                try:
+                    await self.stream.send_all(event.data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.protocol.handle(Closed())
         else:
             with trio.CancelScope(shield=True):
                 await original_send(self, event)
