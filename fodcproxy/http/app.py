@@ -164,7 +164,8 @@ def create_app(proxy: Proxy) -> QuartTrio:
         code = exc.code or 500
         if code == 404:
             msg = (f"no such path {request.path!r}: try /metrics, /metrics-windows, /cluster, "
-                   "/cluster/config, /sd, /health, or / for the console")
+                   "/cluster/config, /cluster/nodes/<agent_id> (DELETE), /sd, /status, /health, "
+                   "or / for the console")
         elif code == 405:
             allowed = sorted(set(getattr(exc, "valid_methods", None) or ["GET"]) - {"HEAD", "OPTIONS"})
             msg = f"{request.method} is not allowed on {request.path}: use {' or '.join(allowed)}"
