@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request
+from quart.globals import request_ctx
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -106,14 +107,8 @@ def _wants_gzip() -> bool:
 
 
 class _App(QuartTrio):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.shutting_down = False
-
     async def make_default_options_response(self) -> Response:
         """OPTIONS: 204 with the methods the path allows, no body."""
-        from quart.globals import request_ctx
-
         adapter = request_ctx.url_adapter
         methods = sorted(adapter.allowed_methods()) if adapter is not None else ["GET", "OPTIONS"]
         return Response("", status=204, headers={"Allow": ", ".join(methods)})
@@ -225,6 +220,8 @@ def create_app(proxy: Proxy) -> QuartTrio:
         results = await hub.collect(entries, window, timeout=deadline(), key=key)
         duration = trio.current_time() - start
         collect_log.record(results, at=time.time())
+        if len(collect_log.last_answer) > 2 * len(proxy.registry) + 100:
+            collect_log.forget_except({e.agent_id for e in proxy.registry})
         return results, duration
 
     def deadline() -> float:

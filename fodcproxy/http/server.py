@@ -65,6 +65,9 @@ async def serve_http(proxy: Proxy, shutdown_trigger: Callable[[], Awaitable[None
     """
     _hypercorn.apply()
     cfg = proxy.config
+    if cfg.shutdown_grace < cfg.collect_timeout:
+        log.warning("--shutdown-grace (%gs) is below --collect-timeout (%gs): a scrape running when "
+                    "the proxy stops may be cut off", cfg.shutdown_grace, cfg.collect_timeout)
     config = Config()
     host = cfg.http_host or "0.0.0.0"
     config.bind = [f"[{host}]:{cfg.http_port}" if ":" in host else f"{host}:{cfg.http_port}"]
