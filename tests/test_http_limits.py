@@ -9,16 +9,17 @@ small receive buffer so that the answer cannot all sit in kernel buffers meanwhi
 
 from __future__ import annotations
 
+import json
 import socket
 
 import h11
 import trio
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from fodcproxy.rpc import convert
 from fodcproxy.rpc.client import open_channel
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.service import REGISTER
-from fodcproxy.rpc import convert
 from fodcproxy.testing import open_fake_agent, open_proxy, static
 from fodcproxy.testing.http import http_get
 
@@ -214,9 +215,19 @@ async def test_request_head_too_large_is_431_with_a_json_body():
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431")
     assert b"content-type: application/json" in head.lower()
-    import json
-
     assert "too large" in json.loads(body)["error"]
+
+
+async def test_a_malformed_request_is_400_with_a_json_body():
+    with trio.fail_after(10):
+        async with open_proxy() as proxy:
+            stream = await open_raw(proxy.addresses.http_port)
+            async with stream:
+                await stream.send_all(b"NOT HTTP AT ALL\r\n\r\n")
+                raw = await read_until_eof(stream)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "not valid HTTP/1.1" in json.loads(body)["error"]
 
 
 async def test_shutdown_lets_a_running_scrape_finish():
