@@ -376,3 +376,28 @@ async def test_client_going_away_mid_collection_leaves_the_proxy_serving():
             r = await http_get(proxy.http_url + "/status")
             assert r.status == 200
             assert (await http_get(proxy.http_url + "/health")).status == 200
+
+
+async def test_removing_an_agent_releases_a_collection_waiting_for_it_at_once():
+    with trio.fail_after(20):
+        async with open_proxy(collect_timeout=10.0) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                series=[static("x", 1)], reconnect_interval=30) as agent:
+            agent.hang = True
+            answers = []
+
+            async def scrape() -> None:
+                answers.append(await http_get(proxy.http_url + "/metrics", timeout=15))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(scrape)
+                while agent.request_count == 0:
+                    await trio.sleep(0.01)
+                start = trio.current_time()
+                r = await http_request("DELETE", proxy.http_url + f"/cluster/nodes/{agent.agent_id}")
+                assert r.status == 200
+            waited = trio.current_time() - start
+    [scraped] = answers
+    assert scraped.status == 200
+    assert waited < 8  # released by the removal, not by the 10 s collect deadline
+    assert [s.value for f in parse_text(scraped.text) for s in f.samples if s.name == "fodc_agent_up"] == [0.0]
