@@ -42,6 +42,22 @@ def parse_listen_addr(text: str, *, flag: str) -> tuple[str, int]:
     return host, port
 
 
+def check_advertise_addr(text: str) -> tuple[str, int]:
+    """Parse --advertise-http-addr: "host:port" or "[v6]:port", with a host and a real port.
+
+    Raises:
+        ConfigError: naming the flag.
+    """
+    flag = "--advertise-http-addr"
+    host, port = parse_listen_addr(text, flag=flag)
+    if not host or any(c.isspace() or c in "/?#@" for c in host):
+        raise ConfigError(flag, f"{text!r} needs a host Prometheus can dial: write it like "
+                                "proxy.example:17901 or 10.0.0.5:17901")
+    if port == 0:
+        raise ConfigError(flag, "port 0 is not an address Prometheus can dial")
+    return host, port
+
+
 @attrs.frozen(kw_only=True)
 class ProxyConfig:
     """Every setting of the proxy (SPEC section 5). Durations in seconds."""
@@ -75,8 +91,13 @@ class ProxyConfig:
     max_secondary_address_key_length: int = 256  # bytes (UTF-8) of one secondary address's name
     max_node_config_bytes: int = 256 * 1024  # serialized NodeConfig of one registration
     max_reply_bytes: int = 256 * 1024 * 1024  # serialized chunks of one metrics reply, summed
-    # Graceful shutdown: how long calls get to send their trailers.
-    shutdown_grace: float = 1.0
+    # Graceful shutdown (--shutdown-grace): how long running HTTP requests get to finish, then
+    # how long gRPC calls get to send their trailers. Above --collect-timeout by default, so a
+    # scrape running when SIGTERM arrives still gets its answer.
+    shutdown_grace: float = 10.0
+    # host:port that /sd hands to Prometheus as the target (--advertise-http-addr); None: the
+    # address the HTTP server is bound to (the machine's host name when bound to all interfaces).
+    advertise_http_addr: str | None = None
     # What one gRPC client can make the proxy hold (SPEC section 10, docs/lifecycle.md).
     grpc_handshake_timeout: float = 10.0  # TLS + HTTP/2 preface; a RegisterAgent's first message
     grpc_idle_timeout: float = 30.0  # a connection that carries no registered agent
@@ -94,6 +115,11 @@ class ProxyConfig:
 
     def __attrs_post_init__(self) -> None:
         self.validate()
+
+    @property
+    def http_shutdown_grace(self) -> float:
+        """How long hypercorn lets running requests finish after a shutdown began."""
+        return self.shutdown_grace
 
     @property
     def heartbeat_interval_seconds(self) -> int:
@@ -128,6 +154,10 @@ class ProxyConfig:
                             ("--collect-timeout", self.collect_timeout)):
             if not value > 0:
                 raise ConfigError(flag, "must be greater than 0")
+        if not self.shutdown_grace >= 0:
+            raise ConfigError("--shutdown-grace", "must be 0 or more")
+        if self.advertise_http_addr is not None:
+            check_advertise_addr(self.advertise_http_addr)
         if self.log_level.lower() not in ("debug", "info", "warning", "warn", "error", "critical"):
             raise ConfigError("--log-level", f"{self.log_level!r} is not one of debug, info, warning, error")
         for prefix, cert, key in (("--grpc", self.grpc_tls_cert_file, self.grpc_tls_key_file),
@@ -181,9 +211,12 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
                    help="largest gRPC message accepted, bytes (default 4194304)")
     p.add_argument("--http-read-timeout", default=dur(d.http_read_timeout),
-                   help="HTTP read / idle keep-alive timeout (default 10s)")
+                   help="how long a client may take to send a request, and how long an idle "
+                        "keep-alive connection is kept; never cuts an answer being prepared or "
+                        "sent (default 10s)")
     p.add_argument("--http-write-timeout", default=dur(d.http_write_timeout),
-                   help="HTTP response timeout (default 10s)")
+                   help="how long sending one response may take; a client reading slower is cut "
+                        "off (default 10s)")
     p.add_argument("--collect-timeout", default=dur(d.collect_timeout),
                    help="metrics fan-out deadline; lowered by X-Prometheus-Scrape-Timeout-Seconds "
                         "(default 8s)")
@@ -199,6 +232,12 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                                                "(except on /health)")
     p.add_argument("--max-query-window", default="24h",
                    help="longest /metrics-windows window accepted (default 24h)")
+    p.add_argument("--shutdown-grace", default=dur(d.shutdown_grace),
+                   help="on SIGTERM, how long running HTTP requests get to finish (then agents' "
+                        "calls get as long to end); keep it above --collect-timeout (default 10s)")
+    p.add_argument("--advertise-http-addr", default=None,
+                   help="host:port that /sd gives Prometheus as the scrape target (default: the "
+                        "HTTP listen address; the host name when listening on all interfaces)")
     lim = p.add_argument_group("limits for agents and gRPC clients (see README, Exposure)")
     lim.add_argument("--grpc-max-connections", default=str(d.grpc_max_connections),
                      help="most gRPC connections at once; more are closed at once (default 0: "
@@ -269,6 +308,8 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
                                                    "--max-secondary-address-key-length"),
         max_node_config_bytes=parse_int(ns.max_node_config_bytes, "--max-node-config-bytes"),
         max_reply_bytes=parse_int(ns.max_reply_bytes, "--max-reply-bytes"),
+        shutdown_grace=parse_duration(ns.shutdown_grace, flag="--shutdown-grace"),
+        advertise_http_addr=ns.advertise_http_addr,
     )
     # Load certificates now, so a bad one is a flag error and not a crash after binding.
     if config.grpc_tls_cert_file and config.grpc_tls_key_file:

@@ -80,8 +80,9 @@ class _Shared:
 class AgentSession:
     """One live registration: the calls of one connection that speak for one agent."""
 
-    def __init__(self, agent_id: str, register_call: ServerCall) -> None:
+    def __init__(self, agent_id: str, register_call: ServerCall, *, opened_at: float = 0.0) -> None:
         self.agent_id = agent_id
+        self.opened_at = opened_at  # when it registered (hub clock): the attach grace runs from it
         self.register_call = register_call
         # Every other stream of this agent must come on this connection (see AgentHub.bind).
         self.connection: Connection = register_call.connection
@@ -171,6 +172,14 @@ class AgentHub:
                                   f"agent {ch.agent_id} was unregistered ({ch.reason})")
                     session.release()
 
+    def remove(self, agent_id: str, *, reason: str) -> bool:
+        """Unregister `agent_id` now (DELETE /cluster/nodes/{id}); its open streams end with
+        FAILED_PRECONDITION naming `reason`. Returns False when there is no such agent."""
+        changes = self.registry.remove(agent_id, reason=reason)
+        self._apply(changes)
+        self._wake()
+        return bool(changes)
+
     # -- registration stream -------------------------------------------------------------------
 
     def register(self, reg: Registration, call: ServerCall) -> AgentSession:
@@ -183,7 +192,7 @@ class AgentHub:
             LimitExceeded: --max-agents reached.
         """
         agent_id = reg.identity.agent_id
-        session = AgentSession(agent_id, call)
+        session = AgentSession(agent_id, call, opened_at=self._clock())
         try:
             result = self.registry.register(reg, owner=session, now=self._clock())
         except Exception:
@@ -387,7 +396,14 @@ class AgentHub:
 
     async def _request(self, session: AgentSession, window: TimeWindow) -> DigestedSamples:
         if not session.attached.is_set():
-            await session.attached.wait()
+            # Wait for a metrics stream that is still opening, but only within the attach grace
+            # from the registration: an agent that never opens one is up 0 at once, instead of
+            # costing every scrape the whole deadline.
+            with trio.move_on_at(session.opened_at + self.attach_grace):
+                await session.attached.wait()
+            if not session.attached.is_set():
+                raise AgentGone("registered, but opened no metrics stream within "
+                                f"{self.attach_grace:g}s (the attach grace)")
         call = session.metrics_call
         if call is None:
             raise AgentGone("the agent's metrics stream has ended")

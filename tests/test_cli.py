@@ -27,7 +27,8 @@ FLAGS = ["--grpc-listen-addr", "--http-listen-addr", "--agent-heartbeat-timeout"
          "--max-secondary-addresses", "--max-secondary-address-key-length",
          "--max-node-config-bytes", "--max-reply-bytes", "--grpc-max-connections",
          "--grpc-buffer-budget", "--grpc-handshake-timeout", "--grpc-idle-timeout",
-         "--grpc-message-timeout"]
+         "--grpc-message-timeout",
+         "--shutdown-grace", "--advertise-http-addr"]
 
 
 def test_help_lists_every_flag():
@@ -65,6 +66,12 @@ def test_help_lists_every_flag():
         (["--grpc-buffer-budget", "1MB"], "--grpc-buffer-budget"),
         (["--grpc-message-timeout", "0s"], "--grpc-message-timeout"),
         (["--grpc-idle-timeout", "soon"], "--grpc-idle-timeout"),
+        (["--shutdown-grace", "-1s"], "--shutdown-grace"),
+        (["--shutdown-grace", "later"], "--shutdown-grace"),
+        (["--advertise-http-addr", "proxy.example"], "--advertise-http-addr"),
+        (["--advertise-http-addr", ":17901"], "--advertise-http-addr"),
+        (["--advertise-http-addr", "proxy.example:0"], "--advertise-http-addr"),
+        (["--advertise-http-addr", "http://proxy.example:17901"], "--advertise-http-addr"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line_naming_it(args, flag):
@@ -138,6 +145,37 @@ async def test_signal_stops_the_proxy_in_order(signum):
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_sigterm_during_a_scrape_lets_it_finish():
+    # README: running requests finish. The agent answers 1.5 s after the request; SIGTERM comes
+    # while the scrape waits for it.
+    from fodcproxy.testing import open_fake_agent, static
+
+    with trio.fail_after(30):
+        proc, grpc_port, http_port = await _start_proxy("--collect-timeout", "5s")
+        try:
+            async with open_fake_agent(f"127.0.0.1:{grpc_port}", role="liaison", ip="127.0.0.1",
+                                       port=1, series=[static("x", 1)], reconnect_interval=30) as agent:
+                agent.delay = 1.5
+                answers = []
+
+                async def scrape() -> None:
+                    answers.append(await http_get(f"http://127.0.0.1:{http_port}/metrics", timeout=20))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(scrape)
+                    while agent.request_count == 0:
+                        await trio.sleep(0.01)
+                    proc.send_signal(signal.SIGTERM)
+                assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    [r] = answers
+    assert r.status == 200
+    assert re.search(r'^fodc_agent_up\{[^}]*\} 1(\.0)?$', r.text, re.M), r.text[-2000:]
 
 
 AGENT_SCRIPT = textwrap.dedent("""

@@ -48,7 +48,7 @@ async def test_health_shape(proxy):
         ("GET", "/metrics-windows?start_time=yesterday", 400, "start_time"),
         ("GET", "/metrics-windows?start_time=2026-01-02T00:00:00Z&end_time=2026-01-01T00:00:00Z", 400, "start_time"),
         ("GET", "/health?x=1", 400, "no query parameters"),
-        ("GET", "/metrics?agent_id=a&node_id=b", 400, "agent_id"),
+        ("GET", "/metrics?agent_id=a&node_id=", 400, "node_id is empty"),
     ],
 )
 async def test_errors_are_json_with_the_right_status(proxy, method, path, status, fragment):

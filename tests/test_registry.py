@@ -266,3 +266,23 @@ def test_default_limits_refuse_what_the_issue_sent():
         reg(secondary_addresses={"k" * 257: Address("10.0.0.1", 1)})
     with pytest.raises(InvalidArgument, match="label name is 2000 characters"):
         reg(labels={"k" * 2000: "v"})
+
+
+def test_manual_removal_names_the_owner_and_frees_the_slot():
+    r = registry(max_agents=1)
+    a = object()
+    aid = r.register(reg(), owner=a, now=0.0).entry.agent_id
+    assert r.remove("nobody", reason="by hand") == []
+    [change] = r.remove(aid, reason="removed by an operator")
+    assert (change.kind, change.agent_id, change.reason, change.owner) == (
+        ChangeKind.REMOVED, aid, "removed by an operator", a)
+    assert r.get(aid) is None and r.statistics().removals == 1
+    assert r.disconnect(aid, owner=a, now=1.0, graceful=False) == []  # its streams ending later
+    assert r.next_deadline() is None
+    r.register(reg(port=1), owner=object(), now=2.0)  # the slot is free again
+    # an offline entry can be removed too; its owner is gone, so there is nothing to cancel
+    b = object()
+    bid = r.register(reg(port=1), owner=b, now=3.0).entry.agent_id
+    r.disconnect(bid, owner=b, now=4.0, graceful=False)
+    [change] = r.remove(bid, reason="x")
+    assert change.owner is None

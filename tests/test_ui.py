@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
@@ -267,7 +268,8 @@ async def test_console_in_a_real_browser(tmp_path):
             metrics = "banyandb_disk_used_bytes,banyandb_liaison_grpc_total,banyandb_query_latency_seconds"
             url = f"{cluster.proxy.http_url}/#metrics={metrics}&select={hot0}"
             calls = (await http_get(cluster.proxy.http_url + "/cluster")).json()["calls"]
-            dom, stderr = await run_chromium(tmp_path, url, "--dump-dom")
+            netlog = tmp_path / "netlog.json"
+            dom, stderr = await run_chromium(tmp_path, url, "--dump-dom", f"--log-net-log={netlog}")
             (ARTIFACTS / "console.html").write_text(dom)
             # The first screen of the default view (no #fragment: the console picks metrics
             # itself), and the whole page with a node selected.
@@ -280,6 +282,11 @@ async def test_console_in_a_real_browser(tmp_path):
                     f"--screenshot={path}", f"--window-size={size}")
                 assert path.stat().st_size > 10_000, f"{name} looks empty"
                 assert not console_messages(shot_stderr), console_messages(shot_stderr)
+
+    # The console's summary comes from the small JSON /status, never from the whole /metrics.
+    fetched = {urlsplit(u).path for u in re.findall(r'"url":"(http://127\.0\.0\.1:\d+/[^"]*)"', netlog.read_text())}
+    assert "/status" in fetched and "/metrics-windows" in fetched, sorted(fetched)
+    assert "/metrics" not in fetched, sorted(fetched)
 
     # The page ran and loaded, without any script error or failed request.
     assert re.search(r'<body[^>]*data-loaded="true"', dom), "the console never finished a refresh"

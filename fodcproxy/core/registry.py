@@ -411,6 +411,18 @@ class Registry:
             return [Change(ChangeKind.OFFLINE, agent_id, "connection lost")]
         return []
 
+    def remove(self, agent_id: str, *, reason: str) -> list[Change]:
+        """Unregister `agent_id` now, whatever its state (an operator's manual removal).
+
+        Returns the REMOVED change, naming the owner whose streams the shell must end; an
+        empty list when there is no such agent.
+        """
+        entry = self._entries.pop(agent_id, None)
+        if entry is None:
+            return []
+        self._removals += 1
+        return [Change(ChangeKind.REMOVED, agent_id, reason, owner=entry.owner)]
+
     def expire(self, now: float) -> list[Change]:
         """Apply the timeouts due at `now`. Returns what changed, in a deterministic order."""
         changes: list[Change] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import weakref
 import zlib
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request
+from quart.globals import request_ctx
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -20,6 +22,9 @@ from fodcproxy.core.model import LATEST
 from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
+from fodcproxy.http import negotiation
+from fodcproxy.http.selection import NodeSelection
+from fodcproxy.http.status import CollectLog, status_json
 from fodcproxy.http.ui import register_ui
 from fodcproxy.rpc import convert
 from fodcproxy.security import bearer_matches
@@ -98,12 +103,29 @@ async def _stream(chunks: Iterable[str | bytes], gzip: bool, *,
 
 
 def _wants_gzip() -> bool:
-    enc = request.headers.get("Accept-Encoding", "")
-    for part in enc.split(","):
-        name, _, params = part.strip().partition(";")
-        if name.strip().lower() == "gzip":
-            return "q=0" not in params.replace(" ", "") or "q=0." in params.replace(" ", "")
-    return False
+    return negotiation.wants_gzip(request.headers.get("Accept-Encoding"))
+
+
+class _App(QuartTrio):
+    async def make_default_options_response(self) -> Response:
+        """OPTIONS: 204 with the methods the path allows, no body."""
+        adapter = request_ctx.url_adapter
+        methods = sorted(adapter.allowed_methods()) if adapter is not None else ["GET", "OPTIONS"]
+        return Response("", status=204, headers={"Allow": ", ".join(methods)})
+
+
+def sd_target(proxy: Proxy) -> str:
+    """The host:port /sd gives Prometheus: --advertise-http-addr, else the bound address (the
+    machine's host name when bound to all interfaces, where the bound address is not dialable)."""
+    cfg = proxy.config
+    if cfg.advertise_http_addr is not None:
+        return cfg.advertise_http_addr
+    host, port = cfg.http_host, cfg.http_port
+    if proxy.addresses is not None:
+        host, port = proxy.addresses.http_host, proxy.addresses.http_port
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _collect_headers(results: list[AgentResult], duration: float) -> dict[str, str]:
@@ -121,7 +143,7 @@ def _collect_headers(results: list[AgentResult], duration: float) -> dict[str, s
 
 def create_app(proxy: Proxy) -> QuartTrio:
     """Build the app for `proxy`. Every error answers JSON {"error": ...}."""
-    app = QuartTrio("fodcproxy")
+    app = _App("fodcproxy")
     app.config["RESPONSE_TIMEOUT"] = proxy.config.http_write_timeout
     app.config["BODY_TIMEOUT"] = proxy.config.http_read_timeout
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -137,9 +159,14 @@ def create_app(proxy: Proxy) -> QuartTrio:
         code = exc.code or 500
         if code == 404:
             msg = (f"no such path {request.path!r}: try /metrics, /metrics-windows, /cluster, "
-                   "/cluster/config, /sd, /health, or / for the console")
+                   "/cluster/config, /cluster/nodes/<agent_id> (DELETE), /sd, /status, /health, "
+                   "or / for the console")
         elif code == 405:
-            msg = f"{request.method} is not allowed on {request.path}: use GET"
+            allowed = sorted(set(getattr(exc, "valid_methods", None) or ["GET"]) - {"HEAD", "OPTIONS"})
+            msg = f"{request.method} is not allowed on {request.path}: use {' or '.join(allowed)}"
+            resp = _error(code, msg)
+            resp.headers["Allow"] = ", ".join(sorted(set(allowed) | {"OPTIONS"}))
+            return resp
         else:
             msg = exc.description or exc.name
         return _error(code, msg)
@@ -176,10 +203,26 @@ def create_app(proxy: Proxy) -> QuartTrio:
             body.done.set()
         return body
 
-    def select() -> tuple[list[AgentEntry], query.Selection]:
-        params = _params()
-        selection = query.Selection.from_query(params)
-        return hub.select(selection.matches), selection
+    collect_log = CollectLog()
+
+    def known_hosts() -> set[str]:
+        return {e.identity.ip for e in proxy.registry}
+
+    def selection() -> NodeSelection:
+        return NodeSelection.from_query(request.args, known_hosts=known_hosts())
+
+    def select() -> tuple[list[AgentEntry], NodeSelection]:
+        chosen = selection()
+        return hub.select(chosen.matches), chosen
+
+    async def collect(entries: list[AgentEntry], window: Any, key: Any) -> tuple[list[AgentResult], float]:
+        start = trio.current_time()
+        results = await hub.collect(entries, window, timeout=deadline(), key=key)
+        duration = trio.current_time() - start
+        collect_log.record(results, at=time.time())
+        if len(collect_log.last_answer) > 2 * len(proxy.registry) + 100:
+            collect_log.forget_except({e.agent_id for e in proxy.registry})
+        return results, duration
 
     def deadline() -> float:
         return query.parse_scrape_timeout(
@@ -188,8 +231,10 @@ def create_app(proxy: Proxy) -> QuartTrio:
 
     @app.before_request
     async def _authorize() -> Response | None:
-        # /health is for probes; the console's page and assets hold no data (it asks for the token).
-        if cfg.http_token is None or request.path in ("/health", "/") or request.path.startswith("/ui/"):
+        # /health is for probes; the console's page and assets hold no data (it asks for the token);
+        # OPTIONS answers only which methods a path allows.
+        if (cfg.http_token is None or request.method == "OPTIONS"
+                or request.path in ("/health", "/") or request.path.startswith("/ui/")):
             return None
         if bearer_matches(request.headers.get("Authorization"), cfg.http_token):
             return None
@@ -203,9 +248,11 @@ def create_app(proxy: Proxy) -> QuartTrio:
     async def health() -> Response:
         query.check_unknown(_params(), frozenset())
         stats = proxy.registry.statistics()
+        # Always 200 while serving: it is the liveness probe. Offline agents make it "degraded".
         return _json({
-            "status": "ok",
+            "status": "degraded" if stats.offline else "ok",
             "agents_online": stats.online,
+            "agents_offline": stats.offline,
             "agents_total": stats.online + stats.offline,
             "uptime_seconds": round(time.time() - proxy.started_at, 3),
         })
@@ -213,12 +260,10 @@ def create_app(proxy: Proxy) -> QuartTrio:
     @app.route("/metrics", methods=["GET"])
     async def metrics() -> Response:
         query.check_unknown(_params(), query.SELECTION_PARAMS)
-        entries, selection = select()
-        openmetrics = exposition.negotiate(request.headers.get("Accept"))
-        start = trio.current_time()
-        key = ("latest", selection)
-        results = await hub.collect(entries, LATEST, timeout=deadline(), key=key)
-        duration = trio.current_time() - start
+        entries, chosen = select()
+        openmetrics = negotiation.wants_openmetrics(request.headers.get("Accept"))
+        key = ("latest", chosen)
+        results, duration = await collect(entries, LATEST, key)
         body = await metrics_body((key, openmetrics), results, openmetrics)
         gzip = _wants_gzip()
         headers = _collect_headers(results, duration)
@@ -234,10 +279,8 @@ def create_app(proxy: Proxy) -> QuartTrio:
         params = _params()
         query.check_unknown(params, query.SELECTION_PARAMS | query.WINDOW_PARAMS)
         window = query.window_from_query(params, max_window=cfg.max_query_window)
-        entries, selection = select()
-        start = trio.current_time()
-        results = await hub.collect(entries, window, timeout=deadline(), key=(window, selection))
-        duration = trio.current_time() - start
+        entries, chosen = select()
+        results, duration = await collect(entries, window, (window, chosen))
         groups = [(r.meta, r.samples if isinstance(r.samples, exposition.DigestedSamples)
                    else convert.samples_from_proto(r.samples)) for r in results if r.up]
         rendering = windows.WindowsRendering(groups, now=time.time())
@@ -259,21 +302,63 @@ def create_app(proxy: Proxy) -> QuartTrio:
 
     @app.route("/cluster/config", methods=["GET"])
     async def cluster_config() -> Response:
+        """Configurations of the selected nodes, and the inconsistencies that involve them.
+
+        Nodes are compared with every node of their role, selected or not (a filter must not
+        hide that the selected node differs from its peers); then only the inconsistencies
+        in which a selected node takes part are shown.
+        """
         query.check_unknown(_params(), query.SELECTION_PARAMS)
-        entries, _ = select()
-        return _json(topology.config_json([_node_view(proxy, e) for e in entries]))
+        chosen = selection()
+        every = hub.select(lambda meta: True)
+        doc = topology.config_json([_node_view(proxy, e) for e in every])
+        if not chosen.narrowed:
+            return _json(doc)
+        ids = {e.agent_id for e in every if chosen.matches(e.meta)}
+        doc["configurations"] = [c for c in doc["configurations"] if c["agent_id"] in ids]
+        doc["inconsistencies"] = [
+            i for i in doc["inconsistencies"]
+            if any(node in ids for value in i["values"] for node in value["nodes"])]
+        return _json(doc)
+
+    @app.route("/cluster/nodes/<path:agent_id>", methods=["DELETE"])
+    async def remove_node(agent_id: str) -> Response:
+        """Unregister an agent now (the seed's UnregisterAgent). Its streams end with
+        FAILED_PRECONDITION saying so; an agent still running registers again."""
+        query.check_unknown(_params(), frozenset())
+        entry = proxy.registry.get(agent_id)
+        if entry is None:
+            shown = agent_id if len(agent_id) <= 64 else agent_id[:61] + "..."
+            return _error(404, f"no agent {shown!r} is registered: see GET /cluster for the "
+                               "node_id of each agent")
+        was = entry.status.value
+        peer = request.remote_addr or "?"
+        hub.remove(agent_id, reason=f"removed by an operator over HTTP from {peer}")
+        log.info("agent %s removed over HTTP by %s (was %s)", agent_id, peer, was)
+        return _json({"agent_id": agent_id, "removed": True, "status_before": was})
+
+    @app.route("/status", methods=["GET"])
+    async def status() -> Response:
+        """A small JSON summary for the console (docs/console.md): agents by status, each
+        agent's up/duration in a latest collection (shared with /metrics), proxy counters."""
+        query.check_unknown(_params(), query.SELECTION_PARAMS)
+        entries, chosen = select()
+        results, duration = await collect(entries, LATEST, ("latest", chosen))
+        return _json(status_json(proxy, results, duration, collect_log, now=time.time()),
+                     headers=_collect_headers(results, duration))
 
     @app.route("/sd", methods=["GET"])
     async def service_discovery() -> Response:
         """Prometheus HTTP service discovery: one target group per agent, scraped through us.
 
-        Each group's target is this proxy (as the client reached it) with `__param_agent_id`, so
-        a scrape of it is `GET /metrics?agent_id=<id>`: a fleet of Prometheus servers can shard
-        the cluster with hashmod on `__meta_fodc_agent_id`.
+        Each group's target is this proxy (`sd_target`: --advertise-http-addr, else the bound
+        address; never the client's Host header, which a client controls) with
+        `__param_agent_id`, so a scrape of it is `GET /metrics?agent_id=<id>`: a fleet of
+        Prometheus servers can shard the cluster with hashmod on `__meta_fodc_agent_id`.
         """
         query.check_unknown(_params(), query.SELECTION_PARAMS)
         entries, _ = select()
-        target = request.host or f"127.0.0.1:{cfg.http_port}"
+        target = sd_target(proxy)
         groups = []
         for e in entries:
             labels = {

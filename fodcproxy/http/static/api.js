@@ -73,13 +73,7 @@ export async function getJson(path, params = {}) {
   }
 }
 
-/** GET a text endpoint: resolves to {body, headers}; rejects with an ApiError. */
-export async function getText(path, params = {}) {
-  const response = await get(path, params, "text/plain");
-  return { body: await response.text(), headers: response.headers };
-}
-
-/** The fan-out headers of /metrics and /metrics-windows (README "HTTP API"). */
+/** The fan-out headers of /metrics, /metrics-windows and /status (README "HTTP API"). */
 export function collectHeaders(headers) {
   const num = (name) => {
     const v = headers.get(name);
@@ -93,29 +87,6 @@ export function collectHeaders(headers) {
     missed: missed ? missed.split(",").filter((id) => id && id !== "...") : [],
     missedTruncated: missed ? missed.endsWith(",...") : false,
   };
-}
-
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/;
-const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-const UNESCAPE = { "\\\\": "\\", '\\"': '"', "\\n": "\n" };
-
-/**
- * The samples of the Prometheus text exposition `text` whose name starts with `prefix`, as
- * [{name, labels, value}]. Enough for the proxy's own fodc_* series; not a general parser.
- */
-export function parseSamples(text, prefix) {
-  const out = [];
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(prefix)) continue;
-    const match = SAMPLE.exec(line);
-    if (!match) continue;
-    const labels = {};
-    for (const [, key, raw] of (match[2] ?? "").matchAll(LABEL)) {
-      labels[key] = raw.replace(/\\[\\"n]/g, (e) => UNESCAPE[e]);
-    }
-    out.push({ name: match[1], labels, value: Number(match[3]) });
-  }
-  return out;
 }
 
 const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/i;

@@ -2,10 +2,10 @@
 // bookmarked or shared), the refresh loop, the controls, and the error list. Each panel lives
 // in its own module: proxy.js, topology.js, charts.js.
 
-import { collectHeaders, getJson, getText, parseSamples, setToken } from "./api.js";
+import { collectHeaders, getJson, setToken } from "./api.js";
 import { ChartsPanel } from "./charts.js";
 import { duration, h, localTime, toLocalInput } from "./format.js";
-import { renderProxy, summarizeMetrics } from "./proxy.js";
+import { renderProxy, summarizeStatus } from "./proxy.js";
 import { TopologyPanel } from "./topology.js";
 
 const $ = (id) => document.getElementById(id);
@@ -186,17 +186,17 @@ async function load() {
     getJson("health"),
     getJson("cluster"),
     getJson("cluster/config"),
-    getText("metrics"),
+    getJson("status"),
     win ? getJson("metrics-windows", windowParams) : Promise.resolve(null),
   ]);
   // 401: the proxy wants a token (only /health answers without one); ask for it.
   $("token-form").hidden = !answers.some((r) => r.status === "rejected" && r.reason?.status === 401);
-  const [health, cluster, config, metrics, windows] = answers.map(
-    (r, i) => settled(["health", "cluster", "config", "metrics", "windows"][i], r));
+  const [health, cluster, config, status, windows] = answers.map(
+    (r, i) => settled(["health", "cluster", "config", "status", "windows"][i], r));
 
   const nodes = cluster?.body.nodes ?? [];
   const statusOf = new Map(nodes.map((n) => [n.node_id, n.status]));
-  const summary = metrics && summarizeMetrics(collectHeaders(metrics.headers), parseSamples(metrics.body, "fodc_"));
+  const summary = status && summarizeStatus(status.body);
 
   guard("proxy", () => renderProxy($("proxy-stats"), health?.body, summary, statusOf));
   guard("topology", () => {

@@ -1,27 +1,31 @@
-// The proxy panel: agents online/total (GET /health), and how the console's latest /metrics
-// collection went: its duration and answer count (the X-Fodc-* headers), the agents that
-// missed the deadline (fodc_agent_up 0), the slowest agents and the proxy's fan-out totals.
+// The proxy panel: agents online/total (GET /health), and how the latest collection went, from
+// GET /status (docs/console.md): its duration and answer count, the agents that missed the
+// deadline, the slowest agents and the proxy's fan-out totals.
 
 import { duration, h, round } from "./format.js";
 
-/** What the console reads from one /metrics answer. */
-export function summarizeMetrics(collect, samples) {
-  const agents = new Map();  // agent_id -> {up, seconds, role}
-  let fanouts = null;
-  let fanoutSeconds = null;
-  let failures = null;
-  for (const { name, labels, value } of samples) {
-    const id = labels.agent_id;
-    if (name === "fodc_agent_up" && id) {
-      agents.set(id, { ...agents.get(id), up: value === 1, role: labels.node_role });
-    } else if (name === "fodc_agent_collect_duration_seconds" && id) {
-      agents.set(id, { ...agents.get(id), seconds: value });
-    } else if (name === "fodc_proxy_collect_duration_seconds_count") fanouts = value;
-    else if (name === "fodc_proxy_collect_duration_seconds_sum") fanoutSeconds = value;
-    else if (name === "fodc_proxy_agent_collect_failures_total") failures = value;
+/** What the console reads from one /status answer. */
+export function summarizeStatus(status) {
+  const agents = new Map();  // agent_id -> {up, seconds, role, error, lastAnswer}
+  for (const a of status.agents ?? []) {
+    agents.set(a.agent_id, {
+      up: a.up === true,
+      seconds: typeof a.collect_duration_seconds === "number" ? a.collect_duration_seconds : null,
+      role: a.node_role,
+      error: a.error ?? null,
+      lastAnswer: a.last_answer_at ?? null,
+    });
   }
-  for (const a of agents.values()) a.seconds ??= null;
-  return { collect, agents, fanouts, fanoutSeconds, failures };
+  const c = status.collect ?? {};
+  const p = status.proxy ?? {};
+  const num = (v) => (typeof v === "number" ? v : null);
+  return {
+    collect: { asked: num(c.asked), answered: num(c.answered), seconds: num(c.duration_seconds) },
+    agents,
+    fanouts: num(p.collections),
+    fanoutSeconds: num(p.collect_seconds),
+    failures: num(p.agent_collect_failures),
+  };
 }
 
 function stat(label, value, ...notes) {
@@ -37,7 +41,7 @@ function unavailable(label) {
 }
 
 /**
- * Render into `el`. `health` is /health's body or null, `metrics` a summarizeMetrics() result
+ * Render into `el`. `health` is /health's body or null, `metrics` a summarizeStatus() result
  * or null, `statusOf` a Map agent_id -> registry status from /cluster (to tell "offline" from
  * "too slow").
  */
@@ -54,7 +58,7 @@ export function renderProxy(el, health, metrics, statusOf) {
     tiles.push(stat("Last collection",
       collect.seconds === null ? "–" : duration(collect.seconds),
       collect.asked === null ? null : `${collect.answered} of ${collect.asked} agents answered`,
-      "for this console's /metrics"));
+      "for this console's /status"));
 
     const missed = [...agents].filter(([, a]) => !a.up).map(([id]) => id).sort();
     tiles.push(h("div", { class: `stat${missed.length ? " warn" : ""}`, id: "proxy-missed" },

@@ -44,7 +44,7 @@ export class TopologyPanel {
   }
 
   /** Show `cluster` (/cluster), `config` (/cluster/config, may be null) and `agents` (a Map
-   *  agent_id -> {up, seconds} from the proxy's /metrics, may be empty). */
+   *  agent_id -> {up, seconds} from the proxy's /status, may be empty). */
   update(cluster, config, agents) {
     this.data = { cluster, config, agents };
     this.renderTiers();
