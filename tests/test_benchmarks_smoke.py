@@ -23,6 +23,8 @@ SCENARIOS = [
     ("p4_concurrent_scrapes", "P4 concurrent-scrapes ",
      [*TINY, "--runs", "2", "--scrapers", "3", "--requests", "2"]),
     ("p5_health_latency", "P5 health-latency ", [*TINY, "--scrapes", "3"]),
+    ("m1_hostile_memory", "M1 hostile memory ",
+     ["--registered", "2", "--anonymous", "2", "--seconds", "1"]),
 ]
 
 
@@ -35,4 +37,7 @@ def test_benchmark_runs_and_prints_its_figures(module: str, prefix: str, args: l
     assert len(lines) == 1, proc.stdout
     [line] = lines
     assert line.startswith(prefix)
-    assert "median=" in line and "proxy_cpu=" in line and "peak_rss=" in line
+    if module.startswith("m"):
+        assert "peak_growth=" in line and "real_agent_scraped=True" in line
+    else:
+        assert "median=" in line and "proxy_cpu=" in line and "peak_rss=" in line

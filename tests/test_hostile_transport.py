@@ -31,8 +31,8 @@ from fodcproxy.rpc.client import open_channel
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.service import REGISTER
 from fodcproxy.testing import open_fake_agent, open_proxy, static
+from fodcproxy.testing.hostile import RawH2, frame
 from fodcproxy.testing.http import http_get
-from h2raw import RawH2, frame
 
 
 def registration(port: int, role: str = "liaison") -> bytes:

@@ -1,10 +1,14 @@
-"""A raw HTTP/2 client over a Trio socket, for attacking the gRPC port the way a hostile peer
-would: partial messages, streams that never finish, frames after a call ended. It speaks h2's
-client state machine (the `h2` package the project already depends on) and nothing else."""
+"""A raw HTTP/2 client over a Trio socket, for attacking a proxy's gRPC port the way a hostile
+peer would: partial messages, streams that never finish, frames after a call ended. It speaks
+h2's client state machine and nothing else; a well-behaved gRPC stack would refuse to do this.
+
+Used by the project's hostile-client tests and memory benchmark; loopback targets only.
+"""
 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -33,7 +37,7 @@ class RawH2:
         self.sock = sock
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
                                                                           header_encoding="utf-8"))
-        self.events: list[h2.events.Event] = []
+        self.events: list[Any] = []
         self.closed = False
 
     @classmethod
