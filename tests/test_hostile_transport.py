@@ -10,6 +10,7 @@ the tests' `fail_after` guards; nothing asserts wall-clock speed.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import logging
 import os
@@ -374,3 +375,39 @@ async def test_descriptor_limit_exhausted_health_and_agents_still_served():
         assert "gRPC connections limited to 96" in text
         assert text.count("gRPC connection refused") <= 6  # said every 10 s at most, not per try
         assert os.path.exists(f"/proc/{os.getpid()}")
+
+
+class _FlakyListener:
+    """A listener whose accept() fails with EMFILE `failures` times, then serves `socks`."""
+
+    def __init__(self, failures: int, socks: list) -> None:
+        self.failures = failures
+        self.socks = socks
+        self.calls: list[float] = []
+
+    async def accept(self):
+        self.calls.append(trio.current_time())
+        await trio.lowlevel.checkpoint()
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        if self.socks:
+            return self.socks.pop()
+        await trio.sleep_forever()
+
+
+async def test_accept_backs_off_on_emfile_and_says_so_once(autojump_clock, caplog):
+    from fodcproxy.rpc.server import GrpcServer
+
+    caplog.set_level(logging.INFO, logger="fodcproxy")
+    server = GrpcServer({})
+    listener = _FlakyListener(8, [])
+    with trio.move_on_after(100):
+        async with trio.open_nursery() as nursery:
+            await server._accept_loop(listener, nursery)
+    # Exponential back-off from 10 ms, capped at 1 s: not a busy loop, not a fixed 50 ms.
+    gaps = [round(b - a, 3) for a, b in zip(listener.calls, listener.calls[1:])]
+    assert gaps == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0]
+    assert server.statistics().accept_errors == 8
+    said = [r.getMessage() for r in caplog.records if "accept" in r.getMessage()]
+    assert len(said) == 1 and "backing off" in said[0]  # once per episode, not once per try
