@@ -57,6 +57,9 @@ def generate(out: pathlib.Path = OUT) -> list[pathlib.Path]:
                 text,
                 flags=re.M,
             )
+            # ... and so do the messages and stubs of one proto that imports another.
+            text = re.sub(r"^from (banyandb(?:\.\w+)*) import ", rf"from {PACKAGE}.\1 import ",
+                          text, flags=re.M)
             dest = out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(text)

@@ -22,11 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from fodcproxy._proto.banyandb.common.v1 import common_pb2 as banyandb_dot_common_dot_v1_dot_common__pb2
+from fodcproxy._proto.banyandb.database.v1 import database_pb2 as banyandb_dot_database_dot_v1_dot_database__pb2
+from fodcproxy._proto.banyandb.database.v1 import rpc_pb2 as banyandb_dot_database_dot_v1_dot_rpc__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x61nyandb/fodc/v1/rpc.proto\x12\x10\x62\x61nyandb.fodc.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x07\x41\x64\x64ress\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\"\xee\x01\n\nNodeConfig\x12G\n\x0estartup_params\x18\x01 \x03(\x0b\x32/.banyandb.fodc.v1.NodeConfig.StartupParamsEntry\x12/\n\x0eruntime_config\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\x0c\x63ollected_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x34\n\x12StartupParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb6\x03\n\x14RegisterAgentRequest\x12\x11\n\tnode_role\x18\x01 \x01(\t\x12\x42\n\x06labels\x18\x02 \x03(\x0b\x32\x32.banyandb.fodc.v1.RegisterAgentRequest.LabelsEntry\x12\x32\n\x0fprimary_address\x18\x03 \x01(\x0b\x32\x19.banyandb.fodc.v1.Address\x12[\n\x13secondary_addresses\x18\x04 \x03(\x0b\x32>.banyandb.fodc.v1.RegisterAgentRequest.SecondaryAddressesEntry\x12\x31\n\x0bnode_config\x18\x10 \x01(\x0b\x32\x1c.banyandb.fodc.v1.NodeConfig\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aT\n\x17SecondaryAddressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.banyandb.fodc.v1.Address:\x02\x38\x01\"o\n\x15RegisterAgentResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\"\xfa\x01\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\x06labels\x18\x02 \x03(\x0b\x32$.banyandb.fodc.v1.Metric.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x04type\x18\x06 \x01(\x0e\x32\x1c.banyandb.fodc.v1.MetricType\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x01\n\x14StreamMetricsRequest\x12)\n\x07metrics\x18\x01 \x03(\x0b\x32\x18.banyandb.fodc.v1.Metric\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x10 \x01(\x04\x12\x0c\n\x04more\x18\x11 \x01(\x08\"\x89\x01\n\x15StreamMetricsResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x10 \x01(\x04*\xa6\x01\n\nMetricType\x12\x1b\n\x17METRIC_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11METRIC_TYPE_GAUGE\x10\x01\x12\x17\n\x13METRIC_TYPE_COUNTER\x10\x02\x12\x19\n\x15METRIC_TYPE_HISTOGRAM\x10\x03\x12\x17\n\x13METRIC_TYPE_SUMMARY\x10\x04\x12\x17\n\x13METRIC_TYPE_UNTYPED\x10\x05\x32\xd9\x01\n\x0b\x46ODCService\x12\x64\n\rRegisterAgent\x12&.banyandb.fodc.v1.RegisterAgentRequest\x1a\'.banyandb.fodc.v1.RegisterAgentResponse(\x01\x30\x01\x12\x64\n\rStreamMetrics\x12&.banyandb.fodc.v1.StreamMetricsRequest\x1a\'.banyandb.fodc.v1.StreamMetricsResponse(\x01\x30\x01\x42\x42Z@github.com/apache/skywalking-banyandb/api/proto/banyandb/fodc/v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x61nyandb/fodc/v1/rpc.proto\x12\x10\x62\x61nyandb.fodc.v1\x1a\x1f\x62\x61nyandb/common/v1/common.proto\x1a#banyandb/database/v1/database.proto\x1a\x1e\x62\x61nyandb/database/v1/rpc.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x07\x41\x64\x64ress\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\"\xee\x01\n\nNodeConfig\x12G\n\x0estartup_params\x18\x01 \x03(\x0b\x32/.banyandb.fodc.v1.NodeConfig.StartupParamsEntry\x12/\n\x0eruntime_config\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\x0c\x63ollected_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x34\n\x12StartupParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe1\x03\n\x14RegisterAgentRequest\x12\x11\n\tnode_role\x18\x01 \x01(\t\x12\x42\n\x06labels\x18\x02 \x03(\x0b\x32\x32.banyandb.fodc.v1.RegisterAgentRequest.LabelsEntry\x12\x32\n\x0fprimary_address\x18\x03 \x01(\x0b\x32\x19.banyandb.fodc.v1.Address\x12\x10\n\x08pod_name\x18\x04 \x01(\t\x12\x17\n\x0f\x63ontainer_names\x18\x05 \x03(\t\x12\x31\n\x0bnode_config\x18\x10 \x01(\x0b\x32\x1c.banyandb.fodc.v1.NodeConfig\x12[\n\x13secondary_addresses\x18\x12 \x03(\x0b\x32>.banyandb.fodc.v1.RegisterAgentRequest.SecondaryAddressesEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aT\n\x17SecondaryAddressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.banyandb.fodc.v1.Address:\x02\x38\x01\"o\n\x15RegisterAgentResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x03\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\"\xfa\x01\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\x06labels\x18\x02 \x03(\x0b\x32$.banyandb.fodc.v1.Metric.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x04type\x18\x06 \x01(\x0e\x32\x1c.banyandb.fodc.v1.MetricType\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x01\n\x14StreamMetricsRequest\x12)\n\x07metrics\x18\x01 \x03(\x0b\x32\x18.banyandb.fodc.v1.Metric\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x10 \x01(\x04\x12\x0c\n\x04more\x18\x11 \x01(\x08\"\x89\x01\n\x15StreamMetricsResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x10 \x01(\x04\"2\n\x04\x43\x61ll\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"\\\n\x08Topology\x12)\n\x05nodes\x18\x01 \x03(\x0b\x32\x1a.banyandb.database.v1.Node\x12%\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x16.banyandb.fodc.v1.Call\"{\n\x1cStreamClusterTopologyRequest\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08topology\x18\x02 \x01(\x0b\x32\x1a.banyandb.fodc.v1.Topology\"9\n\x1dStreamClusterTopologyResponse\x12\x18\n\x10request_topology\x18\x01 \x01(\x08\"\x92\x01\n\x16StreamLifecycleRequest\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08pod_name\x18\x02 \x01(\t\x12\x37\n\x0elifecycle_data\x18\x03 \x01(\x0b\x32\x1f.banyandb.fodc.v1.LifecycleData\"4\n\x17StreamLifecycleResponse\x12\x19\n\x11request_lifecycle\x18\x01 \x01(\x08\"a\n\x1bStreamSchemaRegistryRequest\x12\x34\n\x05group\x18\x01 \x01(\x0b\x32%.banyandb.fodc.v1.SchemaRegistryGroup\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"8\n\x1cStreamSchemaRegistryResponse\x12\x18\n\x10request_registry\x18\x01 \x01(\x08\"o\n\x13SchemaRegistryGroup\x12\r\n\x05group\x18\x01 \x01(\t\x12:\n\x07objects\x18\x02 \x03(\x0b\x32).banyandb.fodc.v1.SchemaObjectFingerprint\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"J\n\x17SchemaObjectFingerprint\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\x04\"y\n\rLifecycleData\x12\x32\n\x07reports\x18\x01 \x03(\x0b\x32!.banyandb.fodc.v1.LifecycleReport\x12\x34\n\x06groups\x18\x02 \x03(\x0b\x32$.banyandb.fodc.v1.GroupLifecycleInfo\"\xf0\x01\n\x12GroupLifecycleInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61talog\x18\x02 \x01(\t\x12\x37\n\rresource_opts\x18\x03 \x01(\x0b\x32 .banyandb.common.v1.ResourceOpts\x12\x31\n\tdata_info\x18\x04 \x03(\x0b\x32\x1e.banyandb.database.v1.DataInfo\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\x12?\n\x12schema_consistency\x18\x06 \x01(\x0b\x32#.banyandb.fodc.v1.SchemaConsistency\"\xad\x01\n\x11SchemaConsistency\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.banyandb.fodc.v1.ConsistencyStatus\x12\x34\n\x07objects\x18\x02 \x03(\x0b\x32#.banyandb.fodc.v1.ObjectConsistency\x12-\n\x06issues\x18\x03 \x03(\x0b\x32\x1d.banyandb.fodc.v1.SchemaIssue\"\x8b\x01\n\x11ObjectConsistency\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1c\n\x14registry_fingerprint\x18\x03 \x01(\x04\x12<\n\x11node_fingerprints\x18\x04 \x03(\x0b\x32!.banyandb.fodc.v1.NodeFingerprint\"W\n\x0fNodeFingerprint\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61\x63he_fingerprint\x18\x02 \x01(\x04\x12\x1b\n\x13runtime_fingerprint\x18\x03 \x01(\x04\"h\n\x0bSchemaIssue\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12/\n\x04type\x18\x04 \x01(\x0e\x32!.banyandb.fodc.v1.SchemaIssueType\"8\n\x0fLifecycleReport\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\"\xcb\x01\n\x0f\x43rashBreadcrumb\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x11\n\tcomponent\x18\x03 \x01(\t\x12=\n\x06\x66ields\x18\x04 \x03(\x0b\x32-.banyandb.fodc.v1.CrashBreadcrumb.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xda\x02\n\x10\x43rashPanicRecord\x12/\n\x0boccurred_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x13\n\x0bpanic_value\x18\x03 \x01(\t\x12\x11\n\trecovered\x18\x04 \x01(\x08\x12\x17\n\x0fgoroutine_stack\x18\x05 \x01(\t\x12\x36\n\x0b\x62readcrumbs\x18\x06 \x03(\x0b\x32!.banyandb.fodc.v1.CrashBreadcrumb\x12Q\n\x10process_metadata\x18\x07 \x03(\x0b\x32\x37.banyandb.fodc.v1.CrashPanicRecord.ProcessMetadataEntry\x1a\x36\n\x14ProcessMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc7\x01\n\x1dStreamCrashDiagnosticsRequest\x12.\n\nfetched_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_endpoint\x18\x02 \x01(\t\x12\x14\n\x0c\x61rtifact_dir\x18\x03 \x01(\t\x12\x38\n\x0cpanic_record\x18\x04 \x01(\x0b\x32\".banyandb.fodc.v1.CrashPanicRecord\x12\r\n\x05\x66iles\x18\x05 \x03(\t\"=\n\x1eStreamCrashDiagnosticsResponse\x12\x1b\n\x13request_diagnostics\x18\x01 \x01(\x08\"k\n\x13PressureProfileInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x10\n\x08\x66ilepath\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\"\x8f\x02\n\x15PressureProfileRecord\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12/\n\x0b\x63\x61ptured_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_endpoint\x18\x03 \x01(\t\x12\x11\n\trss_bytes\x18\x04 \x01(\x04\x12\x1a\n\x12\x63group_limit_bytes\x18\x05 \x01(\x04\x12\x17\n\x0ftrigger_percent\x18\x06 \x01(\r\x12\x17\n\x0fthreshold_bytes\x18\x07 \x01(\x04\x12\x37\n\x08profiles\x18\x08 \x03(\x0b\x32%.banyandb.fodc.v1.PressureProfileInfo\"w\n\x14PressureProfileChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xd7\x01\n\x1dStreamPressureProfilesRequest\x12\x39\n\x06record\x18\x01 \x01(\x0b\x32\'.banyandb.fodc.v1.PressureProfileRecordH\x00\x12\x37\n\rlist_complete\x18\x02 \x01(\x0b\x32\x1e.banyandb.fodc.v1.ListCompleteH\x00\x12\x37\n\x05\x63hunk\x18\x03 \x01(\x0b\x32&.banyandb.fodc.v1.PressureProfileChunkH\x00\x42\t\n\x07payload\"\"\n\x0cListComplete\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"^\n\x14\x46\x65tchPressureProfile\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x10\n\x08\x66ilepath\x18\x04 \x01(\t\"\xa5\x01\n\x1eStreamPressureProfilesResponse\x12\x37\n\rlist_profiles\x18\x01 \x01(\x0b\x32\x1e.banyandb.fodc.v1.ListProfilesH\x00\x12?\n\rfetch_profile\x18\x02 \x01(\x0b\x32&.banyandb.fodc.v1.FetchPressureProfileH\x00\x42\t\n\x07\x63ommand\"\"\n\x0cListProfiles\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x13\n\x11InspectAllRequest\"J\n\x12InspectAllResponse\x12\x34\n\x06groups\x18\x01 \x03(\x0b\x32$.banyandb.fodc.v1.GroupLifecycleInfo*\xa6\x01\n\nMetricType\x12\x1b\n\x17METRIC_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11METRIC_TYPE_GAUGE\x10\x01\x12\x17\n\x13METRIC_TYPE_COUNTER\x10\x02\x12\x19\n\x15METRIC_TYPE_HISTOGRAM\x10\x03\x12\x17\n\x13METRIC_TYPE_SUMMARY\x10\x04\x12\x17\n\x13METRIC_TYPE_UNTYPED\x10\x05*\xc8\x01\n\x0fSchemaIssueType\x12!\n\x1dSCHEMA_ISSUE_TYPE_UNSPECIFIED\x10\x00\x12&\n\"SCHEMA_ISSUE_TYPE_MISSING_IN_CACHE\x10\x01\x12\x1c\n\x18SCHEMA_ISSUE_TYPE_ORPHAN\x10\x02\x12!\n\x1dSCHEMA_ISSUE_TYPE_CACHE_STALE\x10\x03\x12)\n%SCHEMA_ISSUE_TYPE_RUNTIME_NOT_APPLIED\x10\x04*\x9f\x01\n\x11\x43onsistencyStatus\x12\"\n\x1e\x43ONSISTENCY_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1d\x43ONSISTENCY_STATUS_CONSISTENT\x10\x01\x12#\n\x1f\x43ONSISTENCY_STATUS_INCONSISTENT\x10\x02\x12\x1e\n\x1a\x43ONSISTENCY_STATUS_UNKNOWN\x10\x03\x32\xc0\x06\n\x0b\x46ODCService\x12\x64\n\rRegisterAgent\x12&.banyandb.fodc.v1.RegisterAgentRequest\x1a\'.banyandb.fodc.v1.RegisterAgentResponse(\x01\x30\x01\x12\x64\n\rStreamMetrics\x12&.banyandb.fodc.v1.StreamMetricsRequest\x1a\'.banyandb.fodc.v1.StreamMetricsResponse(\x01\x30\x01\x12|\n\x15StreamClusterTopology\x12..banyandb.fodc.v1.StreamClusterTopologyRequest\x1a/.banyandb.fodc.v1.StreamClusterTopologyResponse(\x01\x30\x01\x12j\n\x0fStreamLifecycle\x12(.banyandb.fodc.v1.StreamLifecycleRequest\x1a).banyandb.fodc.v1.StreamLifecycleResponse(\x01\x30\x01\x12\x7f\n\x16StreamCrashDiagnostics\x12/.banyandb.fodc.v1.StreamCrashDiagnosticsRequest\x1a\x30.banyandb.fodc.v1.StreamCrashDiagnosticsResponse(\x01\x30\x01\x12\x7f\n\x16StreamPressureProfiles\x12/.banyandb.fodc.v1.StreamPressureProfilesRequest\x1a\x30.banyandb.fodc.v1.StreamPressureProfilesResponse(\x01\x30\x01\x12y\n\x14StreamSchemaRegistry\x12-.banyandb.fodc.v1.StreamSchemaRegistryRequest\x1a..banyandb.fodc.v1.StreamSchemaRegistryResponse(\x01\x30\x01\x32p\n\x15GroupLifecycleService\x12W\n\nInspectAll\x12#.banyandb.fodc.v1.InspectAllRequest\x1a$.banyandb.fodc.v1.InspectAllResponseBBZ@github.com/apache/skywalking-banyandb/api/proto/banyandb/fodc/v1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,30 +45,106 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERAGENTREQUEST_SECONDARYADDRESSESENTRY']._serialized_options = b'8\001'
   _globals['_METRIC_LABELSENTRY']._loaded_options = None
   _globals['_METRIC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_METRICTYPE']._serialized_start=1486
-  _globals['_METRICTYPE']._serialized_end=1652
-  _globals['_ADDRESS']._serialized_start=111
-  _globals['_ADDRESS']._serialized_end=146
-  _globals['_NODECONFIG']._serialized_start=149
-  _globals['_NODECONFIG']._serialized_end=387
-  _globals['_NODECONFIG_STARTUPPARAMSENTRY']._serialized_start=335
-  _globals['_NODECONFIG_STARTUPPARAMSENTRY']._serialized_end=387
-  _globals['_REGISTERAGENTREQUEST']._serialized_start=390
-  _globals['_REGISTERAGENTREQUEST']._serialized_end=828
-  _globals['_REGISTERAGENTREQUEST_LABELSENTRY']._serialized_start=697
-  _globals['_REGISTERAGENTREQUEST_LABELSENTRY']._serialized_end=742
-  _globals['_REGISTERAGENTREQUEST_SECONDARYADDRESSESENTRY']._serialized_start=744
-  _globals['_REGISTERAGENTREQUEST_SECONDARYADDRESSESENTRY']._serialized_end=828
-  _globals['_REGISTERAGENTRESPONSE']._serialized_start=830
-  _globals['_REGISTERAGENTRESPONSE']._serialized_end=941
-  _globals['_METRIC']._serialized_start=944
-  _globals['_METRIC']._serialized_end=1194
-  _globals['_METRIC_LABELSENTRY']._serialized_start=697
-  _globals['_METRIC_LABELSENTRY']._serialized_end=742
-  _globals['_STREAMMETRICSREQUEST']._serialized_start=1197
-  _globals['_STREAMMETRICSREQUEST']._serialized_end=1343
-  _globals['_STREAMMETRICSRESPONSE']._serialized_start=1346
-  _globals['_STREAMMETRICSRESPONSE']._serialized_end=1483
-  _globals['_FODCSERVICE']._serialized_start=1655
-  _globals['_FODCSERVICE']._serialized_end=1872
+  _globals['_CRASHBREADCRUMB_FIELDSENTRY']._loaded_options = None
+  _globals['_CRASHBREADCRUMB_FIELDSENTRY']._serialized_options = b'8\001'
+  _globals['_CRASHPANICRECORD_PROCESSMETADATAENTRY']._loaded_options = None
+  _globals['_CRASHPANICRECORD_PROCESSMETADATAENTRY']._serialized_options = b'8\001'
+  _globals['_METRICTYPE']._serialized_start=5422
+  _globals['_METRICTYPE']._serialized_end=5588
+  _globals['_SCHEMAISSUETYPE']._serialized_start=5591
+  _globals['_SCHEMAISSUETYPE']._serialized_end=5791
+  _globals['_CONSISTENCYSTATUS']._serialized_start=5794
+  _globals['_CONSISTENCYSTATUS']._serialized_end=5953
+  _globals['_ADDRESS']._serialized_start=213
+  _globals['_ADDRESS']._serialized_end=248
+  _globals['_NODECONFIG']._serialized_start=251
+  _globals['_NODECONFIG']._serialized_end=489
+  _globals['_NODECONFIG_STARTUPPARAMSENTRY']._serialized_start=437
+  _globals['_NODECONFIG_STARTUPPARAMSENTRY']._serialized_end=489
+  _globals['_REGISTERAGENTREQUEST']._serialized_start=492
+  _globals['_REGISTERAGENTREQUEST']._serialized_end=973
+  _globals['_REGISTERAGENTREQUEST_LABELSENTRY']._serialized_start=842
+  _globals['_REGISTERAGENTREQUEST_LABELSENTRY']._serialized_end=887
+  _globals['_REGISTERAGENTREQUEST_SECONDARYADDRESSESENTRY']._serialized_start=889
+  _globals['_REGISTERAGENTREQUEST_SECONDARYADDRESSESENTRY']._serialized_end=973
+  _globals['_REGISTERAGENTRESPONSE']._serialized_start=975
+  _globals['_REGISTERAGENTRESPONSE']._serialized_end=1086
+  _globals['_METRIC']._serialized_start=1089
+  _globals['_METRIC']._serialized_end=1339
+  _globals['_METRIC_LABELSENTRY']._serialized_start=842
+  _globals['_METRIC_LABELSENTRY']._serialized_end=887
+  _globals['_STREAMMETRICSREQUEST']._serialized_start=1342
+  _globals['_STREAMMETRICSREQUEST']._serialized_end=1488
+  _globals['_STREAMMETRICSRESPONSE']._serialized_start=1491
+  _globals['_STREAMMETRICSRESPONSE']._serialized_end=1628
+  _globals['_CALL']._serialized_start=1630
+  _globals['_CALL']._serialized_end=1680
+  _globals['_TOPOLOGY']._serialized_start=1682
+  _globals['_TOPOLOGY']._serialized_end=1774
+  _globals['_STREAMCLUSTERTOPOLOGYREQUEST']._serialized_start=1776
+  _globals['_STREAMCLUSTERTOPOLOGYREQUEST']._serialized_end=1899
+  _globals['_STREAMCLUSTERTOPOLOGYRESPONSE']._serialized_start=1901
+  _globals['_STREAMCLUSTERTOPOLOGYRESPONSE']._serialized_end=1958
+  _globals['_STREAMLIFECYCLEREQUEST']._serialized_start=1961
+  _globals['_STREAMLIFECYCLEREQUEST']._serialized_end=2107
+  _globals['_STREAMLIFECYCLERESPONSE']._serialized_start=2109
+  _globals['_STREAMLIFECYCLERESPONSE']._serialized_end=2161
+  _globals['_STREAMSCHEMAREGISTRYREQUEST']._serialized_start=2163
+  _globals['_STREAMSCHEMAREGISTRYREQUEST']._serialized_end=2260
+  _globals['_STREAMSCHEMAREGISTRYRESPONSE']._serialized_start=2262
+  _globals['_STREAMSCHEMAREGISTRYRESPONSE']._serialized_end=2318
+  _globals['_SCHEMAREGISTRYGROUP']._serialized_start=2320
+  _globals['_SCHEMAREGISTRYGROUP']._serialized_end=2431
+  _globals['_SCHEMAOBJECTFINGERPRINT']._serialized_start=2433
+  _globals['_SCHEMAOBJECTFINGERPRINT']._serialized_end=2507
+  _globals['_LIFECYCLEDATA']._serialized_start=2509
+  _globals['_LIFECYCLEDATA']._serialized_end=2630
+  _globals['_GROUPLIFECYCLEINFO']._serialized_start=2633
+  _globals['_GROUPLIFECYCLEINFO']._serialized_end=2873
+  _globals['_SCHEMACONSISTENCY']._serialized_start=2876
+  _globals['_SCHEMACONSISTENCY']._serialized_end=3049
+  _globals['_OBJECTCONSISTENCY']._serialized_start=3052
+  _globals['_OBJECTCONSISTENCY']._serialized_end=3191
+  _globals['_NODEFINGERPRINT']._serialized_start=3193
+  _globals['_NODEFINGERPRINT']._serialized_end=3280
+  _globals['_SCHEMAISSUE']._serialized_start=3282
+  _globals['_SCHEMAISSUE']._serialized_end=3386
+  _globals['_LIFECYCLEREPORT']._serialized_start=3388
+  _globals['_LIFECYCLEREPORT']._serialized_end=3444
+  _globals['_CRASHBREADCRUMB']._serialized_start=3447
+  _globals['_CRASHBREADCRUMB']._serialized_end=3650
+  _globals['_CRASHBREADCRUMB_FIELDSENTRY']._serialized_start=3605
+  _globals['_CRASHBREADCRUMB_FIELDSENTRY']._serialized_end=3650
+  _globals['_CRASHPANICRECORD']._serialized_start=3653
+  _globals['_CRASHPANICRECORD']._serialized_end=3999
+  _globals['_CRASHPANICRECORD_PROCESSMETADATAENTRY']._serialized_start=3945
+  _globals['_CRASHPANICRECORD_PROCESSMETADATAENTRY']._serialized_end=3999
+  _globals['_STREAMCRASHDIAGNOSTICSREQUEST']._serialized_start=4002
+  _globals['_STREAMCRASHDIAGNOSTICSREQUEST']._serialized_end=4201
+  _globals['_STREAMCRASHDIAGNOSTICSRESPONSE']._serialized_start=4203
+  _globals['_STREAMCRASHDIAGNOSTICSRESPONSE']._serialized_end=4264
+  _globals['_PRESSUREPROFILEINFO']._serialized_start=4266
+  _globals['_PRESSUREPROFILEINFO']._serialized_end=4373
+  _globals['_PRESSUREPROFILERECORD']._serialized_start=4376
+  _globals['_PRESSUREPROFILERECORD']._serialized_end=4647
+  _globals['_PRESSUREPROFILECHUNK']._serialized_start=4649
+  _globals['_PRESSUREPROFILECHUNK']._serialized_end=4768
+  _globals['_STREAMPRESSUREPROFILESREQUEST']._serialized_start=4771
+  _globals['_STREAMPRESSUREPROFILESREQUEST']._serialized_end=4986
+  _globals['_LISTCOMPLETE']._serialized_start=4988
+  _globals['_LISTCOMPLETE']._serialized_end=5022
+  _globals['_FETCHPRESSUREPROFILE']._serialized_start=5024
+  _globals['_FETCHPRESSUREPROFILE']._serialized_end=5118
+  _globals['_STREAMPRESSUREPROFILESRESPONSE']._serialized_start=5121
+  _globals['_STREAMPRESSUREPROFILESRESPONSE']._serialized_end=5286
+  _globals['_LISTPROFILES']._serialized_start=5288
+  _globals['_LISTPROFILES']._serialized_end=5322
+  _globals['_INSPECTALLREQUEST']._serialized_start=5324
+  _globals['_INSPECTALLREQUEST']._serialized_end=5343
+  _globals['_INSPECTALLRESPONSE']._serialized_start=5345
+  _globals['_INSPECTALLRESPONSE']._serialized_end=5419
+  _globals['_FODCSERVICE']._serialized_start=5956
+  _globals['_FODCSERVICE']._serialized_end=6788
+  _globals['_GROUPLIFECYCLESERVICE']._serialized_start=6790
+  _globals['_GROUPLIFECYCLESERVICE']._serialized_end=6902
 # @@protoc_insertion_point(module_scope)

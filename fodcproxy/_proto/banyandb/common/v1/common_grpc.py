@@ -1,0 +1,2 @@
+import purerpc
+from fodcproxy._proto.banyandb.common.v1 import common_pb2 as banyandb_dot_common_dot_v1_dot_common__pb2

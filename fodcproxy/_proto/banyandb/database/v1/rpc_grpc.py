@@ -1,0 +1,3 @@
+import purerpc
+from fodcproxy._proto.banyandb.database.v1 import rpc_pb2 as banyandb_dot_database_dot_v1_dot_rpc__pb2
+from fodcproxy._proto.banyandb.database.v1 import database_pb2 as banyandb_dot_database_dot_v1_dot_database__pb2
