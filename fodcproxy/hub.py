@@ -216,8 +216,8 @@ class AgentHub:
         self._wake()
         self._registered.set()
         self._registered = trio.Event()
-        log.info("agent %s registered from %s (%s %s)", agent_id, call.peer, reg.identity.role,
-                 reg.identity.address)
+        log.info("agent %s registered from %s (%s, role %s)", agent_id, call.peer,
+                 reg.identity.describe(), reg.role)
         return session
 
     def refuse(self, reason: str) -> None:
@@ -429,7 +429,7 @@ class AgentHub:
 
     def select(self, predicate: Callable[[NodeMeta], bool]) -> list[AgentEntry]:
         entries = [e for e in self.registry if predicate(e.meta)]
-        entries.sort(key=lambda e: (e.identity.role, e.identity.ip, e.identity.port, e.agent_id))
+        entries.sort(key=lambda e: (e.role, e.meta.ip, e.meta.port, e.meta.pod_name, e.agent_id))
         return entries
 
     async def collect(self, entries: Sequence[AgentEntry], window: TimeWindow, *,

@@ -62,7 +62,7 @@ async def test_invalid_registration_answers_and_ends_with_invalid_argument(proxy
             call = await ch.start_call(REGISTER, pb.RegisterAgentResponse)
             await call.send(pb.RegisterAgentRequest(node_role="liaison"))  # no address
             resp = await call.receive()
-            assert resp.success is False and "primary_address is missing" in resp.message
+            assert resp.success is False and "neither primary_address nor pod_name" in resp.message
             assert await call.receive() is None
             assert call.status[0] == GrpcCode.INVALID_ARGUMENT
             assert "primary_address" in call.status[1]

@@ -379,7 +379,7 @@ def test_scrape_timeout_never_raises(header: str, default: float) -> None:
 
 
 def test_known_params() -> None:
-    selection = {"role", "address", "agent_id", "node_id"}
+    selection = {"role", "address", "agent_id", "node_id", "pod_name"}
     assert KNOWN_PARAMS["/metrics"] == selection
     assert KNOWN_PARAMS["/metrics-windows"] == selection | {"start_time", "end_time"}
     assert KNOWN_PARAMS["/cluster"] == selection
@@ -395,7 +395,7 @@ def test_known_parameters_pass() -> None:
 def test_unknown_parameter() -> None:
     with bad(
         "^unknown query parameter 'start_time'; "
-        "accepted parameters: address, agent_id, node_id, role$"
+        "accepted parameters: address, agent_id, node_id, pod_name, role$"
     ):
         check_unknown({"role": "x", "start_time": "y"}, KNOWN_PARAMS["/metrics"])
 

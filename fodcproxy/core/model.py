@@ -112,9 +112,15 @@ class NodeMeta:
 
     agent_id: str
     role: str
-    ip: str
-    port: int
+    ip: str  # address agents; "" for pod agents
+    port: int  # address agents; 0 for pod agents
     labels: tuple[tuple[str, str], ...] = ()
+    pod_name: str = ""  # pod agents
+    container_names: tuple[str, ...] = ()  # pod agents: one per metrics port polled
+
+    @property
+    def is_pod(self) -> bool:
+        return bool(self.pod_name)
 
 
 @attrs.frozen

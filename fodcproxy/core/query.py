@@ -19,13 +19,14 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from fodcproxy.core.model import LATEST, NodeMeta, TimeWindow
+from fodcproxy.core.roles import role_matches
 from fodcproxy.core.windows import parse_rfc3339
 from fodcproxy.errors import InvalidArgument
 
 QueryParams = Mapping[str, Sequence[str]]
 """Name -> values (a plain `str` value counts as one value)."""
 
-SELECTION_PARAMS = frozenset({"role", "address", "agent_id", "node_id"})
+SELECTION_PARAMS = frozenset({"role", "address", "agent_id", "node_id", "pod_name"})
 WINDOW_PARAMS = frozenset({"start_time", "end_time"})
 
 KNOWN_PARAMS: dict[str, frozenset[str]] = {
@@ -64,17 +65,23 @@ class Selection:
     ip: str | None = None
     port: int | None = None
     agent_id: str | None = None
+    pod_name: str | None = None
 
     def matches(self, meta: NodeMeta) -> bool:
         """Whether the node passes every filter that is set.
 
-        `role` and `agent_id` compare exactly; `ip` compares as an address when both sides are
-        IP addresses ("::1" matches "0:0:0:0:0:0:0:1"), else as text; `port` only when set.
+        `role` matches the node's role whatever naming either side uses (`liaison` selects
+        `ROLE_LIAISON` nodes, `datanode-hot` selects `ROLE_DATA` nodes labelled `type=hot`; see
+        `core.roles.role_matches`); `agent_id` and `pod_name` compare exactly; `ip` compares as
+        an address when both sides are IP addresses ("::1" matches "0:0:0:0:0:0:0:1"), else as
+        text; `port` only when set. A pod agent has no address: an `address` filter never
+        selects it.
         """
         return (
-            (self.role is None or meta.role == self.role)
+            (self.role is None or role_matches(self.role, meta.role, meta.labels))
             and (self.agent_id is None or meta.agent_id == self.agent_id)
-            and (self.ip is None or _same_ip(meta.ip, self.ip))
+            and (self.pod_name is None or meta.pod_name == self.pod_name)
+            and (self.ip is None or (not meta.is_pod and _same_ip(meta.ip, self.ip)))
             and (self.port is None or meta.port == self.port)
         )
 
@@ -90,6 +97,7 @@ class Selection:
         given and differ.
         """
         role = _single(params, "role")
+        pod_name = _single(params, "pod_name")
         agent_id = _single(params, "agent_id")
         node_id = _single(params, "node_id")
         if agent_id is not None and node_id is not None and agent_id != node_id:
@@ -100,7 +108,8 @@ class Selection:
         address = _single(params, "address")
         ip, port = (None, None) if address is None else _parse_address(address)
         return cls(
-            role=role, ip=ip, port=port, agent_id=agent_id if agent_id is not None else node_id
+            role=role, ip=ip, port=port, agent_id=agent_id if agent_id is not None else node_id,
+            pod_name=pod_name,
         )
 
 

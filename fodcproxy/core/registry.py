@@ -72,7 +72,7 @@ class ChangeKind(str, enum.Enum):
 
 @attrs.frozen
 class Identity:
-    """Who an agent is: (primary ip, primary port, role, labels). Labels are kept sorted."""
+    """Who an address agent is: (primary ip, primary port, role, labels). Labels sorted."""
 
     ip: str
     port: int
@@ -92,14 +92,46 @@ class Identity:
     def address(self) -> Address:
         return Address(self.ip, self.port)
 
+    def describe(self) -> str:
+        return f"{self.role} {self.ip}:{self.port}"
+
+
+@attrs.frozen
+class PodIdentity:
+    """Who a pod agent (upstream BanyanDB's agent today) is: its Kubernetes pod, alone.
+
+    Its role and labels are not part of it: such agents register as ROLE_UNSPECIFIED and say
+    their role in later heartbeats.
+    """
+
+    pod_name: str
+
+    @property
+    def agent_id(self) -> str:
+        """Derived from the pod alone: stable across reconnects, role changes and restarts."""
+        digest = hashlib.sha256(f"pod\x00{self.pod_name}".encode()).hexdigest()[:12]
+        return f"pod-{digest}"
+
+    def describe(self) -> str:
+        return f"pod {self.pod_name}"
+
 
 @attrs.frozen
 class Registration:
     """A validated registration request, as the registry sees it."""
 
-    identity: Identity
+    identity: Identity | PodIdentity
     secondary_addresses: Mapping[str, Address] = attrs.field(factory=dict)
     node_config: NodeConfig | None = None
+    # The node's role and labels (for address agents also part of their identity).
+    role: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    container_names: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.identity, Identity) and not self.role:
+            object.__setattr__(self, "role", self.identity.role)
+            object.__setattr__(self, "labels", self.identity.labels)
 
     @classmethod
     def build(
@@ -113,48 +145,111 @@ class Registration:
         node_config: NodeConfig | None = None,
         limits: RegistrationLimits = DEFAULT_LIMITS,
     ) -> Registration:
-        """Validate the parts of a registration.
+        """Validate the parts of an address agent's registration.
 
         Raises:
             InvalidArgument: with a message an operator can act on.
             LimitExceeded: a part is over one of `limits`; the message names its flag.
         """
-        role = role.strip()
-        if not role:
-            raise InvalidArgument("node_role is empty: set the agent's --node-role (e.g. liaison)")
-        if len(role) > 128 or not re.fullmatch(r"[A-Za-z0-9_.\-]+", role):
-            raise InvalidArgument(
-                f"node_role {role[:64]!r} is not valid: use letters, digits, '-', '_' or '.'"
-            )
+        role = _check_role(role, hint="set the agent's --node-role (e.g. liaison)")
         _check_address("primary_address", ip, port)
-        labels = dict(labels or {})
-        if len(labels) > _MAX_LABELS:
-            raise InvalidArgument(f"{len(labels)} labels: at most {_MAX_LABELS} are accepted")
-        for k, v in labels.items():
-            if len(k) > _MAX_TEXT:
-                raise InvalidArgument(f"a label name is {len(k)} characters: at most {_MAX_TEXT}")
-            if not _LABEL_NAME.match(f"node_{k}"):
+        sorted_labels = _check_labels(labels)
+        secondary = _check_secondary(secondary_addresses, limits)
+        identity = Identity(ip=ip, port=port, role=role, labels=sorted_labels)
+        return cls(identity=identity, secondary_addresses=secondary, node_config=node_config,
+                   role=role, labels=sorted_labels)
+
+    @classmethod
+    def build_pod(
+        cls,
+        *,
+        pod_name: str,
+        role: str,
+        labels: Mapping[str, str] | None = None,
+        container_names: tuple[str, ...] | list[str] = (),
+        secondary_addresses: Mapping[str, Address] | None = None,
+        node_config: NodeConfig | None = None,
+        limits: RegistrationLimits = DEFAULT_LIMITS,
+    ) -> Registration:
+        """Validate the parts of a pod agent's registration (no primary address).
+
+        An empty role is taken as ROLE_UNSPECIFIED (the agent says its role later).
+
+        Raises:
+            InvalidArgument: with a message an operator can act on.
+            LimitExceeded: a part is over one of `limits`; the message names its flag.
+        """
+        pod = pod_name.strip()
+        if not pod:
+            raise InvalidArgument(
+                "neither primary_address nor pod_name is set: an address agent sends its node's "
+                "primary_address (--node-ip, --node-port), a pod agent its pod_name (--pod-name)")
+        if len(pod) > 253 or not _NAME.fullmatch(pod):
+            raise InvalidArgument(
+                f"pod_name {pod[:64]!r} is not a pod name: at most 253 letters, digits, '-', '.' "
+                "or '_'")
+        role = _check_role(role or "ROLE_UNSPECIFIED", hint="set the agent's --node-role")
+        if len(container_names) > _MAX_LABELS:
+            raise InvalidArgument(
+                f"{len(container_names)} container_names: at most {_MAX_LABELS} are accepted")
+        for name in container_names:
+            if not name or len(name) > 253 or not _NAME.fullmatch(name):
                 raise InvalidArgument(
-                    f"label name {k[:64]!r} is not valid: once prefixed as node_{k[:64]} it must "
-                    "match [a-zA-Z_][a-zA-Z0-9_]* (use letters, digits and '_')"
-                )
-            if len(v) > _MAX_TEXT:
-                raise InvalidArgument(f"label {k!r} value is {len(v)} characters: at most {_MAX_TEXT}")
-        secondary = dict(secondary_addresses or {})
-        if len(secondary) > limits.max_secondary_addresses:
+                    f"container name {name[:64]!r} is not valid: 1-253 letters, digits, '-', '.' "
+                    "or '_'")
+        return cls(identity=PodIdentity(pod), secondary_addresses=_check_secondary(
+                       secondary_addresses, limits),
+                   node_config=node_config, role=role, labels=_check_labels(labels),
+                   container_names=tuple(container_names))
+
+
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.\-]*[A-Za-z0-9])?")
+
+
+def _check_role(role: str, *, hint: str) -> str:
+    role = role.strip()
+    if not role:
+        raise InvalidArgument(f"node_role is empty: {hint}")
+    if len(role) > 128 or not re.fullmatch(r"[A-Za-z0-9_.\-]+", role):
+        raise InvalidArgument(
+            f"node_role {role[:64]!r} is not valid: use letters, digits, '-', '_' or '.'"
+        )
+    return role
+
+
+def _check_labels(labels: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    labels = dict(labels or {})
+    if len(labels) > _MAX_LABELS:
+        raise InvalidArgument(f"{len(labels)} labels: at most {_MAX_LABELS} are accepted")
+    for k, v in labels.items():
+        if len(k) > _MAX_TEXT:
+            raise InvalidArgument(f"a label name is {len(k)} characters: at most {_MAX_TEXT}")
+        if not _LABEL_NAME.match(f"node_{k}"):
+            raise InvalidArgument(
+                f"label name {k[:64]!r} is not valid: once prefixed as node_{k[:64]} it must "
+                "match [a-zA-Z_][a-zA-Z0-9_]* (use letters, digits and '_')"
+            )
+        if len(v) > _MAX_TEXT:
+            raise InvalidArgument(f"label {k!r} value is {len(v)} characters: at most {_MAX_TEXT}")
+    return tuple(sorted(labels.items()))
+
+
+def _check_secondary(secondary_addresses: Mapping[str, Address] | None,
+                     limits: RegistrationLimits) -> dict[str, Address]:
+    secondary = dict(secondary_addresses or {})
+    if len(secondary) > limits.max_secondary_addresses:
+        raise LimitExceeded(
+            f"{len(secondary)} secondary_addresses: at most {limits.max_secondary_addresses} "
+            f"are accepted (the proxy's --max-secondary-addresses)")
+    for name, addr in secondary.items():
+        size = len(name.encode())
+        if size > limits.max_secondary_address_key_length:
             raise LimitExceeded(
-                f"{len(secondary)} secondary_addresses: at most {limits.max_secondary_addresses} "
-                f"are accepted (the proxy's --max-secondary-addresses)")
-        for name, addr in secondary.items():
-            size = len(name.encode())
-            if size > limits.max_secondary_address_key_length:
-                raise LimitExceeded(
-                    f"a secondary_addresses name ({name[:32]!r}...) is {size} bytes: at most "
-                    f"{limits.max_secondary_address_key_length} (the proxy's "
-                    "--max-secondary-address-key-length)")
-            _check_address(f"secondary_addresses[{name[:64]!r}]", addr.ip, addr.port)
-        identity = Identity(ip=ip, port=port, role=role, labels=tuple(sorted(labels.items())))
-        return cls(identity=identity, secondary_addresses=secondary, node_config=node_config)
+                f"a secondary_addresses name ({name[:32]!r}...) is {size} bytes: at most "
+                f"{limits.max_secondary_address_key_length} (the proxy's "
+                "--max-secondary-address-key-length)")
+        _check_address(f"secondary_addresses[{name[:64]!r}]", addr.ip, addr.port)
+    return secondary
 
 
 def _check_address(what: str, ip: str, port: int) -> None:
@@ -177,7 +272,7 @@ def _check_address(what: str, ip: str, port: int) -> None:
 class AgentEntry:
     """One registered agent. Mutable, owned by the registry; read it, do not change it."""
 
-    identity: Identity
+    identity: Identity | PodIdentity
     agent_id: str
     secondary_addresses: Mapping[str, Address]
     node_config: NodeConfig | None
@@ -189,11 +284,43 @@ class AgentEntry:
     # A metrics stream was attached to this entry at least once (kept across re-registrations):
     # until then an offline entry yields its max_agents slot to a new registration.
     metrics_attached: bool = False
+    # The node's role and labels: fixed by an address agent's identity, followed by heartbeat
+    # for a pod agent.
+    role: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    container_names: tuple[str, ...] = ()
+    meta: NodeMeta = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._remeta()
+
+    def _remeta(self) -> None:
+        ident = self.identity
+        if isinstance(ident, Identity):
+            self.meta = NodeMeta(self.agent_id, self.role, ident.ip, ident.port, self.labels)
+        else:
+            self.meta = NodeMeta(self.agent_id, self.role, "", 0, self.labels,
+                                 ident.pod_name, self.container_names)
 
     @property
-    def meta(self) -> NodeMeta:
+    def address(self) -> Address | None:
+        """An address agent's primary address; None for a pod agent."""
         ident = self.identity
-        return NodeMeta(self.agent_id, ident.role, ident.ip, ident.port, ident.labels)
+        return ident.address if isinstance(ident, Identity) else None
+
+    @property
+    def pod_name(self) -> str:
+        ident = self.identity
+        return ident.pod_name if isinstance(ident, PodIdentity) else ""
+
+    def _follow(self, reg: Registration) -> bool:
+        """Take the role, labels and containers of `reg`; True when something changed."""
+        new = (reg.role, reg.labels, reg.container_names)
+        if new == (self.role, self.labels, self.container_names):
+            return False
+        self.role, self.labels, self.container_names = new
+        self._remeta()
+        return True
 
 
 @attrs.frozen
@@ -319,6 +446,9 @@ class Registry:
                 last_heartbeat=now,
                 status=AgentStatus.ONLINE,
                 owner=owner,
+                role=reg.role,
+                labels=reg.labels,
+                container_names=reg.container_names,
             )
             self._entries[agent_id] = entry
             changes.append(Change(ChangeKind.REGISTERED, agent_id))
@@ -329,6 +459,7 @@ class Registry:
             if entry.status is AgentStatus.OFFLINE:
                 changes.append(Change(ChangeKind.ONLINE, agent_id, "registered again"))
             entry.owner = owner
+            entry._follow(reg)
             entry.secondary_addresses = reg.secondary_addresses
             entry.node_config = reg.node_config
             entry.registered_at = now
@@ -379,10 +510,15 @@ class Registry:
         if entry is None or entry.owner is not owner:
             return []  # taken over or cleaned up; the shell cancels this stream
         if reg.identity != entry.identity:
+            if isinstance(entry.identity, PodIdentity):
+                raise IdentityChanged(
+                    "the heartbeat carries another pod_name (or a primary_address) than the "
+                    "registration: close this stream and register again as the new pod")
             raise IdentityChanged(
                 "the heartbeat carries another identity (role, address or labels) than the "
                 "registration: close this stream and register again under the new identity"
             )
+        entry._follow(reg)  # a pod agent's role and labels follow its heartbeats
         entry.last_heartbeat = now
         entry.secondary_addresses = reg.secondary_addresses
         if reg.node_config is not None:

@@ -14,12 +14,9 @@ from typing import Any
 
 import attrs
 
+from fodcproxy.core import roles
 from fodcproxy.core.model import Address, NodeConfig, NodeMeta
 from fodcproxy.core.windows import rfc3339
-
-
-# Data tiers from hottest to coldest: data flows along this order.
-_TIERS = ("hot", "warm", "cold")
 
 
 @attrs.frozen
@@ -32,50 +29,60 @@ class NodeView:
 
     agent_id: str
     role: str
-    primary_address: Address
+    primary_address: Address | None  # None for a pod agent
     secondary_addresses: Mapping[str, Address]
     labels: Mapping[str, str]
     status: str
     last_heartbeat: float
     registered_at: float
     node_config: NodeConfig | None = None
+    pod_name: str = ""  # pod agents
+    container_names: tuple[str, ...] = ()
 
     @property
     def meta(self) -> NodeMeta:
         """The node as a `NodeMeta`, so a `query.Selection` can filter views."""
+        addr = self.primary_address
         return NodeMeta(
             self.agent_id,
             self.role,
-            self.primary_address.ip,
-            self.primary_address.port,
+            addr.ip if addr is not None else "",
+            addr.port if addr is not None else 0,
             tuple(sorted(self.labels.items())),
+            self.pod_name,
+            self.container_names,
         )
+
+    @property
+    def kind(self) -> roles.NodeKind:
+        return roles.kind_of(self.role, self.labels)
 
 
 def cluster_calls(nodes: Sequence[NodeView]) -> list[dict[str, str]]:
     """The relationships between nodes: who calls whom.
 
-    - kind "query": every liaison (role "liaison", "liaison-*") calls every data node (role
-      "data", "datanode*", "data-*").
+    - kind "query": every liaison (role "liaison", "liaison-*", "ROLE_LIAISON") calls every data
+      node (role "data", "datanode*", "data-*", "ROLE_DATA").
     - kind "tier": every node of a data tier hands data to every node of the next colder tier
       that is present (hot -> warm -> cold; hot -> cold when there is no warm node). The tier is
-      the last word of the role ("datanode-hot"); a data node without one takes no part here.
+      the last word of a seed-style role ("datanode-hot") or the node label `type` of a
+      ROLE_DATA node; a data node without one takes no part here.
 
-    Roles are compared case-insensitively; any other role is ignored. Every node given is used,
+    Both namings mix freely (see `core.roles`); any other role is ignored. Every node given is used,
     whatever its status: an offline node is still part of the topology the operator sees.
 
     Returns a list of `{"source": agent_id, "target": agent_id, "kind": ...}`: the query calls
     first, then the tier calls from hot to cold, each in the node order of `cluster_json`.
     """
     ordered = sorted(nodes, key=_node_order)
-    liaisons = [n for n in ordered if _is_liaison(n.role)]
-    data = [n for n in ordered if _is_data(n.role)]
+    liaisons = [n for n in ordered if n.kind.kind == roles.LIAISON]
+    data = [n for n in ordered if n.kind.kind == roles.DATA]
     calls = [
         {"source": src.agent_id, "target": dst.agent_id, "kind": "query"}
         for src in liaisons
         for dst in data
     ]
-    tiers = [[n for n in data if _tier(n.role) == tier] for tier in _TIERS]
+    tiers = [[n for n in data if n.kind.tier == tier] for tier in roles.TIERS]
     present = [members for members in tiers if members]
     for hotter, colder in zip(present, present[1:]):
         calls.extend(
@@ -225,10 +232,12 @@ def _plain(value: object) -> Any:
 
 
 def _node_json(n: NodeView) -> dict[str, Any]:
+    pod = {"pod_name": n.pod_name, "container_names": list(n.container_names)} if n.pod_name else {}
     return {
         "node_id": n.agent_id,
         "node_role": n.role,
-        "primary_address": _address_json(n.primary_address),
+        **pod,
+        "primary_address": None if n.primary_address is None else _address_json(n.primary_address),
         "secondary_addresses": {
             name: _address_json(addr) for name, addr in sorted(n.secondary_addresses.items())
         },
@@ -243,8 +252,11 @@ def _address_json(addr: Address) -> dict[str, Any]:
     return {"ip": addr.ip, "port": addr.port}
 
 
-def _node_order(n: NodeView) -> tuple[str, tuple[int, int, int, str], int, str]:
-    return (n.role, _ip_order(n.primary_address.ip), n.primary_address.port, n.agent_id)
+def _node_order(n: NodeView) -> tuple[str, tuple[int, int, int, str], int, str, str]:
+    addr = n.primary_address
+    if addr is None:
+        return (n.role, (2, 0, 0, ""), 0, n.pod_name, n.agent_id)
+    return (n.role, _ip_order(addr.ip), addr.port, "", n.agent_id)
 
 
 def _ip_order(ip: str) -> tuple[int, int, int, str]:
@@ -256,16 +268,3 @@ def _ip_order(ip: str) -> tuple[int, int, int, str]:
     return (0, addr.version, int(addr), ip)
 
 
-def _is_liaison(role: str) -> bool:
-    r = role.lower()
-    return r == "liaison" or r.startswith(("liaison-", "liaison_"))
-
-
-def _is_data(role: str) -> bool:
-    r = role.lower()
-    return r == "data" or r.startswith(("datanode", "data-", "data_"))
-
-
-def _tier(role: str) -> str | None:
-    last = re.split(r"[-_]", role.lower())[-1]
-    return last if last in _TIERS else None

@@ -57,14 +57,16 @@ def _node_view(proxy: Proxy, e: AgentEntry) -> topology.NodeView:
     wall = proxy.registry.wall
     return topology.NodeView(
         agent_id=e.agent_id,
-        role=e.identity.role,
-        primary_address=e.identity.address,
+        role=e.role,
+        primary_address=e.address,
         secondary_addresses=dict(e.secondary_addresses),
-        labels=dict(e.identity.labels),
+        labels=dict(e.labels),
         status=e.status.value,
         last_heartbeat=wall(e.last_heartbeat),
         registered_at=wall(e.registered_at),
         node_config=e.node_config,
+        pod_name=e.pod_name,
+        container_names=e.container_names,
     )
 
 
@@ -206,7 +208,7 @@ def create_app(proxy: Proxy) -> QuartTrio:
     collect_log = CollectLog()
 
     def known_hosts() -> set[str]:
-        return {e.identity.ip for e in proxy.registry}
+        return {e.meta.ip for e in proxy.registry if e.meta.ip}
 
     def selection() -> NodeSelection:
         return NodeSelection.from_query(request.args, known_hosts=known_hosts())
@@ -363,14 +365,17 @@ def create_app(proxy: Proxy) -> QuartTrio:
         for e in entries:
             labels = {
                 "__meta_fodc_agent_id": e.agent_id,
-                "__meta_fodc_node_role": e.identity.role,
-                "__meta_fodc_node_ip": e.identity.ip,
-                "__meta_fodc_node_port": str(e.identity.port),
+                "__meta_fodc_node_role": e.role,
                 "__meta_fodc_status": e.status.value,
                 "__param_agent_id": e.agent_id,
                 "__metrics_path__": "/metrics",
             }
-            for k, v in e.identity.labels:
+            if e.pod_name:
+                labels["__meta_fodc_pod_name"] = e.pod_name
+            else:
+                labels["__meta_fodc_node_ip"] = e.meta.ip
+                labels["__meta_fodc_node_port"] = str(e.meta.port)
+            for k, v in e.labels:
                 labels[f"__meta_fodc_node_label_{k}"] = v
             groups.append({"targets": [target], "labels": labels})
         return _json(groups)

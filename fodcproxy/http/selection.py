@@ -56,7 +56,7 @@ class NodeSelection:
         `known_hosts` are the non-IP addresses agents registered with; only those are accepted
         as a host name in `address`.
 
-        Raises `InvalidArgument` (400) for an empty or repeated `role`/`address`, an empty id,
+        Raises `InvalidArgument` (400) for an empty or repeated `role`/`address`/`pod_name`, an empty id,
         more than MAX_IDS ids, and an `address` that is neither of the accepted forms.
         """
         ids: list[str] = []
@@ -67,7 +67,7 @@ class NodeSelection:
                 ids.append(value)
         if len(ids) > MAX_IDS:
             raise InvalidArgument(f"{len(ids)} agent ids given: at most {MAX_IDS} per request")
-        rest = {k: _values(params, k) for k in ("role", "address")}
+        rest = {k: _values(params, k) for k in ("role", "address", "pod_name")}
         base = query.Selection.from_query(rest)
         if base.ip is not None and not _is_ip(base.ip) and base.ip not in known_hosts:
             address = _values(params, "address")[0]

@@ -45,7 +45,8 @@ def ts_from_proto(ts: Timestamp) -> float:
 
 def registration_from_proto(req: pb.RegisterAgentRequest, *,
                             limits: RegistrationLimits | None = None) -> Registration:
-    """Validate a RegisterAgentRequest.
+    """Validate a RegisterAgentRequest: an address agent's when `primary_address` is set, a pod
+    agent's (upstream BanyanDB's agent today) otherwise.
 
     Raises:
         InvalidArgument: a field is missing or malformed; the message names it.
@@ -56,8 +57,6 @@ def registration_from_proto(req: pb.RegisterAgentRequest, *,
 
     if limits is None:
         limits = DEFAULT_LIMITS
-    if not req.HasField("primary_address"):
-        raise InvalidArgument("primary_address is missing: set the agent's --node-ip and --node-port")
     node_config = None
     if req.HasField("node_config"):
         nc = req.node_config
@@ -71,12 +70,18 @@ def registration_from_proto(req: pb.RegisterAgentRequest, *,
             runtime_config=json_format.MessageToDict(nc.runtime_config),
             collected_at=ts_from_proto(nc.collected_at) if nc.HasField("collected_at") else None,
         )
+    secondary = {k: Address(v.ip, v.port) for k, v in req.secondary_addresses.items()}
+    if not req.HasField("primary_address"):
+        return Registration.build_pod(
+            pod_name=req.pod_name, role=req.node_role, labels=dict(req.labels),
+            container_names=list(req.container_names), secondary_addresses=secondary,
+            node_config=node_config, limits=limits)
     return Registration.build(
         role=req.node_role,
         ip=req.primary_address.ip,
         port=req.primary_address.port,
         labels=dict(req.labels),
-        secondary_addresses={k: Address(v.ip, v.port) for k, v in req.secondary_addresses.items()},
+        secondary_addresses=secondary,
         node_config=node_config,
         limits=limits,
     )
