@@ -1,0 +1,230 @@
+"""An agent that talks like upstream BanyanDB's FODC agent does today, on Google's gRPC stack.
+
+Its messages are compiled at test time from upstream's own proto (`../shared/upstream/
+fodc-v1-rpc.head.proto`, beside the checkout), with its imports of BanyanDB's `common/v1` and
+`database/v1` trimmed to the messages used: our `proto/banyandb/{common,database}/v1` stand in
+for them. Everything is renamed into the package prefix `upstreamcopy` so that it never meets
+our own generated code in protobuf's descriptor pool; the wire does not carry package names, and
+the method paths are given as upstream's.
+
+What it does, as upstream's agent does (the facts are in `../shared/upstream/README.md`):
+- one gRPC connection; RegisterAgent first, then StreamMetrics, StreamClusterTopology,
+  StreamLifecycle, StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles, in that
+  order, each with metadata `agent_id`;
+- registers with `pod_name`, `container_names` and (by default) ROLE_UNSPECIFIED; needs a
+  non-empty `agent_id`; heartbeats resend the full request (`upgrade()` changes it);
+- answers each metrics request with one reply carrying no request id, stamped with
+  `node_role`, `pod_name`, `container_name`; `skip_next()` makes it ignore one request;
+- answers `request_topology` with the topology it was given; holds the other streams idle;
+- if any stream ends, it records why (upstream's agent would tear everything down and register
+  again: a test asserts that never happens while it is healthy).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import queue
+import re
+import sys
+import threading
+import time
+from typing import Any
+
+import grpc
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+UPSTREAM = ROOT.parent / "shared" / "upstream" / "fodc-v1-rpc.head.proto"
+SERVICE = "/banyandb.fodc.v1.FODCService/"
+STREAMS = ("StreamMetrics", "StreamClusterTopology", "StreamLifecycle", "StreamSchemaRegistry",
+           "StreamCrashDiagnostics", "StreamPressureProfiles")
+_PREFIX = "upstreamcopy"
+
+
+def _rename(text: str) -> str:
+    text = re.sub(r"^package banyandb\.", f"package {_PREFIX}.", text, flags=re.M)
+    text = re.sub(r"(?<![\w.])banyandb\.(common|database)\.v1\.", rf"{_PREFIX}.\1.v1.", text)
+    return re.sub(r'^import "banyandb/', f'import "{_PREFIX}/banyandb/', text, flags=re.M)
+
+
+def compile_upstream(out: pathlib.Path) -> Any:
+    """Compile upstream's proto (and our stand-ins for its imports) into `out`; returns the
+    module of upstream's FODC messages."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    src = out / "src"
+    files = {
+        "banyandb/fodc/v1/rpc.proto": UPSTREAM.read_text(),
+        "banyandb/common/v1/common.proto": (ROOT / "proto/banyandb/common/v1/common.proto").read_text(),
+        "banyandb/database/v1/database.proto": (ROOT / "proto/banyandb/database/v1/database.proto").read_text(),
+        "banyandb/database/v1/rpc.proto": (ROOT / "proto/banyandb/database/v1/rpc.proto").read_text(),
+    }
+    for rel, text in files.items():
+        path = src / _PREFIX / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_rename(text))
+    include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    py = out / "py"
+    py.mkdir(exist_ok=True)
+    names = [f"{_PREFIX}/{rel}" for rel in files]
+    assert protoc.main(["protoc", f"-I{src}", f"-I{include}", f"--python_out={py}", *names]) == 0
+    for d in [py, *[p for p in py.rglob("*") if p.is_dir()]]:
+        (d / "__init__.py").touch()
+    if str(py) not in sys.path:
+        sys.path.insert(0, str(py))
+    return importlib.import_module(f"{_PREFIX}.banyandb.fodc.v1.rpc_pb2")
+
+
+class UpstreamLikeAgent:
+    """Run with `threading.Thread(target=agent.run)`; `stop()` ends it (a goodbye)."""
+
+    def __init__(self, target: str, m: Any, *, pod_name: str, role: str = "ROLE_UNSPECIFIED",
+                 labels: dict[str, str] | None = None, containers: tuple[str, ...] = ("data",),
+                 heartbeat: float = 0.2, topology: Any = None,
+                 streams: tuple[str, ...] = STREAMS) -> None:
+        self.target = target
+        self.m = m
+        self.pod_name = pod_name
+        self.role = role
+        self.labels = dict(labels or {})
+        self.containers = containers
+        self.heartbeat = heartbeat
+        self.topology = topology
+        self.streams = streams
+        self.agent_id = ""
+        self.registered = threading.Event()
+        self.opened = threading.Event()  # every stream is open
+        self.metrics_requests = 0
+        self.topology_requests = 0
+        self.ended: list[tuple[str, Any]] = []  # (stream, status code) of streams that ended
+        self.stopping = threading.Event()
+        self._skip = 0
+        self._lock = threading.Lock()
+        self._queues: dict[str, queue.Queue] = {}
+
+    # -- what a test changes -------------------------------------------------------------------
+
+    def upgrade(self, role: str, labels: dict[str, str] | None = None) -> None:
+        """Later heartbeats carry this role (and labels), as upstream's agent does once it knows."""
+        with self._lock:
+            self.role = role
+            if labels is not None:
+                self.labels = dict(labels)
+
+    def skip_next(self) -> None:
+        """Do not answer the next metrics request at all."""
+        with self._lock:
+            self._skip += 1
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for q in self._queues.values():
+            q.put(None)
+
+    # -- the agent -----------------------------------------------------------------------------
+
+    def request(self) -> Any:
+        with self._lock:
+            return self.m.RegisterAgentRequest(node_role=self.role, labels=self.labels,
+                                               pod_name=self.pod_name,
+                                               container_names=list(self.containers))
+
+    def _stream(self, channel: grpc.Channel, name: str, req_type: Any, resp_type: Any) -> Any:
+        q: queue.Queue = queue.Queue()
+        self._queues[name] = q
+
+        def drain():
+            while (item := q.get()) is not None:
+                yield item
+
+        call = channel.stream_stream(SERVICE + name, request_serializer=req_type.SerializeToString,
+                                     response_deserializer=resp_type.FromString)
+        return q, call(drain(), metadata=(("agent_id", self.agent_id),))
+
+    def run(self) -> None:
+        m = self.m
+        with grpc.insecure_channel(self.target) as channel:
+            reg_q: queue.Queue = queue.Queue()
+            self._queues["RegisterAgent"] = reg_q
+
+            def drain():
+                while (item := reg_q.get()) is not None:
+                    yield item
+
+            register = channel.stream_stream(
+                SERVICE + "RegisterAgent", request_serializer=m.RegisterAgentRequest.SerializeToString,
+                response_deserializer=m.RegisterAgentResponse.FromString)
+            reg_q.put(self.request())
+            responses = register(drain())
+            first = next(responses)
+            assert first.success and first.agent_id, first.message
+            self.agent_id = first.agent_id
+            self.registered.set()
+            types = {
+                "StreamMetrics": (m.StreamMetricsRequest, m.StreamMetricsResponse),
+                "StreamClusterTopology": (m.StreamClusterTopologyRequest,
+                                          m.StreamClusterTopologyResponse),
+                "StreamLifecycle": (m.StreamLifecycleRequest, m.StreamLifecycleResponse),
+                "StreamSchemaRegistry": (m.StreamSchemaRegistryRequest,
+                                         m.StreamSchemaRegistryResponse),
+                "StreamCrashDiagnostics": (m.StreamCrashDiagnosticsRequest,
+                                           m.StreamCrashDiagnosticsResponse),
+                "StreamPressureProfiles": (m.StreamPressureProfilesRequest,
+                                           m.StreamPressureProfilesResponse),
+            }
+            threads = [threading.Thread(target=self._acks, args=(responses,), daemon=True)]
+            for name in self.streams:
+                q, incoming = self._stream(channel, name, *types[name])
+                threads.append(threading.Thread(target=self._serve, args=(name, q, incoming),
+                                                daemon=True))
+            for t in threads:
+                t.start()
+            self.opened.set()
+            while not self.stopping.wait(self.heartbeat):
+                reg_q.put(self.request())  # a heartbeat is the full request again
+            for q in self._queues.values():
+                q.put(None)
+            for t in threads:
+                t.join(timeout=5)
+
+    def _acks(self, responses: Any) -> None:
+        try:
+            for _ in responses:  # upstream's agent ignores the acks
+                pass
+            self.ended.append(("RegisterAgent", grpc.StatusCode.OK))
+        except grpc.RpcError as exc:
+            self.ended.append(("RegisterAgent", exc.code()))
+
+    def _serve(self, name: str, q: queue.Queue, incoming: Any) -> None:
+        m = self.m
+        try:
+            for req in incoming:
+                if name == "StreamMetrics":
+                    self.metrics_requests += 1
+                    with self._lock:
+                        if self._skip:
+                            self._skip -= 1
+                            continue
+                        role = self.role
+                    q.put(m.StreamMetricsRequest(metrics=[m.Metric(
+                        name="banyandb_system_up_time", value=float(self.metrics_requests),
+                        type=m.METRIC_TYPE_GAUGE, description="seconds up",
+                        labels={"node_role": role, "pod_name": self.pod_name,
+                                "container_name": self.containers[0]})]))
+                elif name == "StreamClusterTopology" and req.request_topology:
+                    self.topology_requests += 1
+                    q.put(m.StreamClusterTopologyRequest(topology=self.topology or m.Topology()))
+            self.ended.append((name, grpc.StatusCode.OK))
+        except grpc.RpcError as exc:
+            if not self.stopping.is_set():
+                self.ended.append((name, exc.code()))
+
+
+def wait(predicate, timeout: float = 10.0) -> None:
+    """Poll a condition from a test thread (the caller's own guard bounds the test)."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
