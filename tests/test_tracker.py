@@ -268,3 +268,14 @@ def test_no_reply_is_ever_shown_under_another_window(echo):
         total += delivered
     # and replies do get through (fewer without ids: random skips keep requests in doubt)
     assert total > (5000 if echo else 200)
+
+
+def test_a_reply_that_never_ends_does_not_hold_memory():
+    t = RequestTracker()
+    t.begin(0.0, 1.0)
+    assert t.on_reply(0, True, 0.5) is DELIVER  # more=True, and then never its last chunk
+    for k in range(1, MAX_KEPT * 4):
+        t.on_deadline(float(k))
+        t.begin(float(k), k + 1.0)
+        assert t.on_reply(0, True, k + 0.5) is DROP  # still the first reply's chunks
+    assert len(t._unanswered) <= MAX_KEPT

@@ -127,7 +127,9 @@ class RequestTracker:
         self._unanswered.append(request)
         self._open = request
         unanswered = self._unanswered
-        while len(unanswered) > MAX_KEPT and unanswered[0] is not self._replying:
+        while len(unanswered) > MAX_KEPT:
+            # Expired (only the new one is open): the id-0 rule needs only their number. A reply
+            # in progress keeps its request (`_replying`) whether it is kept here or not.
             unanswered.popleft()
             self._forgotten += 1
         if now >= deadline:
