@@ -93,7 +93,7 @@ class AgentSession:
         return cast("S | None", self.streams.get(kind))
 
     @property
-    def metrics(self) -> MetricsStream | None:
+    def metrics_stream(self) -> MetricsStream | None:
         return self.stream(MetricsStream)
 
     def abort(self, error: FodcError) -> None:
@@ -395,7 +395,7 @@ class AgentHub:
         samples: Sequence[Any] = []
         error = ""
         try:
-            stream = session.metrics
+            stream = session.metrics_stream
             if stream is None:
                 stream = await self._wait_attached(session, start)
             samples = await stream.request(window, deadline)
@@ -414,7 +414,7 @@ class AgentHub:
         grace_end = session.registered_at + self.attach_grace
         if now < grace_end:
             with trio.move_on_at(grace_end):
-                while (stream := session.metrics) is None:
+                while (stream := session.metrics_stream) is None:
                     await self._attached.wait()
                 return stream
         raise AgentGone(f"no metrics stream (none attached within {self.attach_grace:g}s of "

@@ -117,7 +117,7 @@ async def test_stream_metrics_may_arrive_a_moment_before_registration(proxy):
             reg = await ch.start_call(REGISTER, pb.RegisterAgentResponse)
             await reg.send(ident())
             assert (await reg.receive()).agent_id == agent_id
-            await wait_for(lambda: proxy.proxy.hub.sessions[agent_id].metrics is not None)
+            await wait_for(lambda: proxy.proxy.hub.sessions[agent_id].metrics_stream is not None)
             assert metrics.status is None
 
 

@@ -118,7 +118,7 @@ async def test_a_stream_from_another_connection_is_refused(autojump_clock):
     with pytest.raises(PermissionDenied):
         await thief.attach_metrics()
     assert trio.current_time() - start == 1.0  # it waited the grace for a registration of its own
-    assert victim.session.metrics is stream and not stream.ended
+    assert victim.session.metrics_stream is stream and not stream.ended
 
 
 async def test_attach_grace_waits_for_the_stream_then_is_up_0_at_once(autojump_clock):
