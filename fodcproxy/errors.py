@@ -95,6 +95,20 @@ class TakenOver(FodcError):
     http_status = 409
 
 
+class Replaced(FodcError):
+    """A newer call of the same kind, on the agent's own connection, replaced this one."""
+
+    grpc_code = GrpcCode.ABORTED
+    http_status = 409
+
+
+class Goodbye(FodcError):
+    """Not a failure: the agent said goodbye, so its other calls end with status OK."""
+
+    grpc_code = GrpcCode.OK
+    http_status = 200
+
+
 class ShuttingDown(FodcError):
     grpc_code = GrpcCode.UNAVAILABLE
     http_status = 503

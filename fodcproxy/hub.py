@@ -1,5 +1,10 @@
 """The Trio shell around the registry: agent sessions, lifecycle supervision and metrics fan-out.
 
+The hub knows no transport: it talks to agents through the small protocol of `fodcproxy.link`
+(implemented over gRPC in `fodcproxy.rpc.link`, in memory in `fodcproxy.testing.agentlink`), and
+which reply answers which request is decided by the sans-IO `core.tracker`, one per stream
+(`fodcproxy.streams`).
+
 Who owns what:
 - `AgentHub.run()` runs in the proxy's root nursery: the supervisor that applies heartbeat and
   cleanup timeouts (`Registry.expire(now)`) at the exact deadlines the registry names.
@@ -10,23 +15,24 @@ Who owns what:
 - Every per-agent stream joins its session through `AgentHub.bind()`, which accepts only calls of
   the connection whose RegisterAgent call registered the agent: an agent's id is public (`/sd`,
   `/cluster`), the connection is not. A live session `claim()`s its connection (the transport
-  closes connections that carry no registered agent) and releases it when it ends.
-- `AgentHub.collect()` fans a request out to the selected agents in a nursery of its own, each
-  under `trio.move_on_at(deadline)`.
+  closes connections that carry no registered agent) and releases it when it ends. The stream
+  objects (`MetricsStream`, ...) hang off the session (`AgentSession.streams`).
+- `AgentHub.collect()` fans a request out to the selected agents in a nursery of its own, under
+  one `trio.move_on_at(deadline)` for all of them. Callers that join a fan-out in flight (same
+  `key`) wait for it under their own deadline.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 import trio
+from trio_util import RepeatedEvent
 
-from fodcproxy.core.exposition import DigestedSamples
 from fodcproxy.core.model import NodeMeta, TimeWindow
 from fodcproxy.core.registry import (
     AgentEntry,
@@ -36,97 +42,92 @@ from fodcproxy.core.registry import (
     Registration,
     Registry,
 )
-from fodcproxy.errors import GrpcCode, InvalidArgument, NotRegistered, PermissionDenied
+from fodcproxy.errors import (
+    FodcError,
+    Goodbye,
+    NotRegistered,
+    PermissionDenied,
+    Replaced,
+    TakenOver,
+)
+from fodcproxy.link import AgentCall, AgentConnection, MetricsCall
 from fodcproxy.metrics import ProxyMetrics
-from fodcproxy.rpc import convert
-from fodcproxy.rpc.replies import SampleLimitExceeded, SeriesTable
-from fodcproxy.rpc.server import CallClosed, Connection, ServerCall
+from fodcproxy.streams import (
+    DIGESTS_PER_TURN,
+    MAX_REPLY_BYTES,
+    MAX_SAMPLES_PER_REPLY,
+    AgentGone,
+    MetricsStream,
+    RequestStream,
+)
+
+__all__ = ["MAX_REPLY_BYTES", "MAX_SAMPLES_PER_REPLY", "AgentGone", "AgentHub", "AgentResult",
+           "AgentSession"]
 
 log = logging.getLogger(__name__)
 
-# A reply larger than this many samples (over all its chunks) is refused: it protects the proxy.
-MAX_SAMPLES_PER_REPLY = 2_000_000
-# Default of --max-reply-bytes: the serialized chunks of one reply, summed. A typical Metric with a
-# handful of labels is ~100-150 bytes, so an honest reply meets MAX_SAMPLES_PER_REPLY first.
-MAX_REPLY_BYTES = 256 * 1024 * 1024
 # The fan-out starts this many requests per event-loop turn.
 FAN_OUT_BATCH = 10
-# A reply chunk is digested this many metrics per event-loop turn.
-DIGEST_SLICE = 100
-# ... and at most this many slices (of all agents) per turn.
-DIGESTS_PER_TURN = 4
 
-
-class AgentGone(Exception):
-    """The agent's metrics stream ended while a request waited for it."""
-
-
-@attrs.define(eq=False)
-class _Pending:
-    request_id: int
-    window: TimeWindow
-    done: trio.Event = attrs.field(factory=trio.Event)
-    samples: DigestedSamples = attrs.field(factory=DigestedSamples)
-    error: str | None = None
-    size: int = 0  # serialized bytes of the reply's chunks so far
-
-
-@attrs.define(eq=False)
-class _Shared:
-    done: trio.Event = attrs.field(factory=trio.Event)
-    results: list[AgentResult] | None = None
+S = TypeVar("S", bound=RequestStream[Any, Any])
 
 
 class AgentSession:
-    """One live registration: the calls of one connection that speak for one agent."""
+    """One live registration: the calls of one connection that speak for one agent.
 
-    def __init__(self, agent_id: str, register_call: ServerCall, *, opened_at: float = 0.0) -> None:
+    Its per-agent streams (`streams`, one per kind) hang off it; each is bound to `connection`.
+    """
+
+    def __init__(self, agent_id: str, register_call: AgentCall, registered_at: float) -> None:
         self.agent_id = agent_id
-        self.opened_at = opened_at  # when it registered (hub clock): the attach grace runs from it
         self.register_call = register_call
         # Every other stream of this agent must come on this connection (see AgentHub.bind).
-        self.connection: Connection = register_call.connection
-        self.calls: set[ServerCall] = {register_call}
-        self.metrics_call: ServerCall | None = None
-        # Set once the first StreamMetrics call attaches: a request to a session that is still
-        # opening its metrics stream waits for it (within its deadline) instead of failing.
-        self.attached = trio.Event()
+        self.connection: AgentConnection = register_call.connection
+        self.registered_at = registered_at
+        self.calls: set[AgentCall] = {register_call}
+        self.streams: dict[type[RequestStream[Any, Any]], RequestStream[Any, Any]] = {}
         self.graceful = False
-        self.lock = trio.Lock()  # one outstanding request per agent
-        self.pending: _Pending | None = None
-        self.table = SeriesTable()  # this connection's series, kept across its replies
-        self.unanswered = 0  # timed-out requests whose id-0 replies may still come
-        self.digesting: _Pending | None = None  # the request a reply chunk is being digested for
-        self.ended_while_digesting: str | None = None
 
-    def abort(self, code: GrpcCode, message: str) -> None:
+    def stream(self, kind: type[S]) -> S | None:
+        """The attached stream of `kind`, if any."""
+        return cast("S | None", self.streams.get(kind))
+
+    @property
+    def metrics_stream(self) -> MetricsStream | None:
+        return self.stream(MetricsStream)
+
+    def abort(self, error: FodcError) -> None:
         for call in list(self.calls):
-            call.abort(code, message)
+            call.abort(error)
 
     def release(self) -> None:
         """The session is over (last call ended, taken over or removed): free its connection."""
         self.connection.release(self)
 
-    def _fail_pending(self, why: str) -> None:
-        p = self.pending
-        if p is not None and not p.done.is_set():
-            if self.digesting is p:
-                self.ended_while_digesting = why  # on_reply decides, once the chunk is in
-                return
-            p.error = why
-            p.done.set()
-
 
 @attrs.frozen
 class AgentResult:
     meta: NodeMeta
-    samples: Sequence[Any]  # DigestedSamples when up (a Sequence of Sample), else []
+    samples: Sequence[Any]  # the digested samples when up (a Sequence of Sample), else []
     up: bool
     duration: float
     error: str = ""
 
 
+@attrs.define(eq=False)
+class _FanOut:
+    """One collection in flight; identical requests join it (`AgentHub.collect(key=...)`)."""
+
+    entries: Sequence[AgentEntry]
+    start: float
+    results: list[AgentResult | None]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    final: list[AgentResult] | None = None  # set when it completed (not cancelled)
+
+
 class AgentHub:
+    """The registry's Trio shell: sessions, per-agent streams, supervision and fan-out."""
+
     def __init__(self, registry: Registry, metrics: ProxyMetrics, *,
                  heartbeat_interval_seconds: int, attach_grace: float = 2.0,
                  max_reply_bytes: int = MAX_REPLY_BYTES,
@@ -138,10 +139,10 @@ class AgentHub:
         self.max_reply_bytes = max_reply_bytes
         self._clock = clock
         self.sessions: dict[str, AgentSession] = {}
-        self._changed = trio.Event()
-        self._registered = trio.Event()  # wakes StreamMetrics calls waiting for a registration
-        self._ids = itertools.count(1)
-        self._inflight: dict[Any, _Shared] = {}
+        self._changed = RepeatedEvent()  # the registry's next deadline may have moved
+        self._registered = RepeatedEvent()  # wakes streams waiting for their registration
+        self._attached = RepeatedEvent()  # wakes requests waiting for a stream to attach
+        self._inflight: dict[Any, _FanOut] = {}
         self._digesting = trio.CapacityLimiter(DIGESTS_PER_TURN)
 
     # -- supervision ---------------------------------------------------------------------------
@@ -153,11 +154,7 @@ class AgentHub:
             deadline = self.registry.next_deadline()
             with trio.move_on_at(deadline if deadline is not None else math.inf):
                 await self._changed.wait()
-            self._changed = trio.Event()
             self._apply(self.registry.expire(self._clock()))
-
-    def _wake(self) -> None:
-        self._changed.set()
 
     def _apply(self, changes: Sequence[Change]) -> None:
         for ch in changes:
@@ -168,8 +165,8 @@ class AgentHub:
                 session = self.sessions.get(ch.agent_id)
                 if session is not None and (ch.owner is None or ch.owner is session):
                     del self.sessions[ch.agent_id]
-                    session.abort(GrpcCode.FAILED_PRECONDITION,
-                                  f"agent {ch.agent_id} was unregistered ({ch.reason})")
+                    session.abort(NotRegistered(
+                        f"agent {ch.agent_id} was unregistered ({ch.reason})"))
                     session.release()
 
     def remove(self, agent_id: str, *, reason: str) -> bool:
@@ -177,12 +174,12 @@ class AgentHub:
         FAILED_PRECONDITION naming `reason`. Returns False when there is no such agent."""
         changes = self.registry.remove(agent_id, reason=reason)
         self._apply(changes)
-        self._wake()
+        self._changed.set()
         return bool(changes)
 
     # -- registration stream -------------------------------------------------------------------
 
-    def register(self, reg: Registration, call: ServerCall) -> AgentSession:
+    def register(self, reg: Registration, call: AgentCall) -> AgentSession:
         """Register the identity in `reg` for the connection of `call`.
 
         The session claims `call.connection` until it ends. A live session of the same identity
@@ -192,9 +189,10 @@ class AgentHub:
             LimitExceeded: --max-agents reached.
         """
         agent_id = reg.identity.agent_id
-        session = AgentSession(agent_id, call, opened_at=self._clock())
+        now = self._clock()
+        session = AgentSession(agent_id, call, now)
         try:
-            result = self.registry.register(reg, owner=session, now=self._clock())
+            result = self.registry.register(reg, owner=session, now=now)
         except Exception:
             self.metrics.refusal("max_agents")
             raise
@@ -204,8 +202,8 @@ class AgentHub:
             log.info("agent %s: taken over by a new registration from %s (was %s)", agent_id,
                      call.peer, old.connection.peer)
             self.metrics.takeover()
-            old.abort(GrpcCode.ABORTED,
-                      f"agent {agent_id} was registered again by another connection ({call.peer})")
+            old.abort(TakenOver(
+                f"agent {agent_id} was registered again by another connection ({call.peer})"))
             old.release()
         if result.evicted is not None:
             log.info("agent %s: its --max-agents slot went to %s (it was offline and never "
@@ -213,9 +211,8 @@ class AgentHub:
         self.sessions[agent_id] = session
         self.metrics.registration()
         self._apply(result.changes)
-        self._wake()
+        self._changed.set()
         self._registered.set()
-        self._registered = trio.Event()
         log.info("agent %s registered from %s (%s, role %s)", agent_id, call.peer,
                  reg.identity.describe(), reg.role)
         return session
@@ -233,14 +230,15 @@ class AgentHub:
         session.graceful = True
         for call in list(session.calls):
             if call is not session.register_call:
-                call.abort(GrpcCode.OK, "goodbye")
+                call.abort(Goodbye("goodbye"))
 
-    def call_ended(self, session: AgentSession, call: ServerCall) -> None:
+    def call_ended(self, session: AgentSession, call: AgentCall) -> None:
         """A call of `session` ended; when it was the last one, the agent is offline or gone."""
         session.calls.discard(call)
-        if call is session.metrics_call:
-            session.metrics_call = None
-            session._fail_pending("the agent's metrics stream ended")
+        for kind, stream in list(session.streams.items()):
+            if stream.call is call:
+                del session.streams[kind]
+                stream.end(f"the agent's {call.method.rsplit('/', 1)[-1]} stream ended")
         if session.calls:
             return
         changes = self.registry.disconnect(session.agent_id, owner=session, now=self._clock(),
@@ -249,11 +247,11 @@ class AgentHub:
             del self.sessions[session.agent_id]
         session.release()
         self._apply(changes)
-        self._wake()
+        self._changed.set()
 
-    # -- metrics stream ------------------------------------------------------------------------
+    # -- per-agent streams ---------------------------------------------------------------------
 
-    async def bind(self, agent_id: str, call: ServerCall) -> AgentSession:
+    async def bind(self, agent_id: str, call: AgentCall) -> AgentSession:
         """Join `call` (a per-agent stream) to the live session of `agent_id` on its connection.
 
         Only a registration made on `call.connection` qualifies: a stream naming an agent that
@@ -297,133 +295,34 @@ class AgentHub:
         session.calls.add(call)
         return session
 
-    async def attach_metrics(self, agent_id: str, call: ServerCall) -> AgentSession:
+    def _attach(self, session: AgentSession, stream: RequestStream[Any, Any]) -> None:
+        """`stream` becomes the session's stream of its kind; the previous one is replaced."""
+        kind = type(stream)
+        old = session.streams.get(kind)
+        if old is not None:
+            old.call.abort(Replaced(
+                f"replaced by a newer {stream.call.method.rsplit('/', 1)[-1]} call of the same agent"))
+            session.calls.discard(old.call)
+            old.end(f"the {old.call.method.rsplit('/', 1)[-1]} stream was replaced")
+        session.streams[kind] = stream
+        self._attached.set()
+
+    async def attach_metrics(self, agent_id: str, call: MetricsCall) -> MetricsStream:
         """Bind a StreamMetrics call (see `bind`); it replaces the session's previous one.
+
+        Returns the stream: feed it the call's replies (`on_reply`), and call
+        `call_ended(stream.session, call)` when the call ends.
 
         Raises:
             PermissionDenied: the agent is registered by another connection.
             NotRegistered: no live registration of that agent.
         """
         session = await self.bind(agent_id, call)
-        old = session.metrics_call
-        if old is not None:
-            old.abort(GrpcCode.ABORTED, "replaced by a newer StreamMetrics call of the same agent")
-            session.calls.discard(old)
-            session._fail_pending("the metrics stream was replaced")
-        session.metrics_call = call
-        session.attached.set()
+        stream = MetricsStream(session, call, metrics=self.metrics, digesting=self._digesting,
+                               max_reply_bytes=self.max_reply_bytes, clock=self._clock)
+        self._attach(session, stream)
         self.registry.metrics_attached(agent_id, owner=session)
-        return session
-
-    async def on_reply(self, session: AgentSession, msg: Any) -> None:
-        """Route one StreamMetricsRequest chunk to the request it answers; drop late ones.
-
-        Raises:
-            InvalidArgument: a metric of the chunk does not decode.
-        """
-        p = session.pending
-        rid = msg.request_id
-        if rid == 0 and session.unanswered > 0:
-            # An agent built from the seed's proto does not echo ids: the first id-0 reply after a
-            # timed-out request is that request's, late.
-            if not msg.more:
-                session.unanswered -= 1
-                self.metrics.dropped_reply()
-            return
-        target = p if p is not None and (rid == 0 or rid == p.request_id) else None
-        if target is None or target.done.is_set():
-            if not msg.more:
-                self.metrics.dropped_reply()
-                log.debug("agent %s: dropped a late reply to request %s", session.agent_id, rid)
-            return
-        target.size += msg.ByteSize()
-        if target.size > self.max_reply_bytes:
-            # Refused like the sample cap: this reply only (its later chunks are dropped as late).
-            over = f"reply over --max-reply-bytes={self.max_reply_bytes} bytes"
-            session.table.abandon()
-            target.samples = DigestedSamples()
-            target.error = over
-            target.done.set()
-            self.metrics.refusal("reply_bytes")
-            log.warning("agent %s: reply refused: %s", session.agent_id, over)
-            return
-        # Digested as it arrives (see rpc/replies.py): the fan-out waits for the slowest agent
-        # anyway, and what is left for the renderer is mostly writing values. A big chunk goes
-        # in slices, a few per turn of the event loop whatever the number of agents answering
-        # at once, so /health (and everything else) keeps getting its turns. A chunk being
-        # digested still counts if the stream ends meanwhile (an agent that answers and leaves).
-        metrics = msg.metrics
-        n = len(metrics)
-        table = session.table
-        session.digesting = target
-        try:
-            # Shielded: a goodbye right after the reply aborts this call, and the chunk it
-            # already sent must count. A chunk is at most --grpc-max-msg-size: milliseconds.
-            with trio.CancelScope(shield=True):
-                for start in range(0, n, DIGEST_SLICE):
-                    if start:
-                        async with self._digesting:  # held over a checkpoint: a few per turn
-                            await trio.lowlevel.checkpoint()
-                        if session.pending is not target:
-                            return  # the request gave up meanwhile
-                    table.digest(metrics[start : start + DIGEST_SLICE] if n > DIGEST_SLICE
-                                 else metrics, target.samples)
-            if len(target.samples) > MAX_SAMPLES_PER_REPLY:
-                target.samples = DigestedSamples()
-                table.abandon()
-                target.error = f"reply over {MAX_SAMPLES_PER_REPLY} samples"
-                target.done.set()
-            elif not msg.more:
-                table.finish()
-                target.done.set()
-        except SampleLimitExceeded as exc:
-            # Refuse this reply (the agent shows up 0), keep the stream: the next may be fine.
-            table.abandon()
-            target.samples = DigestedSamples()
-            target.error = exc.message
-            target.done.set()
-            self.metrics.refusal("sample_limit")
-            log.warning("agent %s: reply refused: %s", session.agent_id, exc.message)
-        except InvalidArgument:
-            table.abandon()
-            raise
-        finally:
-            session.digesting = None
-            why, session.ended_while_digesting = session.ended_while_digesting, None
-            if why is not None and not target.done.is_set():
-                target.error = why  # more chunks were to come, and will not
-                target.done.set()
-
-    async def _request(self, session: AgentSession, window: TimeWindow) -> DigestedSamples:
-        if not session.attached.is_set():
-            # Wait for a metrics stream that is still opening, but only within the attach grace
-            # from the registration: an agent that never opens one is up 0 at once, instead of
-            # costing every scrape the whole deadline.
-            with trio.move_on_at(session.opened_at + self.attach_grace):
-                await session.attached.wait()
-            if not session.attached.is_set():
-                raise AgentGone("registered, but opened no metrics stream within "
-                                f"{self.attach_grace:g}s (the attach grace)")
-        call = session.metrics_call
-        if call is None:
-            raise AgentGone("the agent's metrics stream has ended")
-        p = _Pending(next(self._ids), window, samples=session.table.samples())
-        session.pending = p
-        session.table.abandon()  # whatever part of an earlier reply it holds is not this one's
-        try:
-            try:
-                await call.send(convert.window_to_proto(window, p.request_id))
-            except CallClosed as exc:
-                raise AgentGone(str(exc)) from None
-            await p.done.wait()
-            if p.error is not None:
-                raise AgentGone(p.error)
-            return p.samples
-        finally:
-            if session.pending is p:
-                session.pending = None
-            if not p.done.is_set():
-                session.unanswered += 1
+        return stream
 
     # -- fan-out -------------------------------------------------------------------------------
 
@@ -437,23 +336,28 @@ class AgentHub:
         """Ask every entry for `window`; answer within `timeout` seconds whatever happens.
 
         Agents that are offline, have no metrics stream, fail or miss the deadline come back with
-        up=False. Concurrent calls with the same `key` (not None) share one fan-out.
+        up=False. Concurrent calls with the same `key` (not None) share one fan-out: a call that
+        joins one in flight still answers by its own deadline (agents still pending then are
+        up=False in its answer) while the fan-out goes on for the call that started it.
         """
+        start = self._clock()
+        deadline = start + timeout
         if key is not None:
             running = self._inflight.get(key)
             if running is not None:
                 self.metrics.shared_collect()
-                await running.done.wait()
-                if running.results is not None:
-                    return running.results
-                # The fan-out we waited for was cancelled: do our own.
-                return await self.collect(entries, window, timeout=timeout)
-        shared = _Shared()
+                with trio.move_on_at(deadline):
+                    await running.done.wait()
+                if running.final is not None:
+                    return running.final
+                if not running.done.is_set():
+                    return self._settle(running, self._clock())  # our deadline came first
+                # The fan-out we joined was cancelled: do our own in the time left.
+                return await self.collect(entries, window,
+                                          timeout=max(0.0, deadline - self._clock()))
+        fan = _FanOut(entries, start, [None] * len(entries))
         if key is not None:
-            self._inflight[key] = shared
-        start = self._clock()
-        deadline = start + timeout
-        results: list[AgentResult | None] = [None] * len(entries)
+            self._inflight[key] = fan
         try:
             # One deadline for the whole fan-out (not one cancel scope per agent: at 1,000 agents
             # those are thousands of objects per scrape); an agent whose result is missing when
@@ -461,47 +365,65 @@ class AgentHub:
             with trio.move_on_at(deadline):
                 async with trio.open_nursery() as nursery:
                     for i, entry in enumerate(entries):
-                        nursery.start_soon(self._collect_one, entry, window, results, i)
+                        nursery.start_soon(self._collect_one, entry, window, deadline,
+                                           fan.results, i)
                         if i % FAN_OUT_BATCH == FAN_OUT_BATCH - 1:
                             # Each request costs ~0.3 ms to send: started all at once, 1,000 of
                             # them would hold the event loop (and every /health) for long.
                             await trio.lowlevel.checkpoint()
-            elapsed = self._clock() - start
-            done = []
-            for entry, result in zip(entries, results):
-                if result is None:
-                    offline = (entry.status is not AgentStatus.ONLINE
-                               or entry.agent_id not in self.sessions)
-                    error = "offline" if offline else "missed the deadline"
-                    log.debug("agent %s: collection failed: %s", entry.agent_id, error)
-                    result = AgentResult(entry.meta, [], False, 0.0 if offline else elapsed,
-                                         error)
-                done.append(result)
-            self.metrics.collect_finished(elapsed, done)
-            if key is not None:
-                shared.results = done
+            now = self._clock()
+            done = self._settle(fan, now)
+            self.metrics.collect_finished(now - start, done)
+            fan.final = done
             return done
         finally:
             if key is not None:
                 del self._inflight[key]
-                shared.done.set()
+            fan.done.set()
 
-    async def _collect_one(self, entry: AgentEntry, window: TimeWindow,
+    def _settle(self, fan: _FanOut, now: float) -> list[AgentResult]:
+        """The fan-out's results at `now`: an agent still pending missed the deadline."""
+        elapsed = now - fan.start
+        done = []
+        for entry, result in zip(fan.entries, fan.results):
+            if result is None:
+                log.debug("agent %s: collection failed: missed the deadline", entry.agent_id)
+                result = AgentResult(entry.meta, [], False, elapsed, "missed the deadline")
+            done.append(result)
+        return done
+
+    async def _collect_one(self, entry: AgentEntry, window: TimeWindow, deadline: float,
                            results: list[AgentResult | None], i: int) -> None:
         """Fill results[i]; cancelled at the fan-out's deadline (results[i] is then left None)."""
-        meta = entry.meta
         start = self._clock()
-        session = self.sessions.get(entry.agent_id)
-        if entry.status is not AgentStatus.ONLINE or session is None:
-            results[i] = AgentResult(meta, [], False, 0.0, "offline")
+        session = entry.owner  # the registry's owner of a live entry is its session
+        if entry.status is not AgentStatus.ONLINE or not isinstance(session, AgentSession):
+            results[i] = AgentResult(entry.meta, [], False, 0.0, "offline")
             return
         samples: Sequence[Any] = []
         error = ""
         try:
-            async with session.lock:
-                samples = await self._request(session, window)
+            stream = session.metrics_stream
+            if stream is None:
+                stream = await self._wait_attached(session, start)
+            samples = await stream.request(window, deadline)
         except AgentGone as exc:
             error = str(exc)
             log.debug("agent %s: collection failed: %s", entry.agent_id, error)
-        results[i] = AgentResult(meta, samples if not error else [], not error,
+        results[i] = AgentResult(entry.meta, samples if not error else [], not error,
                                  self._clock() - start, error)
+
+    async def _wait_attached(self, session: AgentSession, now: float) -> MetricsStream:
+        """The session's metrics stream, waiting for it until `attach_grace` after registration.
+
+        Raises:
+            AgentGone: no metrics stream by then (at once when the grace is over).
+        """
+        grace_end = session.registered_at + self.attach_grace
+        if now < grace_end:
+            with trio.move_on_at(grace_end):
+                while (stream := session.metrics_stream) is None:
+                    await self._attached.wait()
+                return stream
+        raise AgentGone(f"no metrics stream (none attached within {self.attach_grace:g}s of "
+                        "registering)")

@@ -114,7 +114,7 @@ async def test_stream_metrics_may_arrive_a_moment_before_registration(proxy):
             reg = await ch.start_call(REGISTER, pb.RegisterAgentResponse)
             await reg.send(ident())
             assert (await reg.receive()).agent_id == agent_id
-            await wait_for(lambda: proxy.proxy.hub.sessions[agent_id].metrics_call is not None)
+            await wait_for(lambda: proxy.proxy.hub.sessions[agent_id].metrics_stream is not None)
             assert metrics.status is None
 
 
@@ -252,25 +252,15 @@ async def test_heartbeat_timeout_and_cleanup_at_virtual_times(autojump_clock):
     from fodcproxy.core.registry import Registration, Registry
     from fodcproxy.hub import AgentHub
     from fodcproxy.metrics import ProxyMetrics
-
-    from fodcproxy.rpc.server import Connection
-
-    class Call:  # the parts of ServerCall the hub touches
-        peer = "test"
-        connection = Connection("test")
-        aborted = None
-
-        def abort(self, code, message):
-            self.aborted = (code, message)
+    from fodcproxy.testing.agentlink import MemoryAgent
 
     registry = Registry(heartbeat_timeout=30.0, cleanup_timeout=300.0)
     hub = AgentHub(registry, ProxyMetrics(), heartbeat_interval_seconds=10)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        call = Call()
+        agent = MemoryAgent(hub, Registration.build(role="liaison", ip="10.0.0.1", port=1))
         start = trio.current_time()
-        session = hub.register(Registration.build(role="liaison", ip="10.0.0.1", port=1), call)
-        aid = session.agent_id
+        aid = agent.register().agent_id
         await trio.sleep(29.999)
         assert registry.get(aid).status is AgentStatus.ONLINE
         await trio.sleep(0.002)
@@ -280,7 +270,8 @@ async def test_heartbeat_timeout_and_cleanup_at_virtual_times(autojump_clock):
         assert registry.get(aid) is not None
         await trio.sleep(0.02)
         assert registry.get(aid) is None
-        assert call.aborted[0] == GrpcCode.FAILED_PRECONDITION  # its streams are cancelled
+        # its streams are cancelled
+        assert agent.register_call.aborted.grpc_code == GrpcCode.FAILED_PRECONDITION
         nursery.cancel_scope.cancel()
 
 

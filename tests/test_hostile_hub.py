@@ -71,7 +71,7 @@ async def start_victim(nursery, handle, *, token=None, value=42.0) -> AgentClien
     await nursery.start(client.run)
     hub = handle.proxy.hub
     await wait_for(lambda: client.agent_id in hub.sessions
-                   and hub.sessions[client.agent_id].metrics_call is not None)
+                   and hub.sessions[client.agent_id].metrics_stream is not None)
     return client
 
 
@@ -105,7 +105,7 @@ async def test_hijack_of_a_live_agent_is_permission_denied_and_the_victim_keeps_
             victim = await start_victim(nursery, handle, token=token)
             aid = victim.agent_id
             session = handle.proxy.hub.sessions[aid]
-            metrics_call = session.metrics_call
+            stream = session.metrics_stream
 
             code, details = await trio.to_thread.run_sync(
                 grpcio_hijack, handle.grpc_address, aid, token, abandon_on_cancel=True)
@@ -114,7 +114,8 @@ async def test_hijack_of_a_live_agent_is_permission_denied_and_the_victim_keeps_
             assert "registered by another connection" in details
             # never attached: the victim's session and stream are untouched
             assert handle.proxy.hub.sessions[aid] is session
-            assert session.metrics_call is metrics_call and metrics_call.abort_status is None
+            assert session.metrics_stream is stream and not stream.ended
+            assert stream.call.server_call.abort_status is None
             assert victim.connected and victim.statistics().connects == 1
             assert handle.proxy.registry.get(aid).status is AgentStatus.ONLINE
             text = await scrape(handle)
@@ -150,12 +151,12 @@ async def test_a_stream_waiting_for_a_registration_is_not_satisfied_by_another_c
             assert (await reg.receive()).agent_id == aid
             mine = await owner.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
                                           metadata={"agent_id": aid})
-            await wait_for(lambda: hub.sessions[aid].metrics_call is not None)
+            await wait_for(lambda: hub.sessions[aid].metrics_stream is not None)
             assert await early.receive() is None
             assert early.status[0] == GrpcCode.PERMISSION_DENIED
             # the owner's stream was never displaced
             assert mine.status is None
-            assert hub.sessions[aid].metrics_call.connection is hub.sessions[aid].connection
+            assert hub.sessions[aid].metrics_stream.call.connection is hub.sessions[aid].connection
 
 
 async def test_a_connection_may_replace_its_own_metrics_stream(proxy):
@@ -168,11 +169,11 @@ async def test_a_connection_may_replace_its_own_metrics_stream(proxy):
             hub = proxy.proxy.hub
             first = await ch.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
                                         metadata={"agent_id": aid})
-            await wait_for(lambda: hub.sessions[aid].metrics_call is not None)
-            old = hub.sessions[aid].metrics_call
+            await wait_for(lambda: hub.sessions[aid].metrics_stream is not None)
+            old = hub.sessions[aid].metrics_stream
             second = await ch.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
                                          metadata={"agent_id": aid})
-            await wait_for(lambda: hub.sessions[aid].metrics_call is not old)
+            await wait_for(lambda: hub.sessions[aid].metrics_stream is not old)
             assert await first.receive() is None
             assert first.status[0] == GrpcCode.ABORTED and "replaced" in first.status[1]
 
@@ -219,25 +220,19 @@ async def test_registration_claims_its_connection_until_it_ends_and_takeovers_ar
 async def test_cleanup_releases_the_connection(autojump_clock):
     """An entry removed by the supervisor releases its connection (MockClock, no sockets)."""
     from fodcproxy.core.registry import Registration
-
-    class Call:
-        peer = "test"
-        connection = Connection("test")
-        aborted = None
-
-        def abort(self, code, message):
-            self.aborted = (code, message)
+    from fodcproxy.testing.agentlink import MemoryAgent
 
     registry = Registry(heartbeat_timeout=30.0, cleanup_timeout=300.0)
     hub = AgentHub(registry, ProxyMetrics(), heartbeat_interval_seconds=10)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        call = Call()
-        hub.register(Registration.build(role="liaison", ip="10.0.0.1", port=1), call)
-        assert call.connection.claimed
+        agent = MemoryAgent(hub, Registration.build(role="liaison", ip="10.0.0.1", port=1))
+        agent.register()
+        assert agent.connection.claimed
         await trio.sleep(330.01)
-        assert len(registry) == 0 and call.aborted[0] == GrpcCode.FAILED_PRECONDITION
-        assert not call.connection.claimed
+        assert len(registry) == 0
+        assert agent.register_call.aborted.grpc_code == GrpcCode.FAILED_PRECONDITION
+        assert not agent.connection.claimed
         nursery.cancel_scope.cancel()
 
 
@@ -306,8 +301,8 @@ async def test_reply_over_max_reply_bytes_is_refused_and_the_next_reply_is_fine(
                 open_fake_agent(handle.grpc_address, role="liaison", ip="127.0.0.1", port=2,
                                 series=fat, max_message_size=16 * 1024) as big:
             hub = handle.proxy.hub
-            await wait_for(lambda: hub.sessions[big.agent_id].metrics_call is not None)
-            stream = hub.sessions[big.agent_id].metrics_call
+            await wait_for(lambda: hub.sessions[big.agent_id].metrics_stream is not None)
+            stream = hub.sessions[big.agent_id].metrics_stream
             text = await scrape(handle)
             ups = {s.labels["agent_id"]: s.value for s in samples(text, "fodc_agent_up")}
             assert ups == {good.agent_id: 1.0, big.agent_id: 0.0}
@@ -319,7 +314,7 @@ async def test_reply_over_max_reply_bytes_is_refused_and_the_next_reply_is_fine(
             text = await scrape(handle)
             ups = {s.labels["agent_id"]: s.value for s in samples(text, "fodc_agent_up")}
             assert ups == {good.agent_id: 1.0, big.agent_id: 1.0}
-            assert hub.sessions[big.agent_id].metrics_call is stream
+            assert hub.sessions[big.agent_id].metrics_stream is stream
             assert counter(handle, "fodc_proxy_registration_refusals_total",
                            {"reason": "reply_bytes"}) == 1
 
@@ -373,7 +368,7 @@ async def test_when_real_agents_fill_the_registry_the_refusal_says_so():
                     await ch.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
                                         metadata={"agent_id": aid})
                     await wait_for(lambda: aid in hub.sessions
-                                   and hub.sessions[aid].metrics_call is not None)
+                                   and hub.sessions[aid].metrics_stream is not None)
             await wait_for(lambda: all(e.status is AgentStatus.OFFLINE for e in handle.proxy.registry))
             async with open_channel("127.0.0.1", handle.addresses.grpc_port) as ch:
                 call = await ch.start_call(REGISTER, pb.RegisterAgentResponse)

@@ -172,6 +172,60 @@ async def test_scrape_timeout_header_lowers_the_deadline():
     assert samples_of(r.text, "fodc_agent_up")[0].value == 0.0
 
 
+async def test_a_scrape_joining_a_slower_one_answers_by_its_own_deadline():
+    """Identical concurrent scrapes share one fan-out, but each answers by its own deadline."""
+    with trio.fail_after(20):
+        async with open_proxy(collect_timeout=8.0) as proxy:
+            async with open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                       series=[static("x", 1)]) as good, \
+                    open_fake_agent(proxy.grpc_address, role="datanode-hot", ip="127.0.0.1",
+                                    port=2, series=[static("x", 2)]) as slow:
+                slow.delay = 4.0
+                bodies = {}
+
+                async def scrape(name, headers):
+                    start = trio.current_time()
+                    r = await http_get(proxy.http_url + "/metrics", headers=headers)
+                    bodies[name] = (r, trio.current_time() - start)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(scrape, "first", {})
+                    await wait_for(lambda: len(slow.requests) == 1)
+                    nursery.start_soon(scrape, "short", {"X-Prometheus-Scrape-Timeout-Seconds": "1"})
+                r, elapsed = bodies["short"]
+                ups = {s.labels["agent_id"]: s.value for s in samples_of(r.text, "fodc_agent_up")}
+                assert ups == {good.agent_id: 1.0, slow.agent_id: 0.0}
+                assert elapsed < 3.0  # its own deadline (0.75 s), not the slow agent's 4 s
+                r, elapsed = bodies["first"]
+                ups = {s.labels["agent_id"]: s.value for s in samples_of(r.text, "fodc_agent_up")}
+                assert ups == {good.agent_id: 1.0, slow.agent_id: 1.0}
+                assert len(slow.requests) == 1  # one fan-out, shared
+                assert proxy.proxy.metrics.value("fodc_proxy_shared_collections_total") == 1
+
+
+async def test_seed_agent_without_request_ids_that_skips_a_request_recovers():
+    with trio.fail_after(20):
+        async with open_proxy(collect_timeout=1.0) as proxy:
+            async with open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                       series=[counter("c_total", start=1)]) as agent:
+                agent.echo_request_id = False
+
+                async def up():
+                    r = await http_get(proxy.http_url + "/metrics")
+                    return samples_of(r.text, "fodc_agent_up")[0].value, r
+
+                assert (await up())[0] == 1.0
+                agent.skip = 1
+                assert (await up())[0] == 0.0  # skipped: no reply at all
+                # the next reply may as well be the skipped request's, late: dropped in doubt
+                assert (await up())[0] == 0.0
+                value, r = await up()
+                assert value == 1.0  # recovered within two requests, and for good
+                assert samples_of(r.text, "c_total")[0].value == 4.0  # this request's own
+                for _ in range(3):
+                    assert (await up())[0] == 1.0
+
+
 async def test_late_reply_is_never_misattributed():
     with trio.fail_after(20):
         async with open_proxy(collect_timeout=1.0) as proxy:

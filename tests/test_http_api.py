@@ -276,7 +276,7 @@ async def test_delete_node_unregisters_it_and_ends_its_streams_saying_so():
                 agent_id = (await reg.receive()).agent_id
                 metrics = await ch.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
                                               metadata={"agent_id": agent_id})
-                await wait_for(lambda: proxy.proxy.hub.sessions[agent_id].metrics_call is not None)
+                await wait_for(lambda: proxy.proxy.hub.sessions[agent_id].metrics_stream is not None)
                 url = proxy.http_url + f"/cluster/nodes/{agent_id}"
 
                 assert is_json_error(await http_request("DELETE", url), 401, "token")

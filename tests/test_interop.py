@@ -122,7 +122,7 @@ async def test_grpcio_agent_registers_heartbeats_and_answers(proxy, seed_pb, fla
             entry = proxy.proxy.registry.get(agent.agent_id)
             assert entry.status is AgentStatus.ONLINE
             assert dict(entry.identity.labels) == {"zone": "z1"}
-            while hub.sessions[agent.agent_id].metrics_call is None:
+            while hub.sessions[agent.agent_id].metrics_stream is None:
                 await trio.sleep(0.01)
             for expected in (1.0, 2.0, 3.0):
                 [result] = await hub.collect(hub.select(lambda m: True), LATEST, timeout=5)

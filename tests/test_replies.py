@@ -202,11 +202,11 @@ def test_windows_of_digested_replies_render_like_samples() -> None:
 
 
 async def test_a_big_reply_counts_even_when_the_agent_leaves_right_after() -> None:
-    # Digested in slices with checkpoints between them (hub.DIGEST_SLICE): the goodbye that
+    # Digested in slices with checkpoints between them (streams.DIGEST_SLICE): the goodbye that
     # follows must not cut the reply short.
     from fodcproxy.agent.client import AgentClient, AgentSpec
     from fodcproxy.core.model import LATEST
-    from fodcproxy.hub import DIGEST_SLICE
+    from fodcproxy.streams import DIGEST_SLICE
     from fodcproxy.testing import open_proxy
 
     n = 3 * DIGEST_SLICE + 7

@@ -17,6 +17,7 @@ from fodcproxy.errors import (
 from fodcproxy.hub import AgentHub
 from fodcproxy.rpc import convert, replies
 from fodcproxy.rpc.convert import pb
+from fodcproxy.rpc.link import GrpcAgentCall, GrpcMetricsCall
 from fodcproxy.rpc.methods import REGISTER, SERVICE, STREAM_METRICS
 from fodcproxy.rpc.server import Method, ServerCall
 from fodcproxy.security import bearer_matches
@@ -85,7 +86,8 @@ class FodcService:
             except LimitExceeded:
                 hub.refuse("size_limit")
                 raise
-            session = hub.register(reg, call)  # counts its own refusals (--max-agents)
+            agent_call = GrpcAgentCall(call)
+            session = hub.register(reg, agent_call)  # counts its own refusals (--max-agents)
         except FodcError as exc:
             log.info("registration from %s refused: %s", call.peer, exc.message)
             await call.send(pb.RegisterAgentResponse(success=False, message=exc.message))
@@ -101,7 +103,7 @@ class FodcService:
                 hub.heartbeat(session, convert.registration_from_proto(msg, limits=self.limits))
                 await call.send(self._ack(session.agent_id))
         finally:
-            hub.call_ended(session, call)
+            hub.call_ended(session, agent_call)
 
     async def stream_metrics(self, call: ServerCall) -> None:
         self._authenticate(call)
@@ -110,12 +112,13 @@ class FodcService:
             self.hub.metrics.refusal("missing_agent_id")
             raise Unauthenticated(
                 "StreamMetrics needs the metadata 'agent_id: <id>' returned by RegisterAgent")
-        session = await self.hub.attach_metrics(agent_id, call)
+        metrics_call = GrpcMetricsCall(call)
+        stream = await self.hub.attach_metrics(agent_id, metrics_call)
         try:
             while True:
                 msg = await call.receive()
                 if msg is None:
                     return
-                await self.hub.on_reply(session, msg)
+                await stream.on_reply(msg.request_id, msg.more, msg.ByteSize(), msg.metrics)
         finally:
-            self.hub.call_ended(session, call)
+            self.hub.call_ended(stream.session, metrics_call)

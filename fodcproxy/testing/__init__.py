@@ -10,12 +10,14 @@ timestamped points), `rolling` (a point every step over the last span, from a fu
 `hostile` (label values and names that break naive exposition).
 
 Misbehaviours (attributes of `FakeAgent`, see `fodcproxy.testing.fake`): `delay` (answer
-slowly), `hang` (never answer), `echo_request_id = False` (an agent built from the seed's proto),
+slowly), `hang` (never answer), `skip` (leave the next requests unanswered),
+`echo_request_id = False` (an agent built from the seed's proto),
 `heartbeats = False` (stop heartbeating), `oversized` (one reply over the proxy's message limit),
 `malformed` (a reply that is not protobuf), `drop_mid_reply`; `drop()` (lose the connection without
 a goodbye), `disconnect()` (graceful goodbye).
 
-pytest fixtures: `fodcproxy.testing.pytest_plugin` (see docs/embedding.md).
+pytest fixtures: `fodcproxy.testing.pytest_plugin` (see docs/embedding.md). Agents without
+sockets, for hub tests under MockClock: `fodcproxy.testing.agentlink`.
 
 The names below are imported on first use, so that importing a submodule (the pytest plugin, which
 pytest loads in every run once fodcproxy is installed) does not import Trio and the proxy.

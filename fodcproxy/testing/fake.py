@@ -9,6 +9,7 @@ any time, and take effect at the next request (or heartbeat):
 | `delay = 2.0`             | a slow answer (`fodc_agent_up 0` when over the collect timeout)    |
 | `hang = True`             | no answer at all                                                   |
 | `echo_request_id = False` | replies with request id 0, like an agent built from the seed's proto |
+| `skip = 1`                | the next request(s) get no reply at all; later ones are answered   |
 | `heartbeats = False`      | streams open, heartbeats stop: offline after the heartbeat timeout |
 | `oversized = 5_000_000`   | one reply message of that many bytes, unchunked: RESOURCE_EXHAUSTED |
 | `malformed = True`        | a reply that is not protobuf: INVALID_ARGUMENT                     |
@@ -220,7 +221,9 @@ class _ScriptedClient(AgentClient):
     async def _send_chunks(self, call: ClientCall, request_id: int, metrics: Sequence[Any]) -> None:
         fake = self._fake
         self.reply_call = call
-        if fake.malformed:
+        if fake.skip > 0:
+            fake.skip -= 1
+        elif fake.malformed:
             await call._stream._send(MALFORMED_REPLY)
         elif fake.oversized:
             padding = pb.Metric(name="fodc_fake_padding", description="x" * fake.oversized)
@@ -261,6 +264,7 @@ class FakeAgent:
         self.series: list[Series] = list(series)
         self.delay = 0.0
         self.hang = False
+        self.skip = 0
         self.oversized = 0
         self.malformed = False
         self.drop_mid_reply = False

@@ -1,0 +1,56 @@
+"""The hub's agent protocol (`fodcproxy.link`) over our gRPC server.
+
+`GrpcAgentCall` wraps a `ServerCall`: the hub's typed errors become the call's status, and
+`CallClosed` becomes `StreamClosed`. `GrpcMetricsCall` adds StreamMetrics' requests (windows as
+`StreamMetricsResponse`) and the connection's `SeriesTable`, which digests its replies.
+"""
+
+from __future__ import annotations
+
+from fodcproxy.core.model import TimeWindow
+from fodcproxy.errors import FodcError
+from fodcproxy.link import AgentConnection, StreamClosed
+from fodcproxy.rpc import convert
+from fodcproxy.rpc.replies import SeriesTable
+from fodcproxy.rpc.server import CallClosed, ServerCall
+
+__all__ = ["GrpcAgentCall", "GrpcMetricsCall"]
+
+
+class GrpcAgentCall:
+    """A gRPC call of an agent, as the hub sees it (`fodcproxy.link.AgentCall`)."""
+
+    def __init__(self, call: ServerCall) -> None:
+        self.server_call = call
+
+    @property
+    def peer(self) -> str:
+        return self.server_call.peer
+
+    @property
+    def method(self) -> str:
+        return self.server_call.method
+
+    @property
+    def connection(self) -> AgentConnection:
+        return self.server_call.connection
+
+    def abort(self, error: FodcError) -> None:
+        self.server_call.abort(error.grpc_code, error.message)
+
+    def __repr__(self) -> str:
+        return f"<GrpcAgentCall {self.method} from {self.peer}>"
+
+
+class GrpcMetricsCall(GrpcAgentCall):
+    """A StreamMetrics call (`fodcproxy.link.MetricsCall`)."""
+
+    def __init__(self, call: ServerCall) -> None:
+        super().__init__(call)
+        self.digester = SeriesTable()  # this call's series, kept across its replies
+
+    async def send_request(self, request_id: int, window: TimeWindow) -> None:
+        try:
+            await self.server_call.send(convert.window_to_proto(window, request_id))
+        except CallClosed as exc:
+            raise StreamClosed(str(exc)) from None
