@@ -22,7 +22,6 @@ from typing import Any
 import attrs
 import trio
 
-from fodcproxy.core.exposition import DigestedSamples
 from fodcproxy.core.model import NodeMeta, TimeWindow
 from fodcproxy.core.registry import (
     AgentEntry,
@@ -32,10 +31,11 @@ from fodcproxy.core.registry import (
     Registration,
     Registry,
 )
+from fodcproxy.core.series import DigestedSamples
 from fodcproxy.errors import GrpcCode, InvalidArgument, NotRegistered
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.rpc import convert
-from fodcproxy.rpc.replies import SampleLimitExceeded, SeriesTable
+from fodcproxy.rpc.replies import Interner, SampleLimitExceeded, SeriesTable
 from fodcproxy.rpc.server import CallClosed, ServerCall
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class _Shared:
 class AgentSession:
     """One live registration: the calls of one connection that speak for one agent."""
 
-    def __init__(self, agent_id: str, register_call: ServerCall) -> None:
+    def __init__(self, agent_id: str, register_call: ServerCall, *,
+                 interner: Interner | None = None) -> None:
         self.agent_id = agent_id
         self.register_call = register_call
         self.calls: set[ServerCall] = {register_call}
@@ -83,7 +84,9 @@ class AgentSession:
         self.graceful = False
         self.lock = trio.Lock()  # one outstanding request per agent
         self.pending: _Pending | None = None
-        self.table = SeriesTable()  # this connection's series, kept across its replies
+        # This connection's series, kept across its replies; strings shared with the proxy's
+        # other agents through `interner`.
+        self.table = SeriesTable(interner=interner)
         self.unanswered = 0  # timed-out requests whose id-0 replies may still come
         self.digesting: _Pending | None = None  # the request a reply chunk is being digested for
         self.ended_while_digesting: str | None = None
@@ -126,6 +129,7 @@ class AgentHub:
         self._ids = itertools.count(1)
         self._inflight: dict[Any, _Shared] = {}
         self._digesting = trio.CapacityLimiter(DIGESTS_PER_TURN)
+        self.interner = Interner()  # strings the series of this proxy's agents share
 
     # -- supervision ---------------------------------------------------------------------------
 
@@ -163,7 +167,7 @@ class AgentHub:
             LimitExceeded: --max-agents reached.
         """
         agent_id = reg.identity.agent_id
-        session = AgentSession(agent_id, call)
+        session = AgentSession(agent_id, call, interner=self.interner)
         try:
             result = self.registry.register(reg, owner=session, now=self._clock())
         except Exception:
@@ -320,7 +324,7 @@ class AgentHub:
         call = session.metrics_call
         if call is None:
             raise AgentGone("the agent's metrics stream has ended")
-        p = _Pending(next(self._ids), window, samples=session.table.samples())
+        p = _Pending(next(self._ids), window, samples=session.table.samples(window))
         session.pending = p
         session.table.abandon()  # whatever part of an earlier reply it holds is not this one's
         try:

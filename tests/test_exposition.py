@@ -31,13 +31,14 @@ from fodcproxy.core.exposition import (
     CONTENT_TYPE_OPENMETRICS,
     CONTENT_TYPE_TEXT,
     AgentBatch,
+    ExpositionCache,
+    FamilyConflict,
     Rendered,
-    enrichment_labels,
     negotiate,
-    own_labels,
     render,
     render_with_stats,
 )
+from fodcproxy.core.labels import enrichment_labels, own_labels
 from fodcproxy.core.model import MetricType, NodeMeta, Sample
 
 G, C, H, S, U, UNSPEC = (
@@ -357,25 +358,71 @@ def test_type_disagreement_first_typed_wins(om: bool) -> None:
     body, result = rendered(batches, openmetrics=om)
     fams = parsed(body, om)
     assert fams["level"][0] == "gauge"
-    # The summary's quantile sample is named like a gauge sample: it fits and is kept.
-    assert len(series(fams, "level")) == 3 and result.stats.conflicts == 0
+    # The untyped sample joins; the summary's quantile sample, although named like a gauge sample,
+    # is a summary's: the first typed family (the gauge) wins and the conflict is reported.
+    assert series(fams, "level") == {key("level", enr(1)): 1.0, key("level", enr(2)): 2.0}
+    assert result.stats.conflicts == 1
+    assert result.stats.family_conflicts == (FamilyConflict("level", "summary", "level", "gauge"),)
 
 
 @both_formats
-def test_gauge_named_like_a_histogram_sample_is_dropped(om: bool) -> None:
+def test_counter_and_gauge_of_the_same_name_first_wins_and_is_reported(om: bool) -> None:
+    counter = batch(1, [Sample("x_total", {"k": "1"}, 5.0, "A counter.", C)])
+    gauge = batch(2, [Sample("x_total", {"k": "1"}, 3.0, "A gauge.", G),
+                      Sample("x_total", {"k": "2"}, 4.0, "A gauge.", G)])
+    family = "x" if om else "x_total"  # OpenMetrics counter families are named without _total
+    body, result = rendered([counter, gauge], openmetrics=om)
+    fams = parsed(body, om)
+    assert fams["x"][:2] == ("counter", "A counter.")
+    assert series(fams, "x") == {key("x_total", enr(1, k="1")): 5.0}
+    assert result.stats.conflicts == 2
+    assert result.stats.family_conflicts == (
+        FamilyConflict(family if not om else "x_total", "gauge", family, "counter"),)
+    body, result = rendered([gauge, counter], openmetrics=om)
+    fams = parsed(body, om)
+    assert series(fams, "x_total") == {key("x_total", enr(2, k="1")): 3.0,
+                                       key("x_total", enr(2, k="2")): 4.0}
+    assert fams["x_total"][0] == "gauge" and result.stats.conflicts == 1
+    assert len(result.stats.family_conflicts) == 1
+
+
+@both_formats
+def test_gauge_named_like_a_histogram_sample_first_wins(om: bool) -> None:
     hist = histogram("x", {}, [("1", 1.0), ("+Inf", 2.0)], 1.5)
     gauges = [Sample("x_count", {}, 9.0, "A gauge.", G), Sample("x_bucket", {}, 9.0, "", G)]
     batches = [batch(1, hist), batch(2, gauges)]
-    for order in (batches, batches[::-1]):
-        body, result = rendered(order, openmetrics=om)
-        fams = parsed(body, om)
-        assert fams["x"][:2] == ("histogram", "Latency.")
-        assert "x_count" not in fams and "x_bucket" not in fams
-        assert series(fams, "x") == {
-            key("x_bucket", enr(1, le="1")): 1.0, key("x_bucket", enr(1, le="+Inf")): 2.0,
-            key("x_sum", enr(1)): 1.5, key("x_count", enr(1)): 2.0,
-        }
-        assert result.stats.conflicts == 2
+    body, result = rendered(batches, openmetrics=om)
+    fams = parsed(body, om)
+    assert fams["x"][:2] == ("histogram", "Latency.")
+    assert "x_count" not in fams and "x_bucket" not in fams
+    assert series(fams, "x") == {
+        key("x_bucket", enr(1, le="1")): 1.0, key("x_bucket", enr(1, le="+Inf")): 2.0,
+        key("x_sum", enr(1)): 1.5, key("x_count", enr(1)): 2.0,
+    }
+    assert result.stats.conflicts == 2
+    assert set(result.stats.family_conflicts) == {
+        FamilyConflict("x_count", "gauge", "x", "histogram"),
+        FamilyConflict("x_bucket", "gauge", "x", "histogram")}
+    # The gauges first: they are kept, and the histogram (all four samples) is left out.
+    body, result = rendered(batches[::-1], openmetrics=om)
+    fams = parsed(body, om)
+    assert "x" not in fams
+    assert series(fams, "x_count") == {key("x_count", enr(2)): 9.0}
+    assert series(fams, "x_bucket") == {key("x_bucket", enr(2)): 9.0}
+    assert result.stats.conflicts == 4
+    assert result.stats.family_conflicts == (
+        FamilyConflict("x", "histogram", "x_count", "gauge"),)
+
+
+def test_conflicts_are_reported_to_the_cache_callback_every_render() -> None:
+    reported: list[FamilyConflict] = []
+    cache = ExpositionCache(on_conflict=reported.append)
+    batches = [batch(1, [Sample("x", {}, 1.0, "", C)]), batch(2, [Sample("x", {}, 2.0, "", G)])]
+    for _ in range(2):
+        body = "".join(render(batches, cache=cache))
+        check_structure(body, False)
+    assert reported == [FamilyConflict("x", "gauge", "x", "counter")] * 2
+    assert "the family was first declared a counter" in str(reported[0])
 
 
 @both_formats

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fodcproxy.core import exposition, windows
-from fodcproxy.core.exposition import AgentBatch, DigestedSamples
+from fodcproxy.core.exposition import AgentBatch
+from fodcproxy.core.series import DigestedSamples
 from fodcproxy.core.model import MetricType, NodeMeta, Sample
 from fodcproxy.errors import InvalidArgument
 from fodcproxy.rpc.convert import pb, ts_from_proto, ts_to_proto
@@ -43,7 +44,7 @@ def sample_of(m: pb.Metric) -> Sample:
 
 def digest(table: SeriesTable, *replies: list[bytes]) -> DigestedSamples:
     """One reply, possibly in several chunks, through RawReply and the table."""
-    out = table.samples()
+    out = table.samples(None)
     table.abandon()
     for blobs in replies:
         data = pb.StreamMetricsRequest(request_id=7, metrics=[pb.Metric.FromString(b)
@@ -127,15 +128,15 @@ def test_a_label_key_twice_keeps_protobufs_answer() -> None:
 def test_garbage_metrics_are_refused_like_protobuf_refuses_them() -> None:
     table = SeriesTable()
     with pytest.raises(InvalidArgument, match="does not decode"):
-        table.digest([b"\x0a\x05ab"], table.samples())  # a name longer than the blob
+        table.digest([b"\x0a\x05ab"], table.samples(None))  # a name longer than the blob
     with pytest.raises(InvalidArgument):
-        table.digest([b"\x0a\x02\xff\xfe"], table.samples())  # not UTF-8
+        table.digest([b"\x0a\x02\xff\xfe"], table.samples(None))  # not UTF-8
     # A known series whose timestamp is garbage.
     good = metric("x", {}, 1.0, ts=NOW).SerializeToString()
     digest(table, [good])
     bad = good[:-8] + b"\x2a\x02\xff\xff" + good[-4:]
     with pytest.raises(InvalidArgument):
-        table.digest([bad], table.samples())
+        table.digest([bad], table.samples(None))
 
 
 def test_old_series_are_let_go() -> None:

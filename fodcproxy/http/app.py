@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from fodcproxy.core import exposition, query, topology, windows
 from fodcproxy.core.model import LATEST
+from fodcproxy.core.series import DigestedSamples
 from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
@@ -163,7 +164,8 @@ def create_app(proxy: Proxy) -> QuartTrio:
         try:
             batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration) for r in results]
             rendering = exposition.Rendering(batches, openmetrics=openmetrics,
-                                             tail=proxy.metrics.render(openmetrics=openmetrics))
+                                             tail=proxy.metrics.render(openmetrics=openmetrics),
+                                             cache=proxy.exposition_cache)
             # In steps, so /health and the gRPC side stay prompt while 100k samples render.
             for _ in rendering.steps():
                 await trio.lowlevel.checkpoint()
@@ -238,9 +240,9 @@ def create_app(proxy: Proxy) -> QuartTrio:
         start = trio.current_time()
         results = await hub.collect(entries, window, timeout=deadline(), key=(window, selection))
         duration = trio.current_time() - start
-        groups = [(r.meta, r.samples if isinstance(r.samples, exposition.DigestedSamples)
+        groups = [(r.meta, r.samples if isinstance(r.samples, DigestedSamples)
                    else convert.samples_from_proto(r.samples)) for r in results if r.up]
-        rendering = windows.WindowsRendering(groups, now=time.time())
+        rendering = windows.WindowsRendering(groups, now=time.time(), cache=proxy.windows_cache)
         for _ in rendering.steps():
             await trio.lowlevel.checkpoint()
         chunks = rendering.chunks()  # written as the body streams out
