@@ -691,6 +691,25 @@ def test_promtool_parses_lint_unfriendly_agent_metrics() -> None:
     assert "parsing error" not in output
 
 
+@pytest.mark.external
+@needs_promtool
+@pytest.mark.parametrize("reverse", [False, True], ids=["typed-first", "gauges-first"])
+def test_promtool_accepts_bodies_with_family_conflicts(reverse: bool) -> None:
+    one = [Sample("x_total", {}, 1.0, "X.", C), *histogram("h", {}, [("+Inf", 1.0)], 1.0),
+           *summary("s", {})]
+    two = [Sample("x_total", {}, 2.0, "X.", G), Sample("h_bucket", {}, 2.0, "", G),
+           Sample("h_count", {}, 2.0, "", U), Sample("s", {"quantile": "0.5"}, 1.0, "", H),
+           Sample("s_sum", {}, 1.0, "", C)]
+    batches = [batch(1, one), batch(2, two)]
+    body, result = rendered(batches[::-1] if reverse else batches)
+    assert result.stats.family_conflicts
+    outcome = promtool(body)
+    output = outcome.stdout + outcome.stderr
+    # Kept gauges named `h_bucket` are lint (exit 3), never a parse error (exit 1).
+    assert outcome.returncode == (3 if reverse else 0), output
+    assert "parsing error" not in output and "error while" not in output
+
+
 # --------------------------------------------------------------------------------------------
 # Properties
 

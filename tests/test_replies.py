@@ -8,6 +8,7 @@ Policy: compare against the slow, obvious path (protobuf decode, `Sample` lists)
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import struct
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from fodcproxy.core import exposition, windows
 from fodcproxy.core.exposition import AgentBatch
 from fodcproxy.core.series import DigestedSamples
-from fodcproxy.core.model import MetricType, NodeMeta, Sample
+from fodcproxy.core.model import LATEST, MetricType, NodeMeta, Sample, TimeWindow
 from fodcproxy.errors import InvalidArgument
 from fodcproxy.rpc.convert import pb, ts_from_proto, ts_to_proto
 from fodcproxy.rpc.replies import RawReply, SeriesTable
@@ -202,11 +203,36 @@ def test_windows_of_digested_replies_render_like_samples() -> None:
         assert b"".join(fast) == b"".join(slow)
 
 
+def test_a_reply_is_restricted_to_what_its_request_asked_for() -> None:
+    # Issue 15: an agent answers "latest" with three points of one series (1, 2, 3 in time order).
+    table = SeriesTable()
+    three = [metric("x", {"k": "v"}, float(n), ts=NOW + 10 * n).SerializeToString()
+             for n in (1, 2, 3)]
+    for _ in range(2):  # cold, then by the templates of the first reply
+        out = table.samples(LATEST)
+        table.abandon()
+        table.digest(three, out)
+        table.finish()
+        assert [(s.value, s.timestamp) for s in out] == [(3.0, NOW + 30)]
+        body = "".join(exposition.render([AgentBatch(META, out, True, 0.1)]))
+        assert [line for line in body.splitlines() if line.startswith("x{")] == [
+            'x{agent_id="datanode-hot-0123456789ab",node_role="datanode-hot",node_ip="10.0.0.2",'
+            'node_port="17912",node_zone="a",k="v"} 3.0']
+        [series] = json.loads(b"".join(windows.render_windows([(META, out)], now=NOW)))
+        assert series["data"] == [{"timestamp": windows.rfc3339(NOW + 30), "value": 3.0}]
+    # A window request keeps only the points inside the window, whatever the agent sends.
+    out = table.samples(TimeWindow(NOW + 15, NOW + 25))
+    table.abandon()
+    table.digest(three[:2], out)  # in two chunks
+    table.digest(three[2:], out)
+    table.finish()
+    assert [s.value for s in out] == [2.0]
+
+
 async def test_a_big_reply_counts_even_when_the_agent_leaves_right_after() -> None:
     # Digested in slices with checkpoints between them (hub.DIGEST_SLICE): the goodbye that
     # follows must not cut the reply short.
     from fodcproxy.agent.client import AgentClient, AgentSpec
-    from fodcproxy.core.model import LATEST
     from fodcproxy.hub import DIGEST_SLICE
     from fodcproxy.testing import open_proxy
 
