@@ -616,6 +616,16 @@ def test_protobuf_metrics_render_like_samples() -> None:
                                                                     openmetrics=om)
 
 
+def test_caches_belong_to_their_owner() -> None:
+    # Two proxies in one process: what one remembers is not the other's.
+    mine, theirs = ExpositionCache(), ExpositionCache()
+    batches = [batch(1, [Sample("g", {"k": "v"}, 1.0, "G.", G)])]
+    first = render(batches, cache=mine)
+    assert render(batches, cache=mine) == first == render(batches)
+    assert mine._prefixes and mine._signatures
+    assert not theirs._prefixes and not theirs._signatures and not len(theirs._sets)
+
+
 # --------------------------------------------------------------------------------------------
 # Negotiation
 
