@@ -115,12 +115,25 @@ class DigestedSamples(Sequence[Sample]):
         return dropped
 
 
+#: 0, 1, 2, ...: compared against, so that `is_identity()` costs a memcmp, not a Python loop.
+#: A constant (never written, only replaced by a longer one), so sharing it is harmless.
+_COUNTING = array("q", range(1 << 12))
+_COUNTING_MAX = 1 << 16
+
+
 def is_identity(index: Sequence[int]) -> bool:
     """Whether index[i] == i for every i (checked at C speed for arrays)."""
+    global _COUNTING
     n = len(index)
     if not n or index[0] != 0 or index[n - 1] != n - 1:
         return False
-    return index == array("q", range(n)) if type(index) is array else list(index) == list(range(n))
+    if type(index) is not array:
+        return list(index) == list(range(n))
+    if n > len(_COUNTING):
+        if n > _COUNTING_MAX:
+            return index == array("q", range(n))
+        _COUNTING = array("q", range(_COUNTING_MAX))
+    return index == _COUNTING[:n]
 
 
 def _newest(ids: Sequence[int], stamps: list[float | None]) -> list[int] | None:
@@ -143,10 +156,12 @@ def _inside(stamps: list[float | None], window: TimeWindow) -> list[int] | None:
     """Positions of the points inside `window`, in order; None when all of them are."""
     if not stamps:
         return None
-    if None not in stamps:
+    try:
         lo, hi = min(stamps), max(stamps)  # type: ignore[type-var]
         if window.contains(lo) and window.contains(hi):  # type: ignore[arg-type]
             return None
+    except TypeError:  # a None among them (it does not compare with a float): filter
+        pass
     start = -float("inf") if window.start is None else window.start
     end = float("inf") if window.end is None else window.end
     return [p for p, ts in enumerate(stamps) if ts is not None and start <= ts <= end]
