@@ -59,8 +59,9 @@ class AgentCall(Protocol):
 class ReplyDigester(Protocol):
     """Turns the chunks of one agent's metric replies into samples (kept across replies)."""
 
-    def samples(self) -> DigestedSamples:
-        """An empty container for the next reply."""
+    def samples(self, window: TimeWindow | None) -> DigestedSamples:
+        """An empty container for the next reply, which answers a request for `window`; the
+        digester keeps only what the window asks for (each series' newest point for "latest")."""
 
     def digest(self, items: Any, out: DigestedSamples) -> None:
         """Append a chunk's metrics to `out`.

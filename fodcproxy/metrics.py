@@ -42,6 +42,12 @@ class ProxyMetrics:
         self._missed = Counter(
             "fodc_proxy_agent_collect_failures", "Agents that did not answer a collection in time.",
             registry=r)
+        self._family_conflicts = Counter(
+            "fodc_proxy_family_conflicts",
+            "Agent families left out of a /metrics body because another agent's family of the same "
+            "name (or named like one of its samples) came first with another type; one per family "
+            "and body.",
+            registry=r)
         self._collect = Histogram(
             "fodc_proxy_collect_duration_seconds", "Duration of metrics fan-outs to the agents.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
@@ -64,6 +70,9 @@ class ProxyMetrics:
 
     def shared_collect(self) -> None:
         self._shared.inc()
+
+    def family_conflict(self) -> None:
+        self._family_conflicts.inc()
 
     def collect_finished(self, duration: float, results: Sequence[Any]) -> None:
         self._collect.observe(duration)

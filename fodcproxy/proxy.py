@@ -21,7 +21,9 @@ import trio
 
 from fodcproxy._util import lone_exception
 from fodcproxy.config import ProxyConfig, add_proxy_flags, proxy_config_from_args
+from fodcproxy.core.exposition import ExpositionCache, FamilyConflict
 from fodcproxy.core.registry import RegistrationLimits, Registry
+from fodcproxy.core.windows import WindowsCache
 from fodcproxy.errors import ConfigError
 from fodcproxy.hub import AgentHub
 from fodcproxy.metrics import ProxyMetrics, TransportCollector
@@ -41,6 +43,9 @@ from fodcproxy.rpc.service import FodcService
 from fodcproxy.security import server_context
 
 log = logging.getLogger(__name__)
+
+#: Families warned about (once each) before the proxy stops warning about new ones.
+_MAX_WARNED_FAMILIES = 10_000
 
 
 @attrs.frozen
@@ -100,6 +105,11 @@ class Proxy:
             wall_offset=time.time() - trio.current_time(),
         )
         self.metrics = ProxyMetrics(statuses=self._statuses)
+        # What the renderers remember across requests (line texts per series, interned strings):
+        # this proxy's own, never shared with another proxy in the same process.
+        self.exposition_cache = ExpositionCache(on_conflict=self._family_conflict)
+        self.windows_cache = WindowsCache()
+        self._warned_families: set[str] = set()
         self.hub = AgentHub(self.registry, self.metrics,
                             heartbeat_interval_seconds=config.heartbeat_interval_seconds,
                             attach_grace=config.attach_grace,
@@ -133,6 +143,16 @@ class Proxy:
 
     def _statuses(self) -> dict[str, int]:
         return dict(Counter(e.status.value for e in self.registry))
+
+    def _family_conflict(self, conflict: FamilyConflict) -> None:
+        """A /metrics render left out a family: count it every time, warn once per family."""
+        self.metrics.family_conflict()
+        if conflict.family not in self._warned_families:
+            if len(self._warned_families) >= _MAX_WARNED_FAMILIES:
+                return  # an agent inventing names must not grow this set without bound
+            self._warned_families.add(conflict.family)
+            log.warning("/metrics: %s (warned once per family; counted in "
+                        "fodc_proxy_family_conflicts_total)", conflict)
 
     def shutdown(self) -> None:
         """Begin the orderly stop; `run()` returns when it is done. Safe to call twice."""

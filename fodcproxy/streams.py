@@ -94,7 +94,7 @@ class RequestStream(Generic[C, R]):
     def ended(self) -> bool:
         return self._ended is not None
 
-    def _new_result(self) -> R:
+    def _new_result(self, payload: Any) -> R:
         raise NotImplementedError
 
     async def _send(self, request_id: int, payload: Any) -> None:
@@ -113,7 +113,7 @@ class RequestStream(Generic[C, R]):
             if self._ended is not None:
                 raise AgentGone(self._ended)
             tracker = self.tracker
-            w = _Waiter(tracker.begin(self._clock(), deadline, key), self._new_result())
+            w = _Waiter(tracker.begin(self._clock(), deadline, key), self._new_result(payload))
             self._waiter = w
             try:
                 try:
@@ -168,9 +168,9 @@ class MetricsStream(RequestStream[MetricsCall, Any]):
         self._digesting = digesting
         self.max_reply_bytes = max_reply_bytes
 
-    def _new_result(self) -> Any:
+    def _new_result(self, payload: Any) -> Any:
         digester = self.call.digester
-        samples = digester.samples()
+        samples = digester.samples(payload)  # the window: the reply is kept to what it asks
         digester.abandon()  # whatever part of an earlier reply it holds is not this one's
         return samples
 

@@ -31,13 +31,14 @@ from fodcproxy.core.exposition import (
     CONTENT_TYPE_OPENMETRICS,
     CONTENT_TYPE_TEXT,
     AgentBatch,
+    ExpositionCache,
+    FamilyConflict,
     Rendered,
-    enrichment_labels,
     negotiate,
-    own_labels,
     render,
     render_with_stats,
 )
+from fodcproxy.core.labels import enrichment_labels, own_labels
 from fodcproxy.core.model import MetricType, NodeMeta, Sample
 
 G, C, H, S, U, UNSPEC = (
@@ -357,25 +358,71 @@ def test_type_disagreement_first_typed_wins(om: bool) -> None:
     body, result = rendered(batches, openmetrics=om)
     fams = parsed(body, om)
     assert fams["level"][0] == "gauge"
-    # The summary's quantile sample is named like a gauge sample: it fits and is kept.
-    assert len(series(fams, "level")) == 3 and result.stats.conflicts == 0
+    # The untyped sample joins; the summary's quantile sample, although named like a gauge sample,
+    # is a summary's: the first typed family (the gauge) wins and the conflict is reported.
+    assert series(fams, "level") == {key("level", enr(1)): 1.0, key("level", enr(2)): 2.0}
+    assert result.stats.conflicts == 1
+    assert result.stats.family_conflicts == (FamilyConflict("level", "summary", "level", "gauge"),)
 
 
 @both_formats
-def test_gauge_named_like_a_histogram_sample_is_dropped(om: bool) -> None:
+def test_counter_and_gauge_of_the_same_name_first_wins_and_is_reported(om: bool) -> None:
+    counter = batch(1, [Sample("x_total", {"k": "1"}, 5.0, "A counter.", C)])
+    gauge = batch(2, [Sample("x_total", {"k": "1"}, 3.0, "A gauge.", G),
+                      Sample("x_total", {"k": "2"}, 4.0, "A gauge.", G)])
+    family = "x" if om else "x_total"  # OpenMetrics counter families are named without _total
+    body, result = rendered([counter, gauge], openmetrics=om)
+    fams = parsed(body, om)
+    assert fams["x"][:2] == ("counter", "A counter.")
+    assert series(fams, "x") == {key("x_total", enr(1, k="1")): 5.0}
+    assert result.stats.conflicts == 2
+    assert result.stats.family_conflicts == (
+        FamilyConflict(family if not om else "x_total", "gauge", family, "counter"),)
+    body, result = rendered([gauge, counter], openmetrics=om)
+    fams = parsed(body, om)
+    assert series(fams, "x_total") == {key("x_total", enr(2, k="1")): 3.0,
+                                       key("x_total", enr(2, k="2")): 4.0}
+    assert fams["x_total"][0] == "gauge" and result.stats.conflicts == 1
+    assert len(result.stats.family_conflicts) == 1
+
+
+@both_formats
+def test_gauge_named_like_a_histogram_sample_first_wins(om: bool) -> None:
     hist = histogram("x", {}, [("1", 1.0), ("+Inf", 2.0)], 1.5)
     gauges = [Sample("x_count", {}, 9.0, "A gauge.", G), Sample("x_bucket", {}, 9.0, "", G)]
     batches = [batch(1, hist), batch(2, gauges)]
-    for order in (batches, batches[::-1]):
-        body, result = rendered(order, openmetrics=om)
-        fams = parsed(body, om)
-        assert fams["x"][:2] == ("histogram", "Latency.")
-        assert "x_count" not in fams and "x_bucket" not in fams
-        assert series(fams, "x") == {
-            key("x_bucket", enr(1, le="1")): 1.0, key("x_bucket", enr(1, le="+Inf")): 2.0,
-            key("x_sum", enr(1)): 1.5, key("x_count", enr(1)): 2.0,
-        }
-        assert result.stats.conflicts == 2
+    body, result = rendered(batches, openmetrics=om)
+    fams = parsed(body, om)
+    assert fams["x"][:2] == ("histogram", "Latency.")
+    assert "x_count" not in fams and "x_bucket" not in fams
+    assert series(fams, "x") == {
+        key("x_bucket", enr(1, le="1")): 1.0, key("x_bucket", enr(1, le="+Inf")): 2.0,
+        key("x_sum", enr(1)): 1.5, key("x_count", enr(1)): 2.0,
+    }
+    assert result.stats.conflicts == 2
+    assert set(result.stats.family_conflicts) == {
+        FamilyConflict("x_count", "gauge", "x", "histogram"),
+        FamilyConflict("x_bucket", "gauge", "x", "histogram")}
+    # The gauges first: they are kept, and the histogram (all four samples) is left out.
+    body, result = rendered(batches[::-1], openmetrics=om)
+    fams = parsed(body, om)
+    assert "x" not in fams
+    assert series(fams, "x_count") == {key("x_count", enr(2)): 9.0}
+    assert series(fams, "x_bucket") == {key("x_bucket", enr(2)): 9.0}
+    assert result.stats.conflicts == 4
+    assert result.stats.family_conflicts == (
+        FamilyConflict("x", "histogram", "x_count", "gauge"),)
+
+
+def test_conflicts_are_reported_to_the_cache_callback_every_render() -> None:
+    reported: list[FamilyConflict] = []
+    cache = ExpositionCache(on_conflict=reported.append)
+    batches = [batch(1, [Sample("x", {}, 1.0, "", C)]), batch(2, [Sample("x", {}, 2.0, "", G)])]
+    for _ in range(2):
+        body = "".join(render(batches, cache=cache))
+        check_structure(body, False)
+    assert reported == [FamilyConflict("x", "gauge", "x", "counter")] * 2
+    assert "the family was first declared a counter" in str(reported[0])
 
 
 @both_formats
@@ -569,6 +616,16 @@ def test_protobuf_metrics_render_like_samples() -> None:
                                                                     openmetrics=om)
 
 
+def test_caches_belong_to_their_owner() -> None:
+    # Two proxies in one process: what one remembers is not the other's.
+    mine, theirs = ExpositionCache(), ExpositionCache()
+    batches = [batch(1, [Sample("g", {"k": "v"}, 1.0, "G.", G)])]
+    first = render(batches, cache=mine)
+    assert render(batches, cache=mine) == first == render(batches)
+    assert mine._prefixes and mine._signatures
+    assert not theirs._prefixes and not theirs._signatures and not len(theirs._sets)
+
+
 # --------------------------------------------------------------------------------------------
 # Negotiation
 
@@ -642,6 +699,25 @@ def test_promtool_parses_lint_unfriendly_agent_metrics() -> None:
     output = result.stdout + result.stderr
     assert result.returncode in (0, 3), output
     assert "parsing error" not in output
+
+
+@pytest.mark.external
+@needs_promtool
+@pytest.mark.parametrize("reverse", [False, True], ids=["typed-first", "gauges-first"])
+def test_promtool_accepts_bodies_with_family_conflicts(reverse: bool) -> None:
+    one = [Sample("x_total", {}, 1.0, "X.", C), *histogram("h", {}, [("+Inf", 1.0)], 1.0),
+           *summary("s", {})]
+    two = [Sample("x_total", {}, 2.0, "X.", G), Sample("h_bucket", {}, 2.0, "", G),
+           Sample("h_count", {}, 2.0, "", U), Sample("s", {"quantile": "0.5"}, 1.0, "", H),
+           Sample("s_sum", {}, 1.0, "", C)]
+    batches = [batch(1, one), batch(2, two)]
+    body, result = rendered(batches[::-1] if reverse else batches)
+    assert result.stats.family_conflicts
+    outcome = promtool(body)
+    output = outcome.stdout + outcome.stderr
+    # Kept gauges named `h_bucket` are lint (exit 3), never a parse error (exit 1).
+    assert outcome.returncode == (3 if reverse else 0), output
+    assert "parsing error" not in output and "error while" not in output
 
 
 # --------------------------------------------------------------------------------------------

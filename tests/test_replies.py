@@ -8,9 +8,12 @@ Policy: compare against the slow, obvious path (protobuf decode, `Sample` lists)
 
 from __future__ import annotations
 
+import gc
+import json
 import math
 import random
 import struct
+import weakref
 
 import pytest
 import trio
@@ -18,11 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fodcproxy.core import exposition, windows
-from fodcproxy.core.exposition import AgentBatch, DigestedSamples
-from fodcproxy.core.model import MetricType, NodeMeta, Sample
+from fodcproxy.core.exposition import AgentBatch
+from fodcproxy.core.series import DigestedSamples
+from fodcproxy.core.model import LATEST, MetricType, NodeMeta, Sample, TimeWindow
 from fodcproxy.errors import InvalidArgument
 from fodcproxy.rpc.convert import pb, ts_from_proto, ts_to_proto
-from fodcproxy.rpc.replies import RawReply, SeriesTable
+from fodcproxy.rpc.replies import Interner, RawReply, SeriesTable
 
 NOW = 1_800_000_000.0
 META = NodeMeta("datanode-hot-0123456789ab", "datanode-hot", "10.0.0.2", 17912, (("zone", "a"),))
@@ -43,7 +47,7 @@ def sample_of(m: pb.Metric) -> Sample:
 
 def digest(table: SeriesTable, *replies: list[bytes]) -> DigestedSamples:
     """One reply, possibly in several chunks, through RawReply and the table."""
-    out = table.samples()
+    out = table.samples(None)
     table.abandon()
     for blobs in replies:
         data = pb.StreamMetricsRequest(request_id=7, metrics=[pb.Metric.FromString(b)
@@ -127,15 +131,15 @@ def test_a_label_key_twice_keeps_protobufs_answer() -> None:
 def test_garbage_metrics_are_refused_like_protobuf_refuses_them() -> None:
     table = SeriesTable()
     with pytest.raises(InvalidArgument, match="does not decode"):
-        table.digest([b"\x0a\x05ab"], table.samples())  # a name longer than the blob
+        table.digest([b"\x0a\x05ab"], table.samples(None))  # a name longer than the blob
     with pytest.raises(InvalidArgument):
-        table.digest([b"\x0a\x02\xff\xfe"], table.samples())  # not UTF-8
+        table.digest([b"\x0a\x02\xff\xfe"], table.samples(None))  # not UTF-8
     # A known series whose timestamp is garbage.
     good = metric("x", {}, 1.0, ts=NOW).SerializeToString()
     digest(table, [good])
     bad = good[:-8] + b"\x2a\x02\xff\xff" + good[-4:]
     with pytest.raises(InvalidArgument):
-        table.digest([bad], table.samples())
+        table.digest([bad], table.samples(None))
 
 
 def test_old_series_are_let_go() -> None:
@@ -148,8 +152,9 @@ def test_old_series_are_let_go() -> None:
 
 
 def render_both(batches_digested: list[AgentBatch], batches_samples: list[AgentBatch],
-                om: bool) -> None:
-    fast = exposition.render_with_stats(batches_digested, openmetrics=om, tail="fodc_proxy_x 1\n")
+                om: bool, cache: exposition.ExpositionCache) -> None:
+    fast = exposition.render_with_stats(batches_digested, openmetrics=om, tail="fodc_proxy_x 1\n",
+                                        cache=cache)
     slow = exposition.render_with_stats(batches_samples, openmetrics=om, tail="fodc_proxy_x 1\n")
     assert "".join(fast.chunks) == "".join(slow.chunks)
     assert fast.stats == slow.stats
@@ -172,6 +177,7 @@ _TYPES = st.sampled_from(list(MetricType))
 def test_digested_replies_render_like_samples(series: list[tuple[str, dict[str, str], int, str]],
                                               scrapes: list[list[float]], om: bool) -> None:
     tables = [SeriesTable(), SeriesTable()]
+    cache = exposition.ExpositionCache()  # the proxy's: warm from the second scrape on
     metas = [META, NodeMeta("liaison-0123456789ab", "liaison", "10.0.0.1", 1, ())]
     for n, values in enumerate(scrapes):
         # The second agent drops a series in the middle scrape: its cached plan no longer fits.
@@ -183,12 +189,13 @@ def test_digested_replies_render_like_samples(series: list[tuple[str, dict[str, 
             out = digest(table, [m.SerializeToString() for m in metrics])
             fast.append(AgentBatch(meta, out, True, 0.5))
             slow.append(AgentBatch(meta, [sample_of(m) for m in metrics], True, 0.5))
-        render_both(fast, slow, om)
-        render_both(fast, slow, not om)
+        render_both(fast, slow, om, cache)
+        render_both(fast, slow, not om, cache)
 
 
 def test_windows_of_digested_replies_render_like_samples() -> None:
     table = SeriesTable()
+    cache = windows.WindowsCache()
     rng = random.Random(5)
     for _ in range(3):
         metrics = [metric(f"m{i % 4}", {"i": str(i % 7)}, rng.choice([1.0, math.nan, rng.random()]),
@@ -196,9 +203,75 @@ def test_windows_of_digested_replies_render_like_samples() -> None:
         metrics.append(metric("m0", {"i": "0"}, 5.0))  # no timestamp: now
         out = digest(table, [m.SerializeToString() for m in metrics[:40]],
                      [m.SerializeToString() for m in metrics[40:]])
-        fast = windows.render_windows([(META, out)], now=NOW)
+        fast = windows.render_windows([(META, out)], now=NOW, cache=cache)
         slow = windows.render_windows([(META, [sample_of(m) for m in metrics])], now=NOW)
         assert b"".join(fast) == b"".join(slow)
+
+
+def test_renders_stay_right_when_the_decoder_moves_to_a_new_series_set() -> None:
+    # Series churn: the table compacts into a new SeriesSet. The renderers' caches start over for
+    # it (they are keyed by the set) and let go of the old one.
+    table = SeriesTable()
+    text, json_cache = exposition.ExpositionCache(), windows.WindowsCache()
+    first = weakref.ref(table.series)
+    for scrape in range(6):
+        metrics = [metric("x", {"gen": str(scrape), "i": str(i)}, float(scrape), ts=NOW)
+                   for i in range(800)]
+        out = digest(table, [m.SerializeToString() for m in metrics])
+        slow = [sample_of(m) for m in metrics]
+        for om in (False, True):
+            assert exposition.render([AgentBatch(META, out, True, 0.1)], openmetrics=om,
+                                     cache=text) == exposition.render(
+                [AgentBatch(META, slow, True, 0.1)], openmetrics=om)
+        assert windows.render_windows([(META, out)], now=NOW, cache=json_cache) == (
+            windows.render_windows([(META, slow)], now=NOW))
+    del out
+    gc.collect()
+    assert first() is None  # it did compact, and nothing holds the old set
+    assert len(text._sets) == len(json_cache._sets) == 1  # only the table's current set
+
+
+def test_tables_of_one_proxy_share_strings_other_proxies_do_not() -> None:
+    shared = Interner()
+    mine, also_mine, theirs = (SeriesTable(interner=shared), SeriesTable(interner=shared),
+                               SeriesTable())
+    blob = metric("a_metric_name", {"a_label": "a value"}, 1.0,
+                  help="A help text that many series share.").SerializeToString()
+    got = [digest(table, [blob]).series for table in (mine, also_mine, theirs)]
+    assert got[0].descriptions[0] is got[1].descriptions[0]
+    assert got[0].labels[0][0] is got[1].labels[0][0]
+    assert got[0].descriptions[0] is not got[2].descriptions[0]
+    assert len(shared) > 0
+    small = Interner(max_size=2)
+    for n in range(5):
+        small(str(n))
+    assert len(small) <= 2
+
+
+def test_a_reply_is_restricted_to_what_its_request_asked_for() -> None:
+    # Issue 15: an agent answers "latest" with three points of one series (1, 2, 3 in time order).
+    table = SeriesTable()
+    three = [metric("x", {"k": "v"}, float(n), ts=NOW + 10 * n).SerializeToString()
+             for n in (1, 2, 3)]
+    for _ in range(2):  # cold, then by the templates of the first reply
+        out = table.samples(LATEST)
+        table.abandon()
+        table.digest(three, out)
+        table.finish()
+        assert [(s.value, s.timestamp) for s in out] == [(3.0, NOW + 30)]
+        body = "".join(exposition.render([AgentBatch(META, out, True, 0.1)]))
+        assert [line for line in body.splitlines() if line.startswith("x{")] == [
+            'x{agent_id="datanode-hot-0123456789ab",node_role="datanode-hot",node_ip="10.0.0.2",'
+            'node_port="17912",node_zone="a",k="v"} 3.0']
+        [series] = json.loads(b"".join(windows.render_windows([(META, out)], now=NOW)))
+        assert series["data"] == [{"timestamp": windows.rfc3339(NOW + 30), "value": 3.0}]
+    # A window request keeps only the points inside the window, whatever the agent sends.
+    out = table.samples(TimeWindow(NOW + 15, NOW + 25))
+    table.abandon()
+    table.digest(three[:2], out)  # in two chunks
+    table.digest(three[2:], out)
+    table.finish()
+    assert [s.value for s in out] == [2.0]
 
 
 async def test_a_big_reply_counts_even_when_the_agent_leaves_right_after() -> None:

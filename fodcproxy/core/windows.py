@@ -9,26 +9,35 @@ One object per series (agent, sample name, labels), its points sorted by time:
 `node_ip`, `node_port`, `node_<k>`; clashing own labels kept as `exported_<name>`). Non-finite
 values are the strings "NaN", "+Inf", "-Inf", so the body is always valid JSON.
 
+Which points a request gets (the newest of each series for "latest", those inside the window
+otherwise) is settled before rendering, as the reply is digested (`DigestedSamples.restrict_to`):
+this module writes every point it is given.
+
 Big answers (hundreds of thousands of points) are the normal case, so the JSON is assembled from
 cached fragments (per agent, per label set, per timestamp) instead of `json.dumps` per point, the
 proxy's `DigestedSamples` are read as columns (no object per point), points already in time order
 are not sorted again, and `WindowsRendering` works in steps and hands the body out as it writes it.
+The labels' JSON of each series is remembered across requests in a `WindowsCache`, which the proxy
+owns and passes to every render.
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
+import weakref
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
-from fodcproxy.core.exposition import digest_samples, enrichment_labels, own_labels
+from fodcproxy.core.labels import enrichment_labels, own_labels
 from fodcproxy.core.model import MetricType, NodeMeta
+from fodcproxy.core.series import SeriesSet, digest_samples
 
-__all__ = ["WindowsRendering", "parse_rfc3339", "render_windows", "rfc3339"]
+__all__ = ["WindowsCache", "WindowsRendering", "parse_rfc3339", "render_windows", "rfc3339"]
 
 #: Roughly how many points go into one chunk of `render_windows()`'s output.
 CHUNK_POINTS = 20000
@@ -176,6 +185,29 @@ def _series_head(name: str, mtype: int, description: str,
 #: Points grouped between two `WindowsRendering.steps()` yields.
 STEP_POINTS = 20000
 
+# What is remembered of a series: (the agent's reserved label names, own labels JSON, series key).
+_WMemo = tuple[frozenset[str], str, str]
+
+
+class WindowsCache:
+    """What `WindowsRendering` remembers across requests, for one proxy (pass the same one to every
+    render): per `SeriesSet` (held weakly: it goes when the decoder lets go of the set), the JSON
+    of each series' own labels under its agent's enrichment. Sans-IO."""
+
+    def __init__(self) -> None:
+        self._sets: weakref.WeakKeyDictionary[SeriesSet, list[_WMemo | None]] = (
+            weakref.WeakKeyDictionary())
+
+    def _memos(self, sset: SeriesSet) -> list[_WMemo | None]:
+        """The memo column of `sset`, with a slot for each of its series."""
+        memos = self._sets.get(sset)
+        if memos is None:
+            memos = self._sets[sset] = []
+        missing = len(sset) - len(memos)
+        if missing > 0:  # series the decoder added since
+            memos.extend(itertools.repeat(None, missing))
+        return memos
+
 
 class WindowsRendering:
     """One `/metrics-windows` body being rendered, in steps (see `render_windows()`).
@@ -183,11 +215,15 @@ class WindowsRendering:
     Drive `steps()` to the end (a Trio caller can checkpoint at each yield), then iterate
     `chunks()` once: it hands out the body as it writes it, and lets go of each series' points
     once written, so the whole body never sits in memory. Sans-IO.
+
+    `cache`: what is remembered across renders (the proxy's `WindowsCache`); None: nothing is.
     """
 
-    def __init__(self, groups: Sequence[tuple[NodeMeta, Sequence[Any]]], *, now: float) -> None:
+    def __init__(self, groups: Sequence[tuple[NodeMeta, Sequence[Any]]], *, now: float,
+                 cache: WindowsCache | None = None) -> None:
         self.groups = groups
         self.now = now
+        self.cache = WindowsCache() if cache is None else cache
         # Each series is one flat list, [head JSON (name, help, type of its first sample),
         # enrichment JSON, agent fields JSON, own labels JSON, then pairs of a DigestedSamples
         # and the position (an int) or positions (an array) of the series' points in it]: a
@@ -217,7 +253,7 @@ class WindowsRendering:
             )
             d = digest_samples(samples)
             sset = d.series
-            wmemos = sset.wmemos
+            wmemos = self.cache._memos(sset)
             index, stamps = d.ids, d.stamps
             entries: dict[int, list[Any]] = {}  # this agent's series, by index in its set
             n = len(index)
@@ -233,12 +269,14 @@ class WindowsRendering:
                             own, key = memo[1], memo[2]
                         else:
                             items = sset.labels[i]
-                            own = cache.get(items)
-                            if own is None:
+                            known = cache.get(items)
+                            if known is None:
                                 own = cache[items] = "".join(
                                     f",{_json_str(k)}:{_json_str(v)}"
                                     for k, v in own_labels(items, reserved)
                                 )
+                            else:
+                                own = known
                             # A string key (not a tuple) keeps the garbage collector out of the
                             # way: the own part is JSON-escaped, so it holds no raw NUL.
                             key = f"{own}\0{sset.names[i]}"
@@ -310,7 +348,8 @@ class WindowsRendering:
 
 
 def render_windows(
-    groups: Sequence[tuple[NodeMeta, Sequence[Any]]], *, now: float
+    groups: Sequence[tuple[NodeMeta, Sequence[Any]]], *, now: float,
+    cache: WindowsCache | None = None,
 ) -> list[bytes]:
     """Render the `/metrics-windows` body: a JSON array with one object per series.
 
@@ -323,10 +362,10 @@ def render_windows(
     series keeps the description and type of its first sample.
 
     Returns the body as UTF-8 chunks of about CHUNK_POINTS points each (concatenate or stream
-    them); `WindowsRendering` does the same in steps. Raises nothing for any content of the
-    samples; ValueError if `now` is needed and is not a time `rfc3339()` can write.
+    them); `WindowsRendering` does the same in steps (`cache` is as there). Raises nothing for any
+    content of the samples; ValueError if `now` is needed and is not a time `rfc3339()` can write.
     """
-    rendering = WindowsRendering(groups, now=now)
+    rendering = WindowsRendering(groups, now=now, cache=cache)
     for _ in rendering.steps():
         pass
     return list(rendering.chunks())

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from fodcproxy.core import exposition, query, topology, windows
 from fodcproxy.core.model import LATEST
+from fodcproxy.core.series import DigestedSamples
 from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
@@ -192,7 +193,8 @@ def create_app(proxy: Proxy) -> QuartTrio:
         try:
             batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration) for r in results]
             rendering = exposition.Rendering(batches, openmetrics=openmetrics,
-                                             tail=proxy.metrics.render(openmetrics=openmetrics))
+                                             tail=proxy.metrics.render(openmetrics=openmetrics),
+                                             cache=proxy.exposition_cache)
             # In steps, so /health and the gRPC side stay prompt while 100k samples render.
             for _ in rendering.steps():
                 await trio.lowlevel.checkpoint()
@@ -283,9 +285,9 @@ def create_app(proxy: Proxy) -> QuartTrio:
         window = query.window_from_query(params, max_window=cfg.max_query_window)
         entries, chosen = select()
         results, duration = await collect(entries, window, (window, chosen))
-        groups = [(r.meta, r.samples if isinstance(r.samples, exposition.DigestedSamples)
+        groups = [(r.meta, r.samples if isinstance(r.samples, DigestedSamples)
                    else convert.samples_from_proto(r.samples)) for r in results if r.up]
-        rendering = windows.WindowsRendering(groups, now=time.time())
+        rendering = windows.WindowsRendering(groups, now=time.time(), cache=proxy.windows_cache)
         for _ in rendering.steps():
             await trio.lowlevel.checkpoint()
         chunks = rendering.chunks()  # written as the body streams out

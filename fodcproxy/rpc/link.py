@@ -11,7 +11,7 @@ from fodcproxy.core.model import TimeWindow
 from fodcproxy.errors import FodcError
 from fodcproxy.link import AgentConnection, StreamClosed
 from fodcproxy.rpc import convert
-from fodcproxy.rpc.replies import SeriesTable
+from fodcproxy.rpc.replies import Interner, SeriesTable
 from fodcproxy.rpc.server import CallClosed, ServerCall
 
 __all__ = ["GrpcAgentCall", "GrpcMetricsCall"]
@@ -45,9 +45,11 @@ class GrpcAgentCall:
 class GrpcMetricsCall(GrpcAgentCall):
     """A StreamMetrics call (`fodcproxy.link.MetricsCall`)."""
 
-    def __init__(self, call: ServerCall) -> None:
+    def __init__(self, call: ServerCall, *, interner: Interner | None = None) -> None:
         super().__init__(call)
-        self.digester = SeriesTable()  # this call's series, kept across its replies
+        # This call's series, kept across its replies; strings shared with the proxy's other
+        # agents through `interner`.
+        self.digester = SeriesTable(interner=interner)
 
     async def send_request(self, request_id: int, window: TimeWindow) -> None:
         try:

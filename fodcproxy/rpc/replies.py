@@ -19,7 +19,11 @@ its serialized bytes. A `SeriesTable` (one per agent connection) then digests ea
   ...) are decoded by protobuf every time.
 
 The result is `DigestedSamples` (series ids, values, timestamps as columns of the agent's
-`SeriesSet`), which both renderers read directly. Nothing here knows Trio.
+`SeriesSet`), which the renderers read directly; the table fills only that series model (what a
+renderer remembers per series, it keeps itself). When a reply is complete (`finish()`), its
+samples are restricted to what the request asked for (`DigestedSamples.restrict_to`): the newest
+point of each series for "latest", the points inside the window otherwise, whatever the agent
+sent. Nothing here knows Trio.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fodcproxy.core.exposition import DigestedSamples, SeriesSet
+from fodcproxy.core.model import TimeWindow
+from fodcproxy.core.series import DigestedSamples, SeriesSet
 from fodcproxy.errors import InvalidArgument, LimitExceeded
 from fodcproxy.rpc.convert import pb, ts_from_proto
 
-__all__ = ["MAX_LABELS_PER_SAMPLE", "MAX_LABEL_LENGTH", "RawReply", "SampleLimitExceeded",
-           "SeriesTable"]
+__all__ = ["MAX_LABELS_PER_SAMPLE", "MAX_LABEL_LENGTH", "Interner", "RawReply",
+           "SampleLimitExceeded", "SeriesTable"]
 
 _VALUE_FIELD = 3
 _TIMESTAMP_FIELD = 5
@@ -208,19 +213,27 @@ def _canonical(b: bytes, fields: list[tuple[int, int, int]]) -> tuple[bytes, int
     return b"".join(parts), entries
 
 
-#: Strings, label pairs and byte strings that many series share (label names and values, help
-#: texts, ...), kept once: a proxy remembers every series of every agent. Bounded.
-_SHARED: dict[Any, Any] = {}
-_SHARED_MAX = 1_000_000
+class Interner:
+    """Keeps one copy of the strings, label pairs and byte strings that many series share (label
+    names and values, help texts, ...): a proxy remembers every series of every agent. Tables may
+    share one (the agents of one proxy have much in common). Bounded: cleared when it holds
+    `max_size` objects (sharing then starts over; nothing is lost)."""
 
+    def __init__(self, max_size: int = 1_000_000) -> None:
+        self.max_size = max_size
+        self._table: dict[Any, Any] = {}
 
-def _share(obj: Any) -> Any:
-    found = _SHARED.get(obj)
-    if found is None:
-        if len(_SHARED) >= _SHARED_MAX:
-            _SHARED.clear()
-        found = _SHARED[obj] = obj
-    return found
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __call__(self, obj: Any) -> Any:
+        """`obj`, or the equal object seen first."""
+        found = self._table.get(obj)
+        if found is None:
+            if len(self._table) >= self.max_size:
+                self._table.clear()
+            found = self._table[obj] = obj
+        return found
 
 
 _HAS_VALUE = 1
@@ -230,14 +243,18 @@ _HAS_TS = 2
 class SeriesTable:
     """The series of one agent, kept across its replies (see the module docstring).
 
-    `samples()` makes the container for a reply; `digest()` appends one chunk of it; `finish()`
-    closes the reply (and, when series that are no longer sent outnumber the live ones, moves
-    the live ones to a new `SeriesSet`). Per series `i` of `series`, the template: `_pre[i]`,
-    `_mid[i]`, `_post[i]` (None: the blob could not be split, so it is not predicted),
-    `_shape[i]` (value and timestamp present in the blob seen last), `_canon[i]`.
+    `samples(window)` makes the container for a reply to a request for `window`; `digest()`
+    appends one chunk of it; `finish()` closes the reply: restricts the container it filled last to
+    its window, and (when series that are no longer sent outnumber the live ones) moves the live
+    ones to a new `SeriesSet`. Per series `i` of `series`, the template: `_pre[i]`, `_mid[i]`,
+    `_post[i]` (None: the blob could not be split, so it is not predicted), `_shape[i]` (value
+    and timestamp present in the blob seen last), `_canon[i]`.
+
+    `interner`: shared with other tables (the proxy's agents), or None for one of its own.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, interner: Interner | None = None) -> None:
+        self._share = Interner() if interner is None else interner
         self.series = SeriesSet()
         self._pre: list[bytes | None] = []
         self._mid: list[bytes | None] = []
@@ -252,13 +269,15 @@ class SeriesTable:
         self._current = array("q")
         self._replies = 0
         self._stamps: dict[bytes, float] = {}
+        self._out: DigestedSamples | None = None  # what the reply in progress is digested into
 
     def __len__(self) -> int:
         return len(self.series)
 
-    def samples(self) -> DigestedSamples:
-        """An empty container for the next reply."""
-        return DigestedSamples(self.series)
+    def samples(self, window: TimeWindow | None) -> DigestedSamples:
+        """An empty container for the next reply, which answers a request for `window`: `finish()`
+        keeps only what the window asks for. None keeps every sample as sent (hand-made tests)."""
+        return DigestedSamples(self.series, window=window)
 
     def digest(self, blobs: Any, out: DigestedSamples) -> None:
         """Append `blobs` (serialized `Metric`s, or `Metric` objects) to `out`.
@@ -270,6 +289,7 @@ class SeriesTable:
             if len(out):
                 raise ValueError("these samples belong to another series set")
             out.series = self.series
+        self._out = out
         previous = self._previous
         n_previous = len(previous)
         current = self._current
@@ -345,7 +365,11 @@ class SeriesTable:
         return value, ts
 
     def finish(self) -> None:
-        """The reply is complete: its order predicts the next one's."""
+        """The reply is complete: its samples are restricted to their window, and its order
+        predicts the next one's."""
+        out, self._out = self._out, None
+        if out is not None and out.window is not None:
+            out.restrict_to(out.window)
         self._previous = self._current
         self._current = array("q")
         self._replies += 1
@@ -358,6 +382,7 @@ class SeriesTable:
     def abandon(self) -> None:
         """A reply was cut short: forget its partial order."""
         self._current = array("q")
+        self._out = None
 
     def _compact(self) -> None:
         """Keep only the series of the last reply, in a new set (earlier replies keep theirs)."""
@@ -373,12 +398,10 @@ class SeriesTable:
         for t in self._previous:
             j = moved.get(t, -1) if t >= 0 else -1
             if t >= 0 and j < 0:
+                # The renderers remember nothing of the new set yet: one cold render.
                 j = moved[t] = self._add(old.names[t], old.labels[t], old.descriptions[t],
                                          old.types[t], old.keys[t], pres[t], mids[t], posts[t],
                                          shapes[t], canons[t])
-                new = self.series
-                new.memos[j], new.om_memos[j], new.wmemos[j] = (old.memos[t], old.om_memos[t],
-                                                                old.wmemos[t])
             previous.append(j)
         self._previous = previous
 
@@ -411,7 +434,7 @@ class SeriesTable:
         canon = None
         if cut is not None:
             v, v_end, t, t_end, fields = cut
-            key = (b[:v], _share(b[v_end:t]), _share(b[t_end:]))
+            key = (b[:v], self._share(b[v_end:t]), self._share(b[t_end:]))
             shape = (_HAS_VALUE if v_end > v else 0) | (_HAS_TS if t_end > t else 0)
             found = self._templates.get(key)
             if found is not None:
@@ -437,17 +460,17 @@ class SeriesTable:
             raise _bad(exc) from None
         ts = ts_from_proto(m.timestamp) if m.HasField("timestamp") else None
         labels = m.labels
-        items = tuple([_share((k, labels[k])) for k in labels])
-        name, description, mtype = _share(m.name), _share(m.description), m.type
+        items = tuple([self._share((k, labels[k])) for k in labels])
+        name, description, mtype = self._share(m.name), self._share(m.description), m.type
         _check_limits(name, items)
         if cut is None:
-            i = self._add(name, items, description, mtype, _share((name, mtype)), None, None,
+            i = self._add(name, items, description, mtype, self._share((name, mtype)), None, None,
                           None, 0, None)
             return i, m.value, ts
         kept = None
         if canon is not None and canon[1] == len(items):  # no label key came twice
             kept = canon[0]
-        i = self._add(name, items, description, mtype, _share((name, mtype)), key[0], key[1],
+        i = self._add(name, items, description, mtype, self._share((name, mtype)), key[0], key[1],
                       key[2], shape, kept)
         return i, m.value, ts
 

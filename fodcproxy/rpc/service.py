@@ -16,6 +16,7 @@ from fodcproxy.errors import (
 )
 from fodcproxy.hub import AgentHub
 from fodcproxy.rpc import convert, replies
+from fodcproxy.rpc.replies import Interner
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.link import GrpcAgentCall, GrpcMetricsCall
 from fodcproxy.rpc.methods import REGISTER, SERVICE, STREAM_METRICS
@@ -38,6 +39,9 @@ class FodcService:
         self._token = token
         self.registration_timeout = registration_timeout
         self.limits = limits
+        # Label names and values shared by the series of every agent of this proxy (one per
+        # proxy: never shared with another proxy in the same process).
+        self.interner = Interner()
 
     def _authenticate(self, call: ServerCall) -> None:
         """Refuse a call without the agent token, before anything is registered or attached."""
@@ -112,7 +116,7 @@ class FodcService:
             self.hub.metrics.refusal("missing_agent_id")
             raise Unauthenticated(
                 "StreamMetrics needs the metadata 'agent_id: <id>' returned by RegisterAgent")
-        metrics_call = GrpcMetricsCall(call)
+        metrics_call = GrpcMetricsCall(call, interner=self.interner)
         stream = await self.hub.attach_metrics(agent_id, metrics_call)
         try:
             while True:

@@ -75,7 +75,7 @@ class MemoryCall:
 class ListDigester:
     """Keeps a reply's items as they are (`fodcproxy.link.ReplyDigester`)."""
 
-    def samples(self) -> Any:
+    def samples(self, window: Any) -> Any:
         return []
 
     def digest(self, items: Any, out: Any) -> None:
