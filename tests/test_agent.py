@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -34,6 +35,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from fodcproxy.agent import selfmetrics
 from fodcproxy.agent.main import (
     DEFAULT_METRICS_ENDPOINT,
     Agent,
@@ -411,7 +415,7 @@ async def test_end_to_end_windows_cluster_and_metrics(
             await agent.watchdog.wait_polls(polls + 3)
 
             series = await get_json(f"{proxy.http_url}/metrics-windows?start_time="
-                                    + rfc3339(0.0))
+                                    + rfc3339(time.time() - 3600))
             enriched = {"agent_id": agent_id, **ENRICHMENT}
             requests = find(series, "requests_total", method="get", **enriched)
             assert requests["type"] == "counter" and requests["description"] == "Requests served"
@@ -490,7 +494,9 @@ async def test_end_to_end_windows_cluster_and_metrics(
 
             stats = agent.statistics()
             assert stats.client.registrations == 1 and stats.client.requests_answered >= 3
-            assert stats.recorder.series >= len(series) and stats.watchdog.polls >= 7
+            node_series = [s for s in series if s["name"] not in selfmetrics.NAMES]
+            assert len(node_series) < len(series)  # the agent's own figures came along
+            assert stats.recorder.series >= len(node_series) and stats.watchdog.polls >= 7
             agent.stop()
 
 
@@ -510,7 +516,7 @@ async def test_running_agent_stays_within_its_byte_budget(
             stats = agent.recorder.statistics()
             assert max(sizes) <= budget
             assert stats.evicted_points > 0 and stats.series == 9  # points went, series stayed
-            series = await get_json(f"{proxy.http_url}/metrics-windows?start_time={rfc3339(0)}")
+            series = await get_json(f"{proxy.http_url}/metrics-windows?start_time={rfc3339(time.time() - 3600)}")
             kept = times_of(find(series, "temperature"))
             assert 2 <= len(kept) < 20  # the oldest points were dropped ...
             [latest] = [s for s in agent.recorder.latest() if s.name == "temperature"]
@@ -534,7 +540,7 @@ async def test_running_agent_evicts_a_vanished_series_after_the_retention(
             await wait_for(lambda: agent.recorder.statistics().evicted_series >= 1)
             # Run well past the retention, so that keeping everything would show.
             await agent.watchdog.wait_polls(agent.watchdog.statistics().polls + 12)
-            series = await get_json(f"{proxy.http_url}/metrics-windows?start_time={rfc3339(0)}")
+            series = await get_json(f"{proxy.http_url}/metrics-windows?start_time={rfc3339(time.time() - 3600)}")
             assert not [s for s in series if s["name"] == "ephemeral"]
             scraped = agent.watchdog.statistics().polls * 0.05
             kept = times_of(find(series, "temperature"))
@@ -594,6 +600,56 @@ async def test_exporter_down_agent_stays_registered_and_answers_what_it_has(
             assert up.endswith(" 1")
             assert sample_lines(response.text, "temperature")
             print(f"exporter down for {trio.current_time() - down_at:.2f}s; agent still answering")
+            agent.stop()
+
+
+async def test_agent_reports_its_own_scrapes_and_recorder_through_the_proxy(
+    exporter: NodeExporter, nursery: trio.Nursery
+) -> None:
+    """The node's endpoint down while the agent is fine: `fodc_agent_up 1`, and the agent's own
+    `fodc_scrape_up` says 0 for that endpoint (1 for the one that works), on the proxy's /metrics."""
+    down = NodeExporter()
+    await down.start(nursery)
+    with trio.fail_after(20):
+        async with open_proxy(collect_timeout=2.0) as proxy:
+            agent = await nursery.start(run_agent, agent_config(proxy, (exporter.url, down.url)))
+            agent_id = agent.client.agent_id
+            down.stop()
+            polls = agent.watchdog.statistics().polls
+            await agent.watchdog.wait_polls(polls + 2)
+            assert agent.watchdog.statistics().last_error[down.url] is not None
+
+            response = await http_get(f"{proxy.http_url}/metrics")
+            assert response.status == 200
+            families = {f.name: f for f in text_string_to_metric_families(response.text)}
+            [up] = families["fodc_agent_up"].samples
+            assert up.value == 1.0
+            enriched = {"agent_id": agent_id, **ENRICHMENT}
+            scrape_up = {s.labels["endpoint"]: s.value for s in families["fodc_scrape_up"].samples
+                         if enriched.items() <= s.labels.items()}
+            assert scrape_up == {exporter.url: 1.0, down.url: 0.0}
+            assert families["fodc_scrape_up"].type == "gauge"
+            durations = {s.labels["endpoint"]: s.value
+                         for s in families["fodc_scrape_duration_seconds"].samples}
+            assert set(durations) == {exporter.url, down.url}
+            assert all(d >= 0 for d in durations.values())
+            # The endpoint that went down had worked before (the first poll): its last success
+            # is older than the working one's.
+            last = {s.labels["endpoint"]: s.value
+                    for s in families["fodc_scrape_last_success_timestamp_seconds"].samples}
+            assert last[down.url] < last[exporter.url]
+            recorder = agent.recorder.statistics()
+            [series] = families["fodc_recorder_series"].samples
+            assert series.value == recorder.series
+            assert families["fodc_recorder_bytes"].samples[0].value > 0
+            assert families["fodc_recorder_points"].samples[0].value >= recorder.series
+            assert families["fodc_reconnects"].type == "counter"
+            [reconnects] = families["fodc_reconnects"].samples
+            assert reconnects.name == "fodc_reconnects_total" and reconnects.value == 0.0
+            assert "exported_fodc" not in response.text
+            # ... and in /metrics-windows, at the moment of asking.
+            series_list = await get_json(f"{proxy.http_url}/metrics-windows")
+            assert find(series_list, "fodc_scrape_up", endpoint=down.url)["data"][0]["value"] == 0.0
             agent.stop()
 
 

@@ -322,9 +322,6 @@ async def test_metrics_windows_exact_and_open_ended(proxy):
             body = await window(f"?start_time={ts(8)}")
             disk = next(s for s in body if s["name"] == "disk_used_bytes")
             assert [d["value"] for d in disk["data"]] == [8.0, 9.0]
-            body = await window(f"?end_time={ts(0)}")
-            disk = next(s for s in body if s["name"] == "disk_used_bytes")
-            assert [d["value"] for d in disk["data"]] == [0.0]
             latest = await window("")
             disk = next(s for s in latest if s["name"] == "disk_used_bytes")
             assert [d["value"] for d in disk["data"]] == [9.0]
@@ -332,6 +329,36 @@ async def test_metrics_windows_exact_and_open_ended(proxy):
             assert [d["value"] for d in weird["data"]] == ["+Inf", "NaN"]
             assert weird["data"][1]["timestamp"].endswith(":01.5Z")
             assert await window(f"?start_time={ts(100)}") == []
+
+
+async def test_max_query_window_bounds_open_windows_too():
+    """--max-query-window measures an open end to now, and refuses an open start (no limit back);
+    with the limit off, end_time alone answers everything before it."""
+    def iso(t):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+    now = time.time()
+    points = [(now - 7200, 1.0), (now - 60, 2.0)]
+    with trio.fail_after(20):
+        async with open_proxy(collect_timeout=2.0, max_query_window=3600.0) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                series=[history("temp", points)]):
+            url = proxy.http_url + "/metrics-windows"
+            r = await http_get(f"{url}?start_time={iso(now - 7200)}")
+            assert r.status == 400, r.text
+            assert "to now" in r.json()["error"] and "3600s" in r.json()["error"]
+            r = await http_get(f"{url}?end_time={iso(now)}")
+            assert r.status == 400, r.text
+            assert "end_time without start_time" in r.json()["error"]
+            r = await http_get(f"{url}?start_time={iso(now - 600)}")
+            assert r.status == 200, r.text
+            assert [d["value"] for d in r.json()[0]["data"]] == [2.0]
+        async with open_proxy(collect_timeout=2.0, max_query_window=None) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                series=[history("temp", points)]):
+            r = await http_get(f"{proxy.http_url}/metrics-windows?end_time={iso(now - 3600)}")
+            assert r.status == 200, r.text
+            assert [d["value"] for d in r.json()[0]["data"]] == [1.0]
 
 
 async def test_cluster_and_config(proxy):

@@ -313,13 +313,36 @@ def test_offsets_are_compared_as_instants() -> None:
 
 def test_max_window() -> None:
     params = {"start_time": "2026-11-28T04:08:20Z", "end_time": "2026-11-28T05:08:20Z"}
-    assert window_from_query(params, max_window=3600) == TimeWindow(T0, T0 + 3600)
+    assert window_from_query(params, max_window=3600, now=T0) == TimeWindow(T0, T0 + 3600)
     with bad("^the window from start_time to end_time is 3600s long; the limit is 1800s"):
-        window_from_query(params, max_window=1800)
-    # Open windows are not checked: the agent's ring bounds them.
-    assert window_from_query({"start_time": params["start_time"]}, max_window=1) == TimeWindow(
-        T0, None
-    )
+        window_from_query(params, max_window=1800, now=T0)
+    # Without a limit, open windows are taken as they are.
+    assert window_from_query({"start_time": params["start_time"]}) == TimeWindow(T0, None)
+    assert window_from_query({"end_time": params["start_time"]}) == TimeWindow(None, T0)
+
+
+def test_max_window_open_end_is_measured_to_now() -> None:
+    start = {"start_time": "2026-11-28T04:08:20Z"}
+    assert window_from_query(start, max_window=3600, now=T0 + 3600) == TimeWindow(T0, None)
+    with bad(r"^the window from start_time to now \(no end_time: the window ends now\) is 3601s"
+             r" long; the limit is 3600s"):
+        window_from_query(start, max_window=3600, now=T0 + 3601)
+    # A start in the future is an empty window, within any limit.
+    assert window_from_query(start, max_window=1, now=T0 - 86400) == TimeWindow(T0, None)
+
+
+def test_max_window_open_start_is_over_any_limit() -> None:
+    end = {"end_time": "2026-11-28T04:08:20Z"}
+    for now in (T0 - 86400, T0, T0 + 86400):
+        with bad("^end_time without start_time asks for everything before it, a window with no"
+                 " start and so longer than the limit of 1e[+]09s [(]--max-query-window[)]:"
+                 " give start_time too"):
+            window_from_query(end, max_window=1e9, now=now)
+
+
+def test_max_window_needs_now() -> None:
+    with pytest.raises(TypeError, match="now is required"):
+        window_from_query({}, max_window=3600)
 
 
 @given(
@@ -432,7 +455,7 @@ def test_window_raises_only_invalid_argument(
     params: dict[str, str | list[str]], max_window: float | None
 ) -> None:
     try:
-        window = window_from_query(params, max_window=max_window)
+        window = window_from_query(params, max_window=max_window, now=T0)
     except InvalidArgument:
         return
     if window.start is not None and window.end is not None:

@@ -113,6 +113,27 @@ async def test_hung_agent_is_up_0_and_the_others_answer():
             hung.hang = False
 
 
+async def test_hang_can_be_undone_and_later_misbehaviours_still_apply():
+    # The proxy's own deadline is long; a scrape that must miss lowers it with Prometheus's header.
+    quick = {"X-Prometheus-Scrape-Timeout-Seconds": "1"}
+    with trio.fail_after(30):
+        async with open_proxy(collect_timeout=10.0) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=1,
+                                series=[static("x", 7)]) as agent:
+            agent.hang = True
+            r = await http_get(proxy.http_url + "/metrics", headers=quick)
+            assert samples_of(r.text, "fodc_agent_up")[0].value == 0.0
+            assert samples_of(r.text, "x") == []
+            agent.hang = False
+            ups, r = await up_by_agent(proxy)
+            assert ups == {agent.agent_id: 1.0}
+            assert [s.value for s in samples_of(r.text, "x")] == [7.0]
+            agent.delay = 30.0
+            r = await http_get(proxy.http_url + "/metrics", headers=quick)
+            assert samples_of(r.text, "fodc_agent_up")[0].value == 0.0
+            assert r.headers["x-fodc-agents-missed"] == agent.agent_id
+
+
 @pytest.mark.parametrize("how", ["drop_mid_reply", "drop"])
 async def test_dropped_connection_is_unconnected(how):
     with trio.fail_after(15):
@@ -235,7 +256,7 @@ async def test_hostile_labels_round_trip_through_metrics_and_windows(proxy):
             r = await http_get(proxy.http_url + "/metrics")
             om = await http_get(proxy.http_url + "/metrics",
                                 headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-            windows = (await http_get(proxy.http_url + "/metrics-windows?start_time=2000-01-01T00:00:00Z")).json()
+            windows = (await http_get(f"{proxy.http_url}/metrics-windows?start_time={rfc3339(time.time() - 3600)}")).json()
     assert r.status == 200 and om.status == 200
     samples = samples_of(r.text, "fodc_fake_hostile")
     assert len(samples) == len(HOSTILE_LABEL_VALUES) + len(HOSTILE_LABEL_NAMES) + 1

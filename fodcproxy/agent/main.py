@@ -1,7 +1,7 @@
 """`python -m fodcproxy agent`: the agent's composition root and program.
 
 One agent = a `FlightRecorder`, a `Watchdog` that scrapes the node into it and an `AgentClient`
-that answers the proxy from it. `Agent.run()` opens the one nursery they share; the client's
+that answers the proxy from it, adding the agent's own figures (`fodcproxy.agent.selfmetrics`). `Agent.run()` opens the one nursery they share; the client's
 `source` is the recorder's `query(window)`, and its `node_config` callable is a
 `NodeConfigWatcher` that reloads the node configuration file when it changes.
 
@@ -12,6 +12,7 @@ once); when the client has returned, the watchdog is cancelled. See docs/agent.m
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import attrs
@@ -30,6 +31,7 @@ from fodcproxy.agent.config import (
 from fodcproxy.agent.nodeconfig import NodeConfigWatcher
 from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics
 from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
+from fodcproxy.agent.selfmetrics import self_samples
 from fodcproxy.core.model import Sample, TimeWindow
 from fodcproxy.errors import ConfigError
 from fodcproxy.process import exit_bad_flag, format_duration, run_program, run_until_signal, setup_logging
@@ -117,7 +119,15 @@ class Agent:
             self._client.stop()
 
     async def _answer(self, window: TimeWindow) -> Sequence[Sample]:
-        return self.recorder.query(window)
+        # The node's series from the recorder, then the agent's own figures as they are now
+        # (`fodcproxy.agent.selfmetrics`): they are not recorded, so a window that does not reach
+        # the present has none of them.
+        samples = self.recorder.query(window)
+        now = time.time()
+        if window.is_latest or window.contains(now):
+            samples.extend(self_samples(self.watchdog.statistics(), self.recorder.statistics(),
+                                        connects=self.client.statistics().connects, now=now))
+        return samples
 
     async def run(self, *, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED) -> None:
         """Scrape and serve until `stop()`.

@@ -292,12 +292,19 @@ def _decode_content(url: str, body: bytes, encoding: str | None, max_bytes: int)
 @attrs.frozen
 class WatchdogStatistics:
     """A snapshot of the watchdog: completed polls, and per endpoint the scrapes that succeeded,
-    the scrapes that failed and the last failure's message (None once a scrape succeeds again)."""
+    the scrapes that failed and the last failure's message (None once a scrape succeeds again).
+
+    `last_duration` holds, per endpoint scraped at least once, the seconds its last scrape took
+    (fetch and parse, success or failure, on Trio's clock); `last_success` the wall-clock time
+    (Unix seconds) at which its last successful scrape started, for endpoints that had one.
+    """
 
     polls: int
     scrapes_ok: Mapping[str, int]
     scrapes_failed: Mapping[str, int]
     last_error: Mapping[str, str | None]
+    last_duration: Mapping[str, float] = attrs.field(factory=dict)
+    last_success: Mapping[str, float] = attrs.field(factory=dict)
 
 
 class Watchdog:
@@ -342,6 +349,8 @@ class Watchdog:
         self._ok = dict.fromkeys(self._endpoints, 0)
         self._failed = dict.fromkeys(self._endpoints, 0)
         self._last_error: dict[str, str | None] = dict.fromkeys(self._endpoints)
+        self._last_duration: dict[str, float] = {}
+        self._last_success: dict[str, float] = {}
 
     @property
     def endpoints(self) -> list[str]:
@@ -384,6 +393,8 @@ class Watchdog:
             scrapes_ok=dict(self._ok),
             scrapes_failed=dict(self._failed),
             last_error=dict(self._last_error),
+            last_duration=dict(self._last_duration),
+            last_success=dict(self._last_success),
         )
 
     async def _poll(self) -> None:
@@ -395,6 +406,13 @@ class Watchdog:
 
     async def _scrape(self, endpoint: str) -> None:
         now = self._clock()
+        began = trio.current_time()
+        try:
+            await self._scrape_into(endpoint, now)
+        finally:
+            self._last_duration[endpoint] = trio.current_time() - began
+
+    async def _scrape_into(self, endpoint: str, now: float) -> None:
         try:
             with trio.move_on_after(self._timeout) as scope:
                 body, content_type = await self._fetch(endpoint, timeout=self._timeout)
@@ -412,6 +430,7 @@ class Watchdog:
             return
         self._recorder.record(samples, now=now)
         self._ok[endpoint] += 1
+        self._last_success[endpoint] = now
         if self._last_error[endpoint] is not None:
             log.info("scrape of %s recovered: %d samples", endpoint, len(samples))
             self._last_error[endpoint] = None

@@ -113,33 +113,55 @@ class Selection:
         )
 
 
-def window_from_query(params: QueryParams, *, max_window: float | None = None) -> TimeWindow:
+def window_from_query(
+    params: QueryParams, *, max_window: float | None = None, now: float | None = None
+) -> TimeWindow:
     """Read `start_time` and `end_time` (RFC3339) into a `TimeWindow` of Unix seconds.
 
     Neither given: `LATEST`. One given: the window is open on the other side. Timestamps must be
     RFC3339 with a "Z" or a numeric offset, fractional seconds allowed; "t" or a space may stand
     for "T"; a leap second (:60) counts as the next second. Unix seconds are refused.
 
+    `max_window` (seconds), when set, bounds the window's length, and `now` (Unix seconds) must be
+    given with it: an open end counts as `now`, so `start_time` alone is measured from
+    `start_time` to `now` (a start in the future is a window of length 0). An open start reaches
+    back without bound (it asks for everything the agents still hold), so `end_time` alone is
+    over any limit and refused; without `max_window` it is accepted.
+
     Raises `InvalidArgument` when a value is repeated, empty or not RFC3339, when start_time is
-    after end_time, and, if `max_window` (seconds) is set and both ends are given, when the
-    window is longer than that.
+    after end_time, and when the window is longer than `max_window`. Raises `TypeError` when
+    `max_window` is set and `now` is not (a programming error, not a client's).
     """
+    if max_window is not None and now is None:
+        raise TypeError("window_from_query: now is required with max_window")
     start_text = _single(params, "start_time")
     end_text = _single(params, "end_time")
     if start_text is None and end_text is None:
         return LATEST
     start = None if start_text is None else _parse_rfc3339("start_time", start_text)
     end = None if end_text is None else _parse_rfc3339("end_time", end_text)
-    if start is not None and end is not None:
-        if start > end:
+    if start is not None and end is not None and start > end:
+        raise InvalidArgument(
+            f"start_time {_show(start_text or '')} is after end_time {_show(end_text or '')}:"
+            " start_time must not be later than end_time"
+        )
+    if max_window is not None and now is not None:
+        if start is None:
             raise InvalidArgument(
-                f"start_time {_show(start_text or '')} is after end_time {_show(end_text or '')}:"
-                " start_time must not be later than end_time"
+                f"end_time without start_time asks for everything before it, a window with no"
+                f" start and so longer than the limit of {max_window:g}s (--max-query-window):"
+                f" give start_time too, at most {max_window:g}s before end_time"
             )
-        if max_window is not None and end - start > max_window:
+        if end is not None and end - start > max_window:
             raise InvalidArgument(
                 f"the window from start_time to end_time is {end - start:g}s long;"
                 f" the limit is {max_window:g}s: ask for a shorter window"
+            )
+        if end is None and now - start > max_window:
+            raise InvalidArgument(
+                f"the window from start_time to now (no end_time: the window ends now) is"
+                f" {now - start:g}s long; the limit is {max_window:g}s: give a later start_time"
+                f" or an end_time at most {max_window:g}s after it"
             )
     return TimeWindow(start, end)
 

@@ -282,7 +282,8 @@ def create_app(proxy: Proxy) -> QuartTrio:
     async def metrics_windows() -> Response:
         params = _params()
         query.check_unknown(params, query.SELECTION_PARAMS | query.WINDOW_PARAMS)
-        window = query.window_from_query(params, max_window=cfg.max_query_window)
+        window = query.window_from_query(params, max_window=cfg.max_query_window,
+                                          now=time.time())
         entries, chosen = select()
         results, duration = await collect(entries, window, (window, chosen))
         groups = [(r.meta, r.samples if isinstance(r.samples, DigestedSamples)

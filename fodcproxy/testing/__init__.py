@@ -10,8 +10,8 @@ timestamped points), `rolling` (a point every step over the last span, from a fu
 `hostile` (label values and names that break naive exposition).
 
 Misbehaviours (attributes of `FakeAgent`, see `fodcproxy.testing.fake`): `delay` (answer
-slowly), `hang` (never answer), `skip` (leave the next requests unanswered),
-`echo_request_id = False` (an agent built from the seed's proto),
+slowly), `hang` (no answer until set back to False), `skip` (leave the next requests
+unanswered), `echo_request_id = False` (an agent built from the seed's proto),
 `heartbeats = False` (stop heartbeating), `oversized` (one reply over the proxy's message limit),
 `malformed` (a reply that is not protobuf), `drop_mid_reply`; `drop()` (lose the connection without
 a goodbye), `disconnect()` (graceful goodbye).

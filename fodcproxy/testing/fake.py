@@ -7,7 +7,7 @@ any time, and take effect at the next request (or heartbeat):
 | attribute / method        | what the proxy sees                                                |
 |---------------------------|--------------------------------------------------------------------|
 | `delay = 2.0`             | a slow answer (`fodc_agent_up 0` when over the collect timeout)    |
-| `hang = True`             | no answer at all                                                   |
+| `hang = True`             | no answer at all, until `hang = False` (see below)                 |
 | `echo_request_id = False` | replies with request id 0, like an agent built from the seed's proto |
 | `skip = 1`                | the next request(s) get no reply at all; later ones are answered   |
 | `heartbeats = False`      | streams open, heartbeats stop: offline after the heartbeat timeout |
@@ -19,6 +19,11 @@ any time, and take effect at the next request (or heartbeat):
 
 After an oversized or malformed reply the proxy ends the metrics stream; the client then starts a
 new session (same identity, same `agent_id`) after its reconnect backoff.
+
+`hang = False` undoes `hang = True`: the request held meanwhile is answered then (late: the proxy
+has given up on it and drops the reply, counting it in `fodc_proxy_dropped_replies_total`), so
+are the requests that queued up behind it, and the agent answers as usual from then on, with
+whatever misbehaviour is set by then.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 import attrs
 import trio
+from trio_util import AsyncBool
 
 from fodcproxy.agent.client import AgentClient, AgentSpec
 from fodcproxy.core.model import MetricType, NodeConfig, TimeWindow
@@ -263,7 +269,7 @@ class FakeAgent:
         host, _, port_text = proxy_address.rpartition(":")
         self.series: list[Series] = list(series)
         self.delay = 0.0
-        self.hang = False
+        self._hang = AsyncBool(False)
         self.skip = 0
         self.oversized = 0
         self.malformed = False
@@ -285,6 +291,16 @@ class FakeAgent:
         """The id the proxy gave at the first registration (stable across reconnects)."""
         assert self.client.agent_id is not None, "not registered yet"
         return self.client.agent_id
+
+    @property
+    def hang(self) -> bool:
+        """True: requests get no answer. Setting it back to False answers the held request (late)
+        and the agent carries on."""
+        return self._hang.value
+
+    @hang.setter
+    def hang(self, value: bool) -> None:
+        self._hang.value = bool(value)
 
     @property
     def echo_request_id(self) -> bool:
@@ -321,8 +337,8 @@ class FakeAgent:
         self.request_count += 1
         if self._keep_requests:
             self.requests.append(window)
-        if self.hang:
-            await trio.sleep_forever()
+        if self._hang.value:
+            await self._hang.wait_value(False)
         if self.delay:
             await trio.sleep(self.delay)
         now = self._clock()
