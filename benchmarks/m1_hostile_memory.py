@@ -23,7 +23,7 @@ import trio
 from benchmarks import _harness as h
 from fodcproxy.rpc import convert
 from fodcproxy.testing import open_fake_agent, static
-from fodcproxy.testing.hostile import RawH2, frame
+from fodcproxy.testing.rawh2 import RawH2, frame
 from fodcproxy.testing.http import http_get
 
 GROWTH_TARGET = 150 * h.MB

@@ -32,7 +32,7 @@ from fodcproxy.rpc.client import open_channel
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.service import REGISTER
 from fodcproxy.testing import open_fake_agent, open_proxy, static
-from fodcproxy.testing.hostile import RawH2, frame
+from fodcproxy.testing.rawh2 import RawH2, frame
 from fodcproxy.testing.http import http_get
 
 
