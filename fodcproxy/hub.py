@@ -50,7 +50,7 @@ from fodcproxy.errors import (
     Replaced,
     TakenOver,
 )
-from fodcproxy.link import AgentCall, AgentConnection, MetricsCall
+from fodcproxy.link import AgentCall, AgentConnection, MetricsCall, RequestCall
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.streams import (
     DIGESTS_PER_TURN,
@@ -58,11 +58,12 @@ from fodcproxy.streams import (
     MAX_SAMPLES_PER_REPLY,
     AgentGone,
     MetricsStream,
+    ReportStream,
     RequestStream,
 )
 
 __all__ = ["MAX_REPLY_BYTES", "MAX_SAMPLES_PER_REPLY", "AgentGone", "AgentHub", "AgentResult",
-           "AgentSession"]
+           "AgentSession", "Report"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,16 @@ class AgentResult:
     samples: Sequence[Any]  # the digested samples when up (a Sequence of Sample), else []
     up: bool
     duration: float
+    error: str = ""
+
+
+@attrs.frozen
+class Report:
+    """One agent's answer to `AgentHub.collect_reports`: `report` as the transport decoded it,
+    or None with the reason in `error`."""
+
+    entry: AgentEntry
+    report: Any
     error: str = ""
 
 
@@ -323,6 +334,54 @@ class AgentHub:
         self._attach(session, stream)
         self.registry.metrics_attached(agent_id, owner=session)
         return stream
+
+    async def attach(self, agent_id: str, call: RequestCall, kind: type[S]) -> S:
+        """Bind one of a pod agent's other streams (topology, lifecycle, ...) as a stream of
+        `kind`, replacing the session's previous one of that kind (see `bind`).
+
+        Returns the stream: feed it the call's replies, and call `call_ended(stream.session,
+        call)` when the call ends.
+
+        Raises:
+            PermissionDenied: the agent is registered by another connection.
+            NotRegistered: no live registration of that agent.
+        """
+        session = await self.bind(agent_id, call)
+        stream = kind(session, call, clock=self._clock)
+        self._attach(session, stream)
+        return stream
+
+    async def collect_reports(self, entries: Sequence[AgentEntry], kind: type[ReportStream], *,
+                              timeout: float) -> list[Report]:
+        """Ask every entry that holds a stream of `kind` for its report, under one deadline.
+
+        Entries without such a stream (address agents, pod agents that did not open it, offline
+        ones) are left out; an agent that fails or misses the deadline comes back with `report`
+        None and the reason.
+        """
+        start = self._clock()
+        deadline = start + timeout
+        asked: list[tuple[AgentEntry, ReportStream]] = []
+        for entry in entries:
+            session = entry.owner
+            if entry.status is AgentStatus.ONLINE and isinstance(session, AgentSession):
+                stream = session.stream(kind)
+                if stream is not None:
+                    asked.append((entry, stream))
+        results: list[Report | None] = [None] * len(asked)
+
+        async def one(i: int, entry: AgentEntry, stream: ReportStream) -> None:
+            try:
+                results[i] = Report(entry, await stream.request(deadline), "")
+            except AgentGone as exc:
+                results[i] = Report(entry, None, str(exc))
+
+        with trio.move_on_at(deadline):
+            async with trio.open_nursery() as nursery:
+                for i, (entry, stream) in enumerate(asked):
+                    nursery.start_soon(one, i, entry, stream)
+        return [r if r is not None else Report(entry, None, "missed the deadline")
+                for r, (entry, _) in zip(results, asked)]
 
     # -- fan-out -------------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ from fodcproxy.errors import FodcError
 if TYPE_CHECKING:
     from fodcproxy.core.exposition import DigestedSamples
 
-__all__ = ["AgentCall", "AgentConnection", "MetricsCall", "ReplyDigester", "StreamClosed"]
+__all__ = ["AgentCall", "AgentConnection", "MetricsCall", "ReplyDigester", "RequestCall",
+           "StreamClosed"]
 
 
 class StreamClosed(Exception):
@@ -86,6 +87,19 @@ class MetricsCall(AgentCall, Protocol):
 
     async def send_request(self, request_id: int, window: TimeWindow) -> None:
         """Ask the agent for `window`, tagged `request_id`.
+
+        Raises:
+            StreamClosed: the call is over.
+        """
+
+
+class RequestCall(AgentCall, Protocol):
+    """A call of one of the pod agents' other streams (topology, lifecycle, ...): the proxy asks,
+    the agent answers. What a request and a reply carry is the transport's business: the hub
+    passes `payload` through and stores what the handler hands it."""
+
+    async def send_request(self, request_id: int, payload: Any) -> None:
+        """Send the stream's request (`request_id` where the message has room for one).
 
         Raises:
             StreamClosed: the call is over.

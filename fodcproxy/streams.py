@@ -23,7 +23,7 @@ import trio
 from fodcproxy.core.model import TimeWindow
 from fodcproxy.core.tracker import RequestTracker, Verdict
 from fodcproxy.errors import InvalidArgument, LimitExceeded
-from fodcproxy.link import AgentCall, MetricsCall, StreamClosed
+from fodcproxy.link import AgentCall, MetricsCall, RequestCall, StreamClosed
 from fodcproxy.metrics import ProxyMetrics
 
 if TYPE_CHECKING:
@@ -241,3 +241,64 @@ class MetricsStream(RequestStream[MetricsCall, Any]):
         except InvalidArgument:
             digester.abandon()
             raise
+
+
+class ReportStream(RequestStream[RequestCall, Any]):
+    """A stream whose request asks "report now" and whose reply is one message (upstream's agents
+    send no ids: the tracker matches replies in order). The reply is stored as the transport's
+    handler decoded it; subclasses name the stream."""
+
+    def _new_result(self, payload: Any) -> Any:
+        return None
+
+    async def _send(self, request_id: int, payload: Any) -> None:
+        await self.call.send_request(request_id, payload)
+
+    async def request(self, deadline: float) -> Any:
+        """The agent's report, answered by `deadline` (the caller's cancel scope ends the wait).
+
+        Raises:
+            AgentGone: the stream ended before the reply came.
+        """
+        return await self._ask(None, None, deadline)
+
+    def on_reply(self, report: Any, *, request_id: int = 0, more: bool = False) -> None:
+        """One reply message of the agent, decoded by the transport."""
+        verdict, w = self._route(request_id, more)
+        if w is None:
+            return
+        w.result = report
+        if verdict is Verdict.DONE:
+            w.done.set()
+
+
+class TopologyStream(ReportStream):
+    """StreamClusterTopology: the cluster as the agent's node sees it."""
+
+
+class IdleStream(RequestStream[RequestCall, Any]):
+    """A stream the proxy accepts and holds for the agent's life without asking anything yet
+    (StreamLifecycle, StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles: their
+    requests come with the features that use them). Unasked replies are dropped."""
+
+    def _new_result(self, payload: Any) -> Any:
+        return None
+
+    async def _send(self, request_id: int, payload: Any) -> None:
+        await self.call.send_request(request_id, payload)
+
+
+class LifecycleStream(IdleStream):
+    pass
+
+
+class SchemaRegistryStream(IdleStream):
+    pass
+
+
+class CrashDiagnosticsStream(IdleStream):
+    pass
+
+
+class PressureProfilesStream(IdleStream):
+    pass

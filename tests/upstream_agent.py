@@ -144,7 +144,9 @@ class UpstreamLikeAgent:
 
     def run(self) -> None:
         m = self.m
-        with grpc.insecure_channel(self.target) as channel:
+        # Its own connection, as a real agent has (grpcio would share one between channels).
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(self.target, options=options) as channel:
             reg_q: queue.Queue = queue.Queue()
             self._queues["RegisterAgent"] = reg_q
 

@@ -34,6 +34,7 @@ KNOWN_PARAMS: dict[str, frozenset[str]] = {
     "/metrics-windows": SELECTION_PARAMS | WINDOW_PARAMS,
     "/cluster": SELECTION_PARAMS,
     "/cluster/config": SELECTION_PARAMS,
+    "/cluster/topology": SELECTION_PARAMS,
     "/sd": SELECTION_PARAMS,
     "/health": frozenset(),
 }

@@ -268,3 +268,36 @@ def _ip_order(ip: str) -> tuple[int, int, int, str]:
     return (0, addr.version, int(addr), ip)
 
 
+
+
+def reported_topology_json(reports: Sequence[Mapping[str, Any]],
+                           agents: Mapping[str, tuple[str, float]]) -> dict[str, Any]:
+    """`GET /cluster/topology`: the topologies pod agents reported, merged as upstream's proxy
+    merges them.
+
+    `reports` are `{"nodes": [...], "calls": [...]}` (nodes as `database.v1.Node` JSON); nodes are
+    de-duplicated by `metadata.name` (a later report wins; nodes without a name are left out),
+    calls by `id`. Every node gets `roles` (its role names, `[]` when none). `agents` maps a pod
+    name to its agent's (status, last heartbeat in Unix seconds): a node whose label `pod_name`
+    is one of them gets `status` and `last_heartbeat` (RFC 3339). Nodes are sorted by name,
+    calls by id, so the answer is stable.
+    """
+    nodes: dict[str, dict[str, Any]] = {}
+    calls: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for node in report.get("nodes", ()):
+            name = (node.get("metadata") or {}).get("name")
+            if isinstance(name, str) and name:
+                nodes[name] = dict(node)
+        for call in report.get("calls", ()):
+            cid = call.get("id")
+            if isinstance(cid, str) and cid:
+                calls[cid] = dict(call)
+    for node in nodes.values():
+        node["roles"] = list(node.get("roles") or [])
+        pod = (node.get("labels") or {}).get("pod_name")
+        if isinstance(pod, str) and pod in agents:
+            status, heartbeat = agents[pod]
+            node["status"] = status
+            node["last_heartbeat"] = rfc3339(heartbeat)
+    return {"nodes": [nodes[k] for k in sorted(nodes)], "calls": [calls[k] for k in sorted(calls)]}

@@ -29,6 +29,7 @@ from fodcproxy.http.status import CollectLog, status_json
 from fodcproxy.http.ui import register_ui
 from fodcproxy.rpc import convert
 from fodcproxy.security import bearer_matches
+from fodcproxy.streams import TopologyStream
 
 if TYPE_CHECKING:
     from fodcproxy.proxy import Proxy
@@ -304,6 +305,29 @@ def create_app(proxy: Proxy) -> QuartTrio:
         entries, _ = select()
         nodes = [_node_view(proxy, e) for e in entries]
         return _json(topology.cluster_json(nodes, now=time.time()))
+
+    @app.route("/cluster/topology", methods=["GET"])
+    async def cluster_topology() -> Response:
+        """The cluster as the selected pod agents' nodes see it (upstream's endpoint and keys):
+        each such agent is asked on its StreamClusterTopology under the collect deadline; nodes
+        are merged by `metadata.name`, calls by `id`, and each node whose `pod_name` label names
+        a registered agent gets that agent's `status` and `last_heartbeat`. Headers say which
+        agents were asked and which answered."""
+        query.check_unknown(_params(), query.SELECTION_PARAMS)
+        entries, _ = select()
+        reports = await hub.collect_reports(entries, TopologyStream, timeout=deadline())
+        wall = proxy.registry.wall
+        agents = {e.pod_name: (e.status.value, wall(e.last_heartbeat))
+                  for e in proxy.registry if e.pod_name}
+        doc = topology.reported_topology_json([r.report for r in reports if r.report is not None],
+                                              agents)
+        response = _json(doc)
+        missed = [r.entry.agent_id for r in reports if r.report is None]
+        response.headers["X-Fodc-Agents-Asked"] = str(len(reports))
+        response.headers["X-Fodc-Agents-Answered"] = str(len(reports) - len(missed))
+        if missed:
+            response.headers["X-Fodc-Agents-Missed"] = ",".join(missed)
+        return response
 
     @app.route("/cluster/config", methods=["GET"])
     async def cluster_config() -> Response:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -142,3 +142,15 @@ def samples_to_proto(samples: Sequence[Sample]) -> list[pb.Metric]:
             m.timestamp.CopyFrom(ts_to_proto(s.timestamp))
         out.append(m)
     return out
+
+
+def topology_from_proto(topology: pb.Topology) -> dict[str, Any]:
+    """An agent's reported topology as JSON-ready data: `{"nodes": [...], "calls": [...]}`, each
+    node a `database.v1.Node` in protojson with the proto's field names (roles as their names,
+    times as RFC 3339), each call `{"id", "target", "source"}`; default values left out."""
+    return {
+        "nodes": [json_format.MessageToDict(n, preserving_proto_field_name=True)
+                  for n in topology.nodes],
+        "calls": [json_format.MessageToDict(c, preserving_proto_field_name=True)
+                  for c in topology.calls],
+    }

@@ -7,6 +7,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import Message
+
 from fodcproxy.core.model import TimeWindow
 from fodcproxy.errors import FodcError
 from fodcproxy.link import AgentConnection, StreamClosed
@@ -14,7 +19,7 @@ from fodcproxy.rpc import convert
 from fodcproxy.rpc.replies import Interner, SeriesTable
 from fodcproxy.rpc.server import CallClosed, ServerCall
 
-__all__ = ["GrpcAgentCall", "GrpcMetricsCall"]
+__all__ = ["GrpcAgentCall", "GrpcMetricsCall", "GrpcRequestCall"]
 
 
 class GrpcAgentCall:
@@ -54,5 +59,20 @@ class GrpcMetricsCall(GrpcAgentCall):
     async def send_request(self, request_id: int, window: TimeWindow) -> None:
         try:
             await self.server_call.send(convert.window_to_proto(window, request_id))
+        except CallClosed as exc:
+            raise StreamClosed(str(exc)) from None
+
+
+class GrpcRequestCall(GrpcAgentCall):
+    """One of a pod agent's other streams (`fodcproxy.link.RequestCall`): each request is the
+    message `request_message(request_id, payload)` makes (upstream's messages carry no id)."""
+
+    def __init__(self, call: ServerCall, request_message: Callable[[int, Any], Message]) -> None:
+        super().__init__(call)
+        self._request_message = request_message
+
+    async def send_request(self, request_id: int, payload: Any) -> None:
+        try:
+            await self.server_call.send(self._request_message(request_id, payload))
         except CallClosed as exc:
             raise StreamClosed(str(exc)) from None

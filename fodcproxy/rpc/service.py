@@ -1,10 +1,20 @@
-"""FODCService: the RegisterAgent and StreamMetrics handlers (SPEC section 3)."""
+"""FODCService: the handlers of the agents' streams (SPEC section 3).
+
+RegisterAgent and StreamMetrics for every agent; for pod agents (upstream BanyanDB's agent) also
+StreamClusterTopology (asked by `GET /cluster/topology`) and StreamLifecycle,
+StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles, which are accepted, bound to
+the registering connection and held for the agent's life (their requests come with the features
+that use them; until then what an agent sends on them unasked is dropped).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
+from google.protobuf.message import Message
 
 from fodcproxy.core.registry import DEFAULT_LIMITS, RegistrationLimits
 from fodcproxy.errors import (
@@ -15,11 +25,28 @@ from fodcproxy.errors import (
     Unauthenticated,
 )
 from fodcproxy.hub import AgentHub
+from fodcproxy.streams import (
+    CrashDiagnosticsStream,
+    IdleStream,
+    LifecycleStream,
+    PressureProfilesStream,
+    SchemaRegistryStream,
+    TopologyStream,
+)
 from fodcproxy.rpc import convert, replies
 from fodcproxy.rpc.replies import Interner
 from fodcproxy.rpc.convert import pb
-from fodcproxy.rpc.link import GrpcAgentCall, GrpcMetricsCall
-from fodcproxy.rpc.methods import REGISTER, SERVICE, STREAM_METRICS
+from fodcproxy.rpc.link import GrpcAgentCall, GrpcMetricsCall, GrpcRequestCall
+from fodcproxy.rpc.methods import (
+    REGISTER,
+    SERVICE,
+    STREAM_CLUSTER_TOPOLOGY,
+    STREAM_CRASH_DIAGNOSTICS,
+    STREAM_LIFECYCLE,
+    STREAM_METRICS,
+    STREAM_PRESSURE_PROFILES,
+    STREAM_SCHEMA_REGISTRY,
+)
 from fodcproxy.rpc.server import Method, ServerCall
 from fodcproxy.security import bearer_matches
 
@@ -59,6 +86,20 @@ class FodcService:
             REGISTER: Method(pb.RegisterAgentRequest, self.register_agent),
             # Metrics stay serialized until the hub digests them (see rpc/replies.py).
             STREAM_METRICS: Method(replies.RawReply, self.stream_metrics),
+            STREAM_CLUSTER_TOPOLOGY: Method(pb.StreamClusterTopologyRequest,
+                                            self.stream_cluster_topology),
+            STREAM_LIFECYCLE: Method(pb.StreamLifecycleRequest, self._idle(
+                LifecycleStream, lambda rid, p: pb.StreamLifecycleResponse(request_lifecycle=True))),
+            STREAM_SCHEMA_REGISTRY: Method(pb.StreamSchemaRegistryRequest, self._idle(
+                SchemaRegistryStream,
+                lambda rid, p: pb.StreamSchemaRegistryResponse(request_registry=True))),
+            STREAM_CRASH_DIAGNOSTICS: Method(pb.StreamCrashDiagnosticsRequest, self._idle(
+                CrashDiagnosticsStream,
+                lambda rid, p: pb.StreamCrashDiagnosticsResponse(request_diagnostics=True))),
+            STREAM_PRESSURE_PROFILES: Method(pb.StreamPressureProfilesRequest, self._idle(
+                PressureProfilesStream,
+                lambda rid, p: pb.StreamPressureProfilesResponse(
+                    list_profiles=pb.ListProfiles(request_id=str(rid))))),
         }
 
     def _ack(self, agent_id: str, message: str = "") -> pb.RegisterAgentResponse:
@@ -111,11 +152,7 @@ class FodcService:
 
     async def stream_metrics(self, call: ServerCall) -> None:
         self._authenticate(call)
-        agent_id = call.metadata.get("agent_id", "").strip()
-        if not agent_id:
-            self.hub.metrics.refusal("missing_agent_id")
-            raise Unauthenticated(
-                "StreamMetrics needs the metadata 'agent_id: <id>' returned by RegisterAgent")
+        agent_id = self._agent_id(call)
         metrics_call = GrpcMetricsCall(call, interner=self.interner)
         stream = await self.hub.attach_metrics(agent_id, metrics_call)
         try:
@@ -126,3 +163,45 @@ class FodcService:
                 await stream.on_reply(msg.request_id, msg.more, msg.ByteSize(), msg.metrics)
         finally:
             self.hub.call_ended(stream.session, metrics_call)
+
+    def _agent_id(self, call: ServerCall) -> str:
+        agent_id = call.metadata.get("agent_id", "").strip()
+        if not agent_id:
+            self.hub.metrics.refusal("missing_agent_id")
+            name = call.method.rsplit("/", 1)[-1]
+            raise Unauthenticated(
+                f"{name} needs the metadata 'agent_id: <id>' returned by RegisterAgent")
+        return agent_id
+
+    async def stream_cluster_topology(self, call: ServerCall) -> None:
+        self._authenticate(call)
+        agent_id = self._agent_id(call)
+        agent_call = GrpcRequestCall(
+            call, lambda rid, p: pb.StreamClusterTopologyResponse(request_topology=True))
+        stream = await self.hub.attach(agent_id, agent_call, TopologyStream)
+        try:
+            while True:
+                msg = await call.receive()
+                if msg is None:
+                    return
+                stream.on_reply(convert.topology_from_proto(msg.topology))
+        finally:
+            self.hub.call_ended(stream.session, agent_call)
+
+    def _idle(self, kind: type[IdleStream],
+              request: Callable[[int, Any], Message]) -> Callable[[ServerCall], Awaitable[None]]:
+        """A handler that binds the stream and holds it; what the agent sends unasked is dropped."""
+
+        async def handler(call: ServerCall) -> None:
+            self._authenticate(call)
+            agent_id = self._agent_id(call)
+            agent_call = GrpcRequestCall(call, request)
+            stream = await self.hub.attach(agent_id, agent_call, kind)
+            try:
+                while await call.receive() is not None:
+                    log.debug("agent %s: dropped an unasked %s message", agent_id,
+                              call.method.rsplit("/", 1)[-1])
+            finally:
+                self.hub.call_ended(stream.session, agent_call)
+
+        return handler
