@@ -222,3 +222,34 @@ async def test_a_pod_agents_stream_from_another_connection_is_refused(up):
 
                 assert await trio.to_thread.run_sync(hijack) == grpc.StatusCode.PERMISSION_DENIED
                 assert not agent.ended
+
+
+async def test_topology_hostile_cases(up):
+    """Unasked, never answered and undecodable topology messages: each costs only its own
+    stream or its own request; the endpoint answers within its deadline."""
+    unasked = up.StreamClusterTopologyRequest(topology=up.Topology(
+        calls=[up.Call(id="stale", source="a", target="b")])).SerializeToString()
+    with trio.fail_after(30):
+        async with open_proxy(collect_timeout=0.5) as proxy:
+            early = UpstreamLikeAgent(proxy.grpc_address, up, pod_name="early-0", unasked=unasked,
+                                      topology=up.Topology(calls=[up.Call(id="fresh")]))
+            silent = UpstreamLikeAgent(proxy.grpc_address, up, pod_name="silent-0",
+                                       answer_topology=False)
+            garbage = UpstreamLikeAgent(proxy.grpc_address, up, pod_name="garbage-0",
+                                        unasked=b"\xff\xff\xff")
+            async with Running(early), Running(silent), Running(garbage):
+                for ag in (early, silent):
+                    s = proxy.proxy.hub.sessions[ag.agent_id]
+                    await until(lambda s=s: len(s.streams) == len(STREAMS))
+                # The undecodable message ends that agent's topology stream only.
+                await until(lambda: ("StreamClusterTopology", grpc.StatusCode.INVALID_ARGUMENT)
+                            in garbage.ended)
+                assert [e for e in garbage.ended if e[0] != "StreamClusterTopology"] == []
+                start = trio.current_time()
+                response = await http_get(proxy.http_url + "/cluster/topology")
+                assert trio.current_time() - start < 5  # the silent agent is not waited for
+                assert response.headers["x-fodc-agents-asked"] == "2"
+                assert response.headers["x-fodc-agents-missed"] == silent.agent_id
+                # The unasked report was dropped, never taken for the answer to a request.
+                assert [c["id"] for c in response.json()["calls"]] == ["fresh"]
+                assert not early.ended and not silent.ended

@@ -82,7 +82,8 @@ class UpstreamLikeAgent:
     def __init__(self, target: str, m: Any, *, pod_name: str, role: str = "ROLE_UNSPECIFIED",
                  labels: dict[str, str] | None = None, containers: tuple[str, ...] = ("data",),
                  heartbeat: float = 0.2, topology: Any = None,
-                 streams: tuple[str, ...] = STREAMS) -> None:
+                 streams: tuple[str, ...] = STREAMS, answer_topology: bool = True,
+                 unasked: bytes | None = None) -> None:
         self.target = target
         self.m = m
         self.pod_name = pod_name
@@ -92,6 +93,9 @@ class UpstreamLikeAgent:
         self.heartbeat = heartbeat
         self.topology = topology
         self.streams = streams
+        self.answer_topology = answer_topology
+        # Sent on StreamClusterTopology as soon as it opens, unasked (raw bytes of one message).
+        self.unasked = unasked
         self.agent_id = ""
         self.registered = threading.Event()
         self.opened = threading.Event()  # every stream is open
@@ -138,7 +142,7 @@ class UpstreamLikeAgent:
             while (item := q.get()) is not None:
                 yield item
 
-        call = channel.stream_stream(SERVICE + name, request_serializer=req_type.SerializeToString,
+        call = channel.stream_stream(SERVICE + name, request_serializer=_serialize,
                                      response_deserializer=resp_type.FromString)
         return q, call(drain(), metadata=(("agent_id", self.agent_id),))
 
@@ -200,6 +204,8 @@ class UpstreamLikeAgent:
 
     def _serve(self, name: str, q: queue.Queue, incoming: Any) -> None:
         m = self.m
+        if name == "StreamClusterTopology" and self.unasked is not None:
+            q.put(_Raw(self.unasked))
         try:
             for req in incoming:
                 if name == "StreamMetrics":
@@ -216,11 +222,23 @@ class UpstreamLikeAgent:
                                 "container_name": self.containers[0]})]))
                 elif name == "StreamClusterTopology" and req.request_topology:
                     self.topology_requests += 1
-                    q.put(m.StreamClusterTopologyRequest(topology=self.topology or m.Topology()))
+                    if self.answer_topology:
+                        q.put(m.StreamClusterTopologyRequest(topology=self.topology or m.Topology()))
             self.ended.append((name, grpc.StatusCode.OK))
         except grpc.RpcError as exc:
             if not self.stopping.is_set():
                 self.ended.append((name, exc.code()))
+
+
+class _Raw:
+    """Bytes sent as they are, in place of a message (an unasked or malformed one)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _serialize(message: Any) -> bytes:
+    return message.data if isinstance(message, _Raw) else message.SerializeToString()
 
 
 def wait(predicate, timeout: float = 10.0) -> None:
