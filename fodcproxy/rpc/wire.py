@@ -375,6 +375,15 @@ class _Connection(GRPCConnection):
             self, event.stream_id, request.message_encoding)
         return [request]
 
+    def _trailers_received(self, event: h2.events.TrailersReceived) -> list[Any]:
+        if self.limits is None:
+            return super()._trailers_received(event)  # client side: the server's status
+        # A gRPC client sends no trailers; purerpc would parse them as a *response's* and raise
+        # (no grpc-status: ProtocolError, which ends the whole connection) or hand the handler a
+        # ResponseEnded. They carry nothing for us: the StreamEnded h2 reports with them ends
+        # the request.
+        return []
+
     def _remote_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> list[Any]:
         self.preface_done = True
         return super()._remote_settings_changed(event)

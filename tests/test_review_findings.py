@@ -1,0 +1,63 @@
+"""Adversarial review of the transport hardening: each test is one suspected defect, proven."""
+
+from __future__ import annotations
+
+import h2.events
+import h2.settings
+import pytest
+import trio
+
+from fodcproxy.core.registry import AgentStatus
+from fodcproxy.errors import GrpcCode
+from fodcproxy.rpc import convert
+from fodcproxy.testing import open_proxy
+from fodcproxy.testing.hostile import RawH2, frame
+
+from tests.test_hostile_transport import register_raw, registration, status_of
+
+
+async def heartbeat_acked(raw: RawH2, sid: int, port: int, timeout: float = 2.0) -> bool:
+    """Send one heartbeat on `sid`; True when the proxy's ack arrives within `timeout`."""
+    before = sum(1 for e in raw.events if isinstance(e, h2.events.DataReceived) and e.stream_id == sid)
+    raw.send(sid, frame(registration(port)))
+    await raw.flush()
+    with trio.move_on_after(timeout):
+        while sum(1 for e in raw.events
+                  if isinstance(e, h2.events.DataReceived) and e.stream_id == sid) == before:
+            if raw.closed:
+                return False
+            await raw.pump(0.05)
+        return True
+    return False
+
+
+async def test_client_trailers_without_grpc_status_do_not_kill_the_connection():
+    with trio.fail_after(10):
+        async with open_proxy() as proxy:
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            reg = await register_raw(raw, 17201)
+            sid = raw.new_stream("RegisterAgent")
+            raw.send(sid, frame(b"\x0a\x01x")[:3])
+            raw.conn.send_headers(sid, [("x-trailer", "1")], end_stream=True)
+            await raw.flush()
+            await raw.pump(0.3)
+            assert await heartbeat_acked(raw, reg, 17201)
+            assert not raw.closed
+            await raw.aclose()
+
+
+async def test_client_trailers_with_grpc_status_end_the_call_cleanly():
+    """Trailers that parse as a response's used to reach the handler as a ResponseEnded
+    (AttributeError: INTERNAL and a traceback in the log)."""
+    with trio.fail_after(10):
+        async with open_proxy() as proxy:
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            reg = await register_raw(raw, 17202)
+            sid = raw.new_stream("RegisterAgent")
+            raw.conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+            await raw.flush()
+            while status_of(raw, sid) is None:
+                await raw.pump(0.05)
+            assert status_of(raw, sid)[0] == GrpcCode.INVALID_ARGUMENT  # closed before registering
+            assert await heartbeat_acked(raw, reg, 17202)
+            await raw.aclose()
