@@ -61,3 +61,43 @@ async def test_client_trailers_with_grpc_status_end_the_call_cleanly():
             assert status_of(raw, sid)[0] == GrpcCode.INVALID_ARGUMENT  # closed before registering
             assert await heartbeat_acked(raw, reg, 17202)
             await raw.aclose()
+
+
+async def test_reset_mid_message_gives_the_connection_window_back():
+    """The bytes of a partial message a peer resets are never acknowledged: each reset leaks
+    them from the connection's window for good, until the connection (and the agent it
+    carries) can send nothing at all."""
+    with trio.fail_after(15):
+        async with open_proxy(grpc_max_msg_size=100_000) as proxy:
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            reg = await register_raw(raw, 17203)
+            for _ in range(6):  # 6 x 90 KB > the 400 KB connection window
+                sid = raw.new_stream("RegisterAgent")
+                raw.send(sid, frame(b"\0" * 99_000)[:90_000])
+                await raw.flush()
+                await raw.pump(0.1)
+                raw.conn.reset_stream(sid)
+                await raw.flush()
+                await raw.pump(0.1)
+            assert proxy.proxy.grpc.budget.used == 0
+            assert await heartbeat_acked(raw, reg, 17203)
+            await raw.aclose()
+
+
+async def test_call_ending_with_queued_messages_gives_the_connection_window_back():
+    """Messages still queued for a call when it ends (here: refused registrations with more
+    frames behind them) are never acknowledged either."""
+    with trio.fail_after(15):
+        async with open_proxy(grpc_max_msg_size=100_000) as proxy:
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            reg = await register_raw(raw, 17204)
+            for _ in range(6):
+                sid = raw.new_stream("RegisterAgent")
+                # an invalid first message, then 90 KB of complete messages queued behind it
+                raw.send(sid, frame(b"\xff\xff\xff\xff") + frame(b"\0" * 45_000) * 2)
+                await raw.flush()
+                while status_of(raw, sid) is None:
+                    await raw.pump(0.05)
+            assert proxy.proxy.grpc.budget.used == 0
+            assert await heartbeat_acked(raw, reg, 17204)
+            await raw.aclose()

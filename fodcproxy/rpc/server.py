@@ -182,8 +182,8 @@ class ServerCall:
                 log.debug("could not send trailers on stream %s", stream_id, exc_info=True)
             if not self.remote_closed:
                 wire.reset_stream(self._sock, stream_id)
-                await self._sock._socket.flush()
         self._sock.forget(stream_id)
+        await self._sock._socket.flush()  # RST_STREAM, and the window forget() gave back
 
 
 @attrs.frozen

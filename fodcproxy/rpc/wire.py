@@ -150,6 +150,17 @@ class _ReadBuffer(MessageReadBuffer):
         self.need = 0
         self.started: float | None = None  # when the header of the message being read arrived
         self._granted: Grant | None = None
+        # Flow-controlled bytes received and not yet part of a message handed on: what must be
+        # acknowledged (given back to the peer's window) when the buffer is dropped unread.
+        self.unacked = 0
+
+    def data_received(self, data: bytes, flow_controlled_length: int | None = None) -> None:
+        self.unacked += len(data) if flow_controlled_length is None else flow_controlled_length
+        super().data_received(data, flow_controlled_length)
+
+    def unread(self) -> int:
+        """Flow-controlled bytes this buffer holds that no delivered message accounts for."""
+        return self.unacked + sum(flow for _, flow in self._messages)
 
     def _parse_one_message(self) -> tuple[Any, int]:
         length: int | None = self._message_length  # type: ignore[has-type]
@@ -182,6 +193,7 @@ class _ReadBuffer(MessageReadBuffer):
         self._compressed_flag = self._message_length = self._flow_controlled_length = None
         self._granted = None
         self.started = None
+        self.unacked -= flow
         return (data, reserved), flow
 
     def grant(self, grant: Grant) -> None:
@@ -349,11 +361,19 @@ class _Connection(GRPCConnection):
                     f"--grpc-message-timeout={timeout:g}s")))
         return events
 
-    def _fail(self, stream_id: int, refused: _Refused) -> StreamFailed:
+    def drop_buffer(self, stream_id: int) -> Any:
+        """Stop parsing `stream_id`'s input: what it buffered is acknowledged (the connection's
+        window must not shrink for good by a message nobody will read); later DATA is dropped
+        and acknowledged by `_data_received`. Returns the buffer, if there was one."""
         buf = self.message_read_buffers.pop(stream_id, None)
-        if buf is not None:
-            # The bytes it buffered are gone; what the peer still sends is dropped and acked.
+        if isinstance(buf, _ReadBuffer):
+            self._ack(stream_id, buf.unread())
+        elif buf is not None:
             self._ack(stream_id, buf._buffer.flow_controlled_length)
+        return buf
+
+    def _fail(self, stream_id: int, refused: _Refused) -> StreamFailed:
+        buf = self.drop_buffer(stream_id)
         if isinstance(buf, _ReadBuffer) and buf._granted is not None:
             self.release(stream_id, buf._granted)
         return StreamFailed(stream_id, refused.code, refused.message)
@@ -440,8 +460,16 @@ class _Connection(GRPCConnection):
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
             pass
 
+    def _stream_ended(self, event: h2.events.StreamEnded) -> list[Any]:
+        if self.limits is None:
+            return super()._stream_ended(event)
+        # As purerpc, but a partial message left in the buffer gives its window back.
+        if self.drop_buffer(event.stream_id) is not None:
+            return [RequestEnded(event.stream_id)]
+        return []
+
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Any]:
-        self.message_read_buffers.pop(event.stream_id, None)
+        self.drop_buffer(event.stream_id)
         if self.config.client_side:
             return [ResponseAborted(
                 event.stream_id,
@@ -530,9 +558,20 @@ class _Socket(GRPCProtoSocket):
         """Stop routing events to a stream whose call is over, and free its queue and bytes."""
         self._streams.pop(stream_id, None)
         self._ended.discard(stream_id)
-        self._grpc_connection.message_read_buffers.pop(stream_id, None)
+        conn = self._grpc_connection
+        conn.drop_buffer(stream_id)
         stream = self._all_streams.pop(stream_id, None)
         if stream is not None:
+            # Messages still queued for the call were never acknowledged: give their window back.
+            receive = stream._incoming_events[1]
+            while True:
+                try:
+                    event = receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError,
+                        anyio.BrokenResourceError):
+                    break
+                if isinstance(event, MessageReceived):
+                    conn._ack(stream_id, event.flow_controlled_length)
             _close_queue(stream)
         self._grpc_connection.release_stream(stream_id)
 
