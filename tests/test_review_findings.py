@@ -101,3 +101,36 @@ async def test_call_ending_with_queued_messages_gives_the_connection_window_back
             assert proxy.proxy.grpc.budget.used == 0
             assert await heartbeat_acked(raw, reg, 17204)
             await raw.aclose()
+
+
+async def test_registered_peer_that_never_reads_cannot_hold_the_budget_past_the_message_deadline():
+    """A registered peer advertises a stream window of 0, so its RegisterAgent handler blocks
+    in `send(ack)` for good and stops receiving; the complete messages it queues behind keep
+    their reservations until the agent is cleaned up (minutes). Meanwhile every honest reply
+    over the 64 KiB allowance waits for budget, pauses its whole connection, and fails."""
+    from fodcproxy.testing import open_fake_agent, static
+    from fodcproxy.testing.http import http_get
+
+    with trio.fail_after(20):
+        async with open_proxy(grpc_max_msg_size=100_000, grpc_buffer_budget=2 * 100_005,
+                              grpc_message_timeout=0.5, collect_timeout=3.0) as proxy:
+            budget = proxy.proxy.grpc.budget
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            raw.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            await raw.flush()
+            await raw.pump(0.1)
+            sid = raw.new_stream("RegisterAgent")
+            raw.send(sid, frame(registration(17300)) + frame(b"\0" * 99_000) * 2)
+            await raw.flush()
+            while budget.used < 2 * 99_005:
+                await raw.pump(0.02)
+            await raw.pump(1.5)  # three message deadlines
+            held = budget.used
+            async with open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1",
+                                       port=17301, max_message_size=100_000,
+                                       series=[static("honest_big", 1.0, help="x" * 80_000)]):
+                body = (await http_get(proxy.http_url + "/metrics")).text
+            await raw.aclose()
+            assert "honest_big" in body, [ln for ln in body.splitlines() if "fodc_agent_up" in ln
+                                          or "buffer" in ln]
+            assert held == 0, f"{held} bytes still held by a peer that reads nothing"

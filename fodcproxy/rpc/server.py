@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
+import h2.errors
 import trio
 from anyio.streams.tls import TLSStream
 from google.protobuf.message import DecodeError, Message
@@ -151,18 +152,30 @@ class ServerCall:
     async def send(self, message: Message) -> None:
         """Send one message (response headers go first, once).
 
+        A peer that takes none of it for --grpc-message-timeout (it gives no flow-control
+        window) has the call reset: a handler blocked here receives nothing, and the messages
+        queued behind would hold their share of the byte budget for as long.
+
         Raises:
-            CallClosed: the stream is closed or reset.
+            CallClosed: the stream is closed or reset, or the peer did not take the message.
         """
         if self.reset or self._finished:
             raise CallClosed("the call is over")
-        try:
-            if not self._response_started:
-                self._response_started = True
-                await self._stream.start_response()
-            await self._stream.send_message(message)
-        except Exception as exc:  # h2's StreamClosedError/ProtocolError, purerpc's errors
-            raise CallClosed(f"cannot send: {exc!r}") from None
+        limits = self._sock.limits
+        timeout = limits.message_timeout if limits is not None else math.inf
+        with trio.move_on_after(timeout) as waited:
+            try:
+                if not self._response_started:
+                    self._response_started = True
+                    await self._stream.start_response()
+                await self._stream.send_message(message)
+            except Exception as exc:  # h2's StreamClosedError/ProtocolError, purerpc's errors
+                raise CallClosed(f"cannot send: {exc!r}") from None
+        if waited.cancelled_caught:
+            # Part of the message may be out: the stream cannot carry trailers after it.
+            self.reset = True
+            wire.reset_stream(self._sock, self._stream.stream_id, h2.errors.ErrorCodes.CANCEL)
+            raise CallClosed(f"the peer took no message for --grpc-message-timeout={timeout:g}s")
 
     def abort(self, code: GrpcCode, message: str) -> None:
         """End the call from another task: its handler is cancelled, these become the trailers."""
