@@ -6,6 +6,7 @@ import h2.events
 import h2.settings
 import pytest
 import trio
+import trio.testing
 
 from fodcproxy.core.registry import AgentStatus
 from fodcproxy.errors import GrpcCode
@@ -134,3 +135,28 @@ async def test_registered_peer_that_never_reads_cannot_hold_the_budget_past_the_
             assert "honest_big" in body, [ln for ln in body.splitlines() if "fodc_agent_up" in ln
                                           or "buffer" in ln]
             assert held == 0, f"{held} bytes still held by a peer that reads nothing"
+
+
+async def test_budget_bytes_freed_for_a_waiter_cannot_be_taken_by_a_newcomer():
+    """`release()` unparks the waiters, which empties the parking lot before they run: a
+    `try_reserve()` in between (the releasing connection's own read loop, say: its expired
+    message gave the bytes back, and its next header asks at once) saw nobody queued and took
+    the bytes, again and again, while the waiting message's deadline ran out."""
+    from fodcproxy.rpc.budget import ByteBudget
+
+    budget = ByteBudget(100)
+    assert budget.try_reserve(100)
+    got = trio.Event()
+
+    async def waiter() -> None:
+        await budget.acquire(60)
+        got.set()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            budget.release(100)
+            assert not budget.try_reserve(60), "a newcomer took the bytes the waiter waits for"
+            await got.wait()
+    assert budget.used == 60
