@@ -160,3 +160,23 @@ async def test_budget_bytes_freed_for_a_waiter_cannot_be_taken_by_a_newcomer():
             assert not budget.try_reserve(60), "a newcomer took the bytes the waiter waits for"
             await got.wait()
     assert budget.used == 60
+
+
+@pytest.mark.parametrize("header", [
+    ("x-bin", "/w=="),  # binary metadata: base64 of b"\xff", not UTF-8 once decoded
+    (b"x-raw", b"\xff\xfe"),  # a header value that is not UTF-8 at all
+], ids=["bin-metadata", "non-utf8-header"])
+async def test_undecodable_metadata_ends_only_its_call(header):
+    with trio.fail_after(10):
+        async with open_proxy() as proxy:
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            reg = await register_raw(raw, 17205)
+            sid = raw.conn.get_next_available_stream_id()
+            headers = [(k.encode(), v.encode()) for k, v in
+                       __import__("fodcproxy.testing.hostile", fromlist=["x"]).grpc_headers("StreamMetrics")]
+            raw.conn.send_headers(sid, [*headers, header])
+            await raw.flush()
+            await raw.pump(0.3)
+            assert await heartbeat_acked(raw, reg, 17205)
+            assert not raw.closed
+            await raw.aclose()

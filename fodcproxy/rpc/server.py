@@ -105,7 +105,9 @@ class ServerCall:
         self.method = f"/{request.service_name}/{request.method_name}"
         self.metadata: dict[str, str] = {}
         for key, value in request.custom_metadata:
-            self.metadata.setdefault(key.lower(), value if isinstance(value, str) else value.decode())
+            if not isinstance(value, str):  # a "-bin" key's value, base64-decoded: any bytes
+                value = value.decode("utf-8", "replace")
+            self.metadata.setdefault(key.lower(), value)
         self.peer = peer
         self.scope = trio.CancelScope()
         self.remote_closed = False  # the peer half-closed cleanly (a goodbye)

@@ -231,6 +231,11 @@ class _Connection(GRPCConnection):
         self.limits = limits
         super().__init__(config)
         self.budget = budget
+        if limits is not None:
+            # h2 would decode received headers as UTF-8 and raise UnicodeDecodeError out of
+            # receive_data (ending the connection, and losing the other events of that read)
+            # for one bad byte in one call's headers: take bytes, decode in _request_received.
+            self.h2_connection.config.header_encoding = None
         self.claimed: Callable[[], bool] = lambda: True
         self.now = 0.0
         self.held: dict[int, list[Grant]] = {}
@@ -384,8 +389,9 @@ class _Connection(GRPCConnection):
         if self.limits is None:
             return super()._request_received(event)
         try:
+            headers = [(_text(name), _text(value)) for name, value in event.headers]
             request = RequestReceived.parse_from_stream_id_and_headers_destructive(
-                event.stream_id, HeaderDict(event.headers))
+                event.stream_id, HeaderDict(headers))
         except Exception:  # purerpc's ProtocolError, KeyError, ValueError on bad headers
             self._reset(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return []
@@ -699,6 +705,11 @@ class _Socket(GRPCProtoSocket):
             return
         self._ended.add(stream.stream_id)
         stream._incoming_events[0].send_nowait(event)
+
+
+def _text(value: bytes | str) -> str:
+    """A received header name or value as text; bytes that are not UTF-8 become U+FFFD."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 def _close_queue(stream: GRPCProtoStream) -> None:
