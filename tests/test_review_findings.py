@@ -180,3 +180,57 @@ async def test_undecodable_metadata_ends_only_its_call(header):
             assert await heartbeat_acked(raw, reg, 17205)
             assert not raw.closed
             await raw.aclose()
+
+
+def _gzip_header(method: str) -> list[tuple[str, str]]:
+    from fodcproxy.testing.hostile import grpc_headers
+
+    return [*grpc_headers(method), ("grpc-encoding", "gzip")]
+
+
+@pytest.mark.parametrize("attack", ["deadline", "reset", "inflate", "queued", "end-stream"])
+async def test_every_byte_comes_back_while_the_connection_lives(attack):
+    """The existing tests reserve from the 64 KiB allowance (or nothing), or count on the
+    connection's end to release everything: with the per-stream releases removed they still
+    pass. Here each attack uses the budget pool, and the books are checked with the
+    connection (and its live agent) still open."""
+    with trio.fail_after(15):
+        async with open_proxy(grpc_max_msg_size=200_000, grpc_message_timeout=0.5) as proxy:
+            budget = proxy.proxy.grpc.budget
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            reg = await register_raw(raw, 17206)
+            (gsock,) = proxy.proxy.grpc._sockets
+            conn = gsock.connection
+            big = frame(b"\0" * 150_000)
+            if attack == "inflate":
+                sid = raw.conn.get_next_available_stream_id()
+                raw.conn.send_headers(sid, _gzip_header("RegisterAgent"))
+                raw.send(sid, b"\x01" + (150_000).to_bytes(4, "big") + b"\x55" * 150_000)
+            elif attack == "queued":
+                sid = raw.new_stream("RegisterAgent")
+                raw.send(sid, frame(b"\xff\xff\xff\xff") + big)
+            else:
+                sid = raw.new_stream("RegisterAgent")
+                raw.send(sid, big[:100_000], end_stream=False)
+            await raw.flush()
+            with trio.move_on_after(0.3):
+                while budget.used == 0:
+                    await raw.pump(0.01)
+            assert budget.used > 0 or attack == "queued"  # the budget pool, not the allowance
+            if attack == "reset":
+                raw.conn.reset_stream(sid)
+            elif attack == "end-stream":
+                raw.conn.end_stream(sid)
+            await raw.flush()
+            while status_of(raw, sid) is None and not raw.reset(sid) \
+                    and sid in proxy_streams(gsock):
+                await raw.pump(0.05)
+            await raw.pump(0.1)
+            assert budget.used == 0
+            assert conn.held_total == 0 and conn.small_total == 0 and not any(conn.held.values())
+            assert await heartbeat_acked(raw, reg, 17206)
+            await raw.aclose()
+
+
+def proxy_streams(gsock) -> set[int]:
+    return set(gsock._all_streams)
