@@ -298,3 +298,61 @@ async def test_unregistered_connections_cannot_starve_registered_agents_of_budge
             for raw in attackers:
                 await raw.aclose()
             assert "honest_big" in body
+
+
+@pytest.mark.parametrize("registered", [True, False], ids=["registered", "unregistered"])
+async def test_compressed_messages_cannot_take_the_budget_past_its_limit(registered):
+    """A message's inflated bytes are reserved with `force=True`: past the budget's limit and
+    past the 1 MiB of a connection with no agent. ~130-byte gzip messages that inflate to a
+    whole --grpc-max-msg-size each, queued on a call whose handler is not receiving yet (a
+    StreamMetrics call waits up to the attach grace for its agent), hold limit-free memory."""
+    import gzip
+
+    with trio.fail_after(15):
+        async with open_proxy(grpc_max_msg_size=100_000, grpc_buffer_budget=2 * 100_005,
+                              attach_grace=1.0) as proxy:
+            budget = proxy.proxy.grpc.budget
+            raw = await RawH2.open(proxy.addresses.grpc_port)
+            if registered:
+                await register_raw(raw, 17213)
+            sid = raw.conn.get_next_available_stream_id()
+            raw.conn.send_headers(sid, [*_gzip_header("StreamMetrics"),
+                                        ("agent_id", "nobody-000000000000")])
+            bomb = gzip.compress(b"\0" * 99_000)
+            one = b"\x01" + len(bomb).to_bytes(4, "big") + bomb
+            raw.send(sid, one * 200)  # 200 x 99 KB inflated = 19.8 MB, ~26 KB on the wire
+            await raw.flush()
+            while status_of(raw, sid) is None and not raw.closed:
+                await raw.pump(0.05)
+            peak = budget.statistics().peak
+            await raw.aclose()
+            assert peak <= budget.limit, f"peak {peak} over the budget's limit {budget.limit}"
+
+
+async def test_compressed_registration_and_heartbeats_still_work_and_give_every_byte_back():
+    import gzip
+
+    with trio.fail_after(10):
+        async with open_proxy(grpc_max_msg_size=100_000, grpc_buffer_budget=2 * 100_005) as proxy:
+            budget = proxy.proxy.grpc.budget
+            raw = await RawH2.open(proxy.addresses.grpc_port)  # no agent yet: 1 MiB at most
+            sid = raw.conn.get_next_available_stream_id()
+            raw.conn.send_headers(sid, _gzip_header("RegisterAgent"))
+            body = gzip.compress(registration(17214))
+            raw.send(sid, b"\x01" + len(body).to_bytes(4, "big") + body)
+            await raw.flush()
+            while not any(isinstance(e, h2.events.DataReceived) and e.stream_id == sid
+                          for e in raw.events):
+                await raw.pump(0.05)
+            assert proxy.proxy.registry.get(
+                next(iter(proxy.proxy.hub.sessions))).status is AgentStatus.ONLINE
+            for _ in range(3):  # compressed heartbeats on the now registered connection
+                raw.send(sid, b"\x01" + len(body).to_bytes(4, "big") + body)
+            await raw.flush()
+            while sum(isinstance(e, h2.events.DataReceived) and e.stream_id == sid
+                      for e in raw.events) < 4:
+                await raw.pump(0.05)
+            await raw.pump(0.1)
+            assert budget.used == 0
+            assert budget.statistics().peak <= budget.limit
+            await raw.aclose()

@@ -148,6 +148,7 @@ class _ReadBuffer(MessageReadBuffer):
         self._conn = conn
         self._stream_id = stream_id
         self.need = 0
+        self._inflate_limit = conn.config.max_message_length
         self.started: float | None = None  # when the header of the message being read arrived
         self._granted: Grant | None = None
         # Flow-controlled bytes received and not yet part of a message handed on: what must be
@@ -174,9 +175,13 @@ class _ReadBuffer(MessageReadBuffer):
             if length > self._max_message_length:
                 raise MessageTooLargeError(length)
             self.started = self._conn.now
-            self._granted = self._conn.reserve(self._stream_id, length + 5)
+            # A compressed message reserves what it may inflate to, before its body is
+            # buffered; inflating stops at that bound, and the rest is given back after.
+            want = self._conn.reservation_for(length, compressed=bool(self._compressed_flag))
+            self._inflate_limit = want - 5
+            self._granted = self._conn.reserve(self._stream_id, want)
             if self._granted is None:
-                self.need = length + 5
+                self.need = want
                 return None, 0
         elif self.need:
             return None, 0
@@ -184,12 +189,12 @@ class _ReadBuffer(MessageReadBuffer):
             return None, 0
         data, flow = self._buffer.popleft_flowcontrol(length)
         flow += self._flow_controlled_length
-        reserved = [self._granted]
+        granted = self._granted
         if self._compressed_flag:
             data = self.decompress(data)
-            extra = max(0, len(data) - length)
-            if extra:
-                reserved.append(self._conn.reserve(self._stream_id, extra, force=True))
+            if granted is not None:
+                granted = self._conn.shrink(self._stream_id, granted, len(data) + 5)
+        reserved = [granted]
         self._compressed_flag = self._message_length = self._flow_controlled_length = None
         self._granted = None
         self.started = None
@@ -207,13 +212,19 @@ class _ReadBuffer(MessageReadBuffer):
             raise _Refused(GrpcCode.UNIMPLEMENTED,
                            f"message encoding {self._message_encoding!r} is not supported; "
                            "send identity, gzip or deflate")
+        limit = min(self._max_message_length, self._inflate_limit)
         inflater = zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
         try:
-            out = inflater.decompress(data, self._max_message_length + 1)
+            out = inflater.decompress(data, limit + 1)
         except zlib.error as exc:
             raise _Refused(GrpcCode.INVALID_ARGUMENT,
                            f"compressed message does not inflate: {exc}") from None
-        if len(out) > self._max_message_length or inflater.unconsumed_tail:
+        if len(out) > limit or inflater.unconsumed_tail:
+            if limit < self._max_message_length:
+                raise _Refused(
+                    GrpcCode.RESOURCE_EXHAUSTED,
+                    f"a compressed message inflates past the {limit} bytes a connection with no "
+                    "registered agent may hold: register first, or send it uncompressed")
             raise MessageTooLargeError(self._max_message_length + 1)
         return out
 
@@ -274,7 +285,19 @@ class _Connection(GRPCConnection):
     # pool BUDGET is the proxy-wide budget. `held` keeps each stream's reservations, so a call
     # that ends for any reason gives back exactly what it held.
 
-    def reserve(self, stream_id: int, n: int, *, force: bool = False) -> Grant | None:
+    def reservation_for(self, length: int, *, compressed: bool) -> int:
+        """Bytes to reserve for a message of `length` bytes on the wire (5-byte header included):
+        a compressed one may inflate up to --grpc-max-msg-size, or, on a connection with no
+        registered agent, up to what it may still hold (at least its own length)."""
+        n = length + 5
+        if not compressed or self.budget is None or self.limits is None:
+            return n
+        ceiling = self.config.max_message_length + 5
+        if not self.claimed():
+            ceiling = min(ceiling, self.limits.unclaimed_bytes - self.held_total)
+        return max(n, ceiling)
+
+    def reserve(self, stream_id: int, n: int) -> Grant | None:
         """Reserve `n` bytes for a message of `stream_id`; None = wait for the budget.
 
         Raises:
@@ -284,24 +307,34 @@ class _Connection(GRPCConnection):
             return Grant(BUDGET, 0)
         limits = self.limits
         assert limits is not None
-        if force:
-            self.budget._take(n)
+        if not self.claimed() and self.held_total + n > limits.unclaimed_bytes:
+            raise _Refused(
+                GrpcCode.RESOURCE_EXHAUSTED,
+                f"a connection with no registered agent may hold at most "
+                f"{limits.unclaimed_bytes} bytes of unread messages: register first")
+        if self.small_total + n <= SMALL_ALLOWANCE:
+            grant = Grant(SMALL, n)
+            self.small_total += n
+        elif self.budget.try_reserve(n):
             grant = Grant(BUDGET, n)
         else:
-            if not self.claimed() and self.held_total + n > limits.unclaimed_bytes:
-                raise _Refused(
-                    GrpcCode.RESOURCE_EXHAUSTED,
-                    f"a connection with no registered agent may hold at most "
-                    f"{limits.unclaimed_bytes} bytes of unread messages: register first")
-            if self.small_total + n <= SMALL_ALLOWANCE:
-                grant = Grant(SMALL, n)
-                self.small_total += n
-            elif self.budget.try_reserve(n):
-                grant = Grant(BUDGET, n)
-            else:
-                return None
+            return None
         self._book(stream_id, grant)
         return grant
+
+    def shrink(self, stream_id: int, grant: Grant, size: int) -> Grant:
+        """Keep only `size` bytes of `grant` (an inflated message took less than reserved)."""
+        grants = self.held.get(stream_id)
+        if size >= grant.size or not grants:
+            return grant
+        try:
+            grants.remove(grant)
+        except ValueError:
+            return grant  # already given back with its stream
+        smaller = Grant(grant.pool, size)
+        grants.append(smaller)
+        self._give_back(Grant(grant.pool, grant.size - size))
+        return smaller
 
     def _book(self, stream_id: int, grant: Grant) -> None:
         self.held.setdefault(stream_id, []).append(grant)
