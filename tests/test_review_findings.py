@@ -356,3 +356,33 @@ async def test_compressed_registration_and_heartbeats_still_work_and_give_every_
             assert budget.used == 0
             assert budget.statistics().peak <= budget.limit
             await raw.aclose()
+
+
+async def test_a_peer_that_never_reads_is_still_closed_at_the_idle_timeout():
+    """A peer that sends PINGs (each answered by h2) and never reads fills the proxy's socket;
+    the writer task blocks in send, and when the idle timeout ends the read loop, leaving the
+    connection waits for that writer for good: the connection (slot, descriptor, h2's growing
+    output buffer) is never freed."""
+    import socket
+
+    with trio.fail_after(20):
+        async with open_proxy(grpc_idle_timeout=3.0, grpc_handshake_timeout=3.0,
+                              grpc_message_timeout=1.0) as proxy:
+            grpc = proxy.proxy.grpc
+            sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await sock.connect(("127.0.0.1", proxy.addresses.grpc_port))
+            stream = trio.SocketStream(sock)
+            preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+            ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
+            await stream.send_all(preface)
+            with trio.move_on_after(2.5):  # as many as the proxy will read before its timeout
+                while True:
+                    await stream.send_all(ping * 1000)
+            start = trio.current_time()
+            with trio.move_on_after(5):
+                while grpc.statistics().connections:
+                    await trio.sleep(0.05)
+            left = grpc.statistics().connections
+            await stream.aclose()
+            assert left == 0, f"still open {trio.current_time() - start:.1f}s after its timeout"

@@ -370,14 +370,20 @@ class GrpcServer:
         connection._on_change = gsock.claims_changed
         log.debug("connection from %s", peer)
         try:
-            async with gsock:
-                self._sockets.add(gsock)
-                async with trio.open_nursery() as calls:
-                    with listen_scope:
-                        async for stream in gsock.listen():
-                            calls.start_soon(self._call, gsock, stream, connection)
-                    # EOF, reset, timeout or closing: no call of this connection may outlive it.
-                    calls.cancel_scope.cancel()
+            async with trio.open_nursery() as guard:
+                async with gsock:
+                    self._sockets.add(gsock)
+                    async with trio.open_nursery() as calls:
+                        with listen_scope:
+                            async for stream in gsock.listen():
+                                calls.start_soon(self._call, gsock, stream, connection)
+                        # EOF, reset, timeout or closing: no call of this connection may outlive it.
+                        calls.cancel_scope.cancel()
+                    # Leaving `gsock` waits for its writer to send what is queued (trailers,
+                    # GOAWAY). A peer that reads nothing would hold that, and the connection, for
+                    # good: past --grpc-message-timeout the socket is closed under the writer.
+                    guard.start_soon(_close_after, sock, self.limits.message_timeout)
+                guard.cancel_scope.cancel()
             if gsock.close_reason is not None:
                 self._timed_out += gsock.close_reason.startswith("no ")
                 log.info("closed the connection from %s: %s", peer, gsock.close_reason)
@@ -428,6 +434,11 @@ class GrpcServer:
             self._calls.discard(call)
             if not self._calls:
                 self._idle.set()
+
+
+async def _close_after(sock: Any, delay: float) -> None:
+    await trio.sleep(delay)
+    await anyio.aclose_forcefully(sock)
 
 
 def describe(exc: BaseException) -> str:
