@@ -386,3 +386,29 @@ async def test_a_peer_that_never_reads_is_still_closed_at_the_idle_timeout():
             left = grpc.statistics().connections
             await stream.aclose()
             assert left == 0, f"still open {trio.current_time() - start:.1f}s after its timeout"
+
+
+async def test_a_registered_peer_that_never_reads_cannot_grow_the_output_buffer():
+    """h2 answers every PING (and SETTINGS) by itself; a peer that sends them and reads
+    nothing makes the proxy queue the answers without bound: the read loop keeps reading while
+    the writer is stuck. A registered connection has no idle timeout to end it."""
+    import socket
+
+    with trio.fail_after(20):
+        async with open_proxy() as proxy:
+            sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await sock.connect(("127.0.0.1", proxy.addresses.grpc_port))
+            raw = RawH2(trio.SocketStream(sock))
+            raw.conn.initiate_connection()
+            await raw.flush()
+            await register_raw(raw, 17215)
+            (gsock,) = proxy.proxy.grpc._sockets
+            ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
+            peak = 0
+            with trio.move_on_after(8):
+                while True:
+                    await raw.sock.send_all(ping * 1000)
+                    peak = max(peak, len(gsock.connection.h2_connection._data_to_send))
+            await raw.aclose()
+            assert peak <= 2 * 1024 * 1024, f"{peak} bytes queued for a peer that reads nothing"

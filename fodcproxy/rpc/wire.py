@@ -517,6 +517,36 @@ class _Connection(GRPCConnection):
         return [StreamReset(event.stream_id, int(event.error_code or 0))]
 
 
+class _Writer(SocketWrapper):
+    """purerpc's socket writer, which also says when a write has completed (`wait_sent`)."""
+
+    def __init__(self, grpc_connection: GRPCConnection, stream: anyio.abc.SocketStream) -> None:
+        super().__init__(grpc_connection, stream)
+        self._sent = trio.Event()
+
+    async def _writer_thread(self) -> None:  # purerpc's loop, plus the event
+        while True:
+            data = self._grpc_connection.data_to_send()
+            if data:
+                await self._stream.send(data)
+                self._sent.set()
+                self._sent = trio.Event()
+            elif self._running:
+                await self._flush_event.wait()  # type: ignore[has-type]  # purerpc's, untyped
+                self._flush_event = anyio.Event()
+            else:
+                return
+
+    async def wait_sent(self) -> None:
+        await self._sent.wait()
+
+
+# Bytes h2 may have queued for the peer (beyond what the writer is sending) before the read loop
+# stops reading: h2 answers PING and SETTINGS by itself, so a peer that sends them and reads
+# nothing would otherwise make the proxy queue answers without bound.
+OUTPUT_LIMIT = 1024 * 1024
+
+
 class ConnectionClosing(Exception):
     """Server side: the connection is being closed by us (idle, handshake or protocol error)."""
 
@@ -533,7 +563,7 @@ class _Socket(GRPCProtoSocket):
                  budget: ByteBudget | None = None) -> None:
         super().__init__(config, sock, receive_buffer_size=receive_buffer_size)
         self._grpc_connection = _Connection(config, limits, budget)
-        self._socket = SocketWrapper(self._grpc_connection, sock)
+        self._socket = _Writer(self._grpc_connection, sock)
         self._ended: set[int] = set()
         self._all_streams: dict[int, GRPCProtoStream] = {}
         self.closed = False
@@ -542,6 +572,7 @@ class _Socket(GRPCProtoSocket):
         self.opened_at = trio.current_time()
         self._unclaimed_since: float | None = self.opened_at
         self._wait_scope: trio.CancelScope | None = None
+        self._output_deadline: float | None = None  # the peer must take our output by then
         self.close_reason: str | None = None
 
     @property
@@ -566,6 +597,8 @@ class _Socket(GRPCProtoSocket):
             deadline = min(deadline, self.opened_at + limits.handshake_timeout)
         if self._unclaimed_since is not None:
             deadline = min(deadline, self._unclaimed_since + limits.idle_timeout)
+        if self._output_deadline is not None:
+            deadline = min(deadline, self._output_deadline)
         return deadline
 
     def _expire(self) -> list[Any]:
@@ -580,7 +613,14 @@ class _Socket(GRPCProtoSocket):
         if self._unclaimed_since is not None and now >= self._unclaimed_since + limits.idle_timeout:
             raise ConnectionClosing(
                 f"no agent registered on it for --grpc-idle-timeout={limits.idle_timeout:g}s")
+        if self._output_deadline is not None and now >= self._output_deadline:
+            raise ConnectionClosing(
+                f"its peer read nothing of the proxy's last {OUTPUT_LIMIT} bytes for "
+                f"--grpc-message-timeout={limits.message_timeout:g}s")
         return conn.expire_messages(now)
+
+    def _output_pending(self) -> int:
+        return len(self._grpc_connection.h2_connection._data_to_send)
 
     def _allocate_stream(self, stream_id: int) -> GRPCProtoStream:
         stream = super()._allocate_stream(stream_id)
@@ -640,6 +680,20 @@ class _Socket(GRPCProtoSocket):
     async def _next_events(self) -> list[Any] | None:
         """Read the socket (or wait for budget, or for a deadline); None at end of stream."""
         conn = self._grpc_connection
+        if self.limits is not None and self._output_pending() > OUTPUT_LIMIT:
+            # Read no more until the peer takes some of what is queued for it.
+            if self._output_deadline is None:
+                self._output_deadline = trio.current_time() + self.limits.message_timeout
+            await self._socket.flush()
+            while self._output_pending() > OUTPUT_LIMIT:
+                with trio.move_on_at(self._deadline()) as scope:
+                    self._wait_scope = scope
+                    assert isinstance(self._socket, _Writer)
+                    await self._socket.wait_sent()
+                self._wait_scope = None
+                if scope.cancelled_caught:
+                    return self._expire()
+            self._output_deadline = None
         while conn.waiting:
             stream_id = conn.waiting[0]
             buf = conn.message_read_buffers.get(stream_id)
