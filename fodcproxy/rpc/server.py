@@ -389,7 +389,8 @@ class GrpcServer:
                 log.info("closed the connection from %s: %s", peer, gsock.close_reason)
         except Exception as exc:
             self._connection_errors += 1
-            log.info("connection from %s ended: %s", peer, describe(exc))
+            log.info("connection from %s ended: %s%s", peer, describe(exc),
+                     f" (closing it: {gsock.close_reason})" if gsock.close_reason else "")
         finally:
             connection._on_change = None
             self._sockets.discard(gsock)
