@@ -36,7 +36,6 @@ import h2.exceptions
 import h2.settings
 import trio
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
-from purerpc.grpc_socket import SocketWrapper
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.connection import GRPCConnection
@@ -53,6 +52,7 @@ from purerpc.grpclib.status import Status
 
 from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc.budget import ByteBudget
+from fodcproxy.rpc.writer import OUTPUT_LIMIT, Writer
 
 log = logging.getLogger(__name__)
 
@@ -517,36 +517,6 @@ class _Connection(GRPCConnection):
         return [StreamReset(event.stream_id, int(event.error_code or 0))]
 
 
-class _Writer(SocketWrapper):
-    """purerpc's socket writer, which also says when a write has completed (`wait_sent`)."""
-
-    def __init__(self, grpc_connection: GRPCConnection, stream: anyio.abc.SocketStream) -> None:
-        super().__init__(grpc_connection, stream)
-        self._sent = trio.Event()
-
-    async def _writer_thread(self) -> None:  # purerpc's loop, plus the event
-        while True:
-            data = self._grpc_connection.data_to_send()
-            if data:
-                await self._stream.send(data)
-                self._sent.set()
-                self._sent = trio.Event()
-            elif self._running:
-                await self._flush_event.wait()  # type: ignore[has-type]  # purerpc's, untyped
-                self._flush_event = anyio.Event()
-            else:
-                return
-
-    async def wait_sent(self) -> None:
-        await self._sent.wait()
-
-
-# Bytes h2 may have queued for the peer (beyond what the writer is sending) before the read loop
-# stops reading: h2 answers PING and SETTINGS by itself, so a peer that sends them and reads
-# nothing would otherwise make the proxy queue answers without bound.
-OUTPUT_LIMIT = 1024 * 1024
-
-
 class ConnectionClosing(Exception):
     """Server side: the connection is being closed by us (idle, handshake or protocol error)."""
 
@@ -563,7 +533,7 @@ class _Socket(GRPCProtoSocket):
                  budget: ByteBudget | None = None) -> None:
         super().__init__(config, sock, receive_buffer_size=receive_buffer_size)
         self._grpc_connection = _Connection(config, limits, budget)
-        self._socket = _Writer(self._grpc_connection, sock)
+        self._socket = Writer(self._grpc_connection, sock)
         self._ended: set[int] = set()
         self._all_streams: dict[int, GRPCProtoStream] = {}
         self.closed = False
@@ -688,7 +658,7 @@ class _Socket(GRPCProtoSocket):
             while self._output_pending() > OUTPUT_LIMIT:
                 with trio.move_on_at(self._deadline()) as scope:
                     self._wait_scope = scope
-                    assert isinstance(self._socket, _Writer)
+                    assert isinstance(self._socket, Writer)
                     await self._socket.wait_sent()
                 self._wait_scope = None
                 if scope.cancelled_caught:
