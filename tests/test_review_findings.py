@@ -12,7 +12,7 @@ from fodcproxy.core.registry import AgentStatus
 from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc import convert
 from fodcproxy.testing import open_proxy
-from fodcproxy.testing.hostile import RawH2, frame
+from fodcproxy.testing.hostile import RawH2, frame, grpc_headers
 
 from tests.test_hostile_transport import register_raw, registration, status_of
 
@@ -172,8 +172,7 @@ async def test_undecodable_metadata_ends_only_its_call(header):
             raw = await RawH2.open(proxy.addresses.grpc_port)
             reg = await register_raw(raw, 17205)
             sid = raw.conn.get_next_available_stream_id()
-            headers = [(k.encode(), v.encode()) for k, v in
-                       __import__("fodcproxy.testing.hostile", fromlist=["x"]).grpc_headers("StreamMetrics")]
+            headers = [(k.encode(), v.encode()) for k, v in grpc_headers("StreamMetrics")]
             raw.conn.send_headers(sid, [*headers, header])
             await raw.flush()
             await raw.pump(0.3)
@@ -183,8 +182,6 @@ async def test_undecodable_metadata_ends_only_its_call(header):
 
 
 def _gzip_header(method: str) -> list[tuple[str, str]]:
-    from fodcproxy.testing.hostile import grpc_headers
-
     return [*grpc_headers(method), ("grpc-encoding", "gzip")]
 
 
