@@ -34,13 +34,16 @@ class ByteBudget:
         self.used = 0
         self.peak = 0
         self._lot = trio.lowlevel.ParkingLot()
+        # Tasks inside acquire(), parked or woken but not yet run: release() empties the lot,
+        # so the lot alone would let a newcomer take the bytes freed for them.
+        self._waiters = 0
 
     def fits(self, n: int) -> bool:
         return self.used + n <= self.limit
 
     def try_reserve(self, n: int) -> bool:
         """Reserve `n` bytes now if they fit (and nobody is queued before us)."""
-        if self._lot.statistics().tasks_waiting or not self.fits(n):
+        if self._waiters or not self.fits(n):
             return False
         self._take(n)
         return True
@@ -53,9 +56,13 @@ class ByteBudget:
         """
         if n > self.limit:
             raise ValueError(f"{n} bytes can never fit a budget of {self.limit}")
-        while not self.fits(n):
-            await self._lot.park()
-        self._take(n)
+        self._waiters += 1
+        try:
+            while not self.fits(n):
+                await self._lot.park()
+            self._take(n)
+        finally:
+            self._waiters -= 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def release(self, n: int) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
+import h2.errors
 import trio
 from anyio.streams.tls import TLSStream
 from google.protobuf.message import DecodeError, Message
@@ -104,7 +105,9 @@ class ServerCall:
         self.method = f"/{request.service_name}/{request.method_name}"
         self.metadata: dict[str, str] = {}
         for key, value in request.custom_metadata:
-            self.metadata.setdefault(key.lower(), value if isinstance(value, str) else value.decode())
+            if not isinstance(value, str):  # a "-bin" key's value, base64-decoded: any bytes
+                value = value.decode("utf-8", "replace")
+            self.metadata.setdefault(key.lower(), value)
         self.peer = peer
         self.scope = trio.CancelScope()
         self.remote_closed = False  # the peer half-closed cleanly (a goodbye)
@@ -151,18 +154,30 @@ class ServerCall:
     async def send(self, message: Message) -> None:
         """Send one message (response headers go first, once).
 
+        A peer that takes none of it for --grpc-message-timeout (it gives no flow-control
+        window) has the call reset: a handler blocked here receives nothing, and the messages
+        queued behind would hold their share of the byte budget for as long.
+
         Raises:
-            CallClosed: the stream is closed or reset.
+            CallClosed: the stream is closed or reset, or the peer did not take the message.
         """
         if self.reset or self._finished:
             raise CallClosed("the call is over")
-        try:
-            if not self._response_started:
-                self._response_started = True
-                await self._stream.start_response()
-            await self._stream.send_message(message)
-        except Exception as exc:  # h2's StreamClosedError/ProtocolError, purerpc's errors
-            raise CallClosed(f"cannot send: {exc!r}") from None
+        limits = self._sock.limits
+        timeout = limits.message_timeout if limits is not None else math.inf
+        with trio.move_on_after(timeout) as waited:
+            try:
+                if not self._response_started:
+                    self._response_started = True
+                    await self._stream.start_response()
+                await self._stream.send_message(message)
+            except Exception as exc:  # h2's StreamClosedError/ProtocolError, purerpc's errors
+                raise CallClosed(f"cannot send: {exc!r}") from None
+        if waited.cancelled_caught:
+            # Part of the message may be out: the stream cannot carry trailers after it.
+            self.reset = True
+            wire.reset_stream(self._sock, self._stream.stream_id, h2.errors.ErrorCodes.CANCEL)
+            raise CallClosed(f"the peer took no message for --grpc-message-timeout={timeout:g}s")
 
     def abort(self, code: GrpcCode, message: str) -> None:
         """End the call from another task: its handler is cancelled, these become the trailers."""
@@ -182,8 +197,8 @@ class ServerCall:
                 log.debug("could not send trailers on stream %s", stream_id, exc_info=True)
             if not self.remote_closed:
                 wire.reset_stream(self._sock, stream_id)
-                await self._sock._socket.flush()
         self._sock.forget(stream_id)
+        await self._sock._socket.flush()  # RST_STREAM, and the window forget() gave back
 
 
 @attrs.frozen
@@ -355,20 +370,27 @@ class GrpcServer:
         connection._on_change = gsock.claims_changed
         log.debug("connection from %s", peer)
         try:
-            async with gsock:
-                self._sockets.add(gsock)
-                async with trio.open_nursery() as calls:
-                    with listen_scope:
-                        async for stream in gsock.listen():
-                            calls.start_soon(self._call, gsock, stream, connection)
-                    # EOF, reset, timeout or closing: no call of this connection may outlive it.
-                    calls.cancel_scope.cancel()
+            async with trio.open_nursery() as guard:
+                async with gsock:
+                    self._sockets.add(gsock)
+                    async with trio.open_nursery() as calls:
+                        with listen_scope:
+                            async for stream in gsock.listen():
+                                calls.start_soon(self._call, gsock, stream, connection)
+                        # EOF, reset, timeout or closing: no call of this connection may outlive it.
+                        calls.cancel_scope.cancel()
+                    # Leaving `gsock` waits for its writer to send what is queued (trailers,
+                    # GOAWAY). A peer that reads nothing would hold that, and the connection, for
+                    # good: past --grpc-message-timeout the socket is closed under the writer.
+                    guard.start_soon(_close_after, sock, self.limits.message_timeout)
+                guard.cancel_scope.cancel()
             if gsock.close_reason is not None:
                 self._timed_out += gsock.close_reason.startswith("no ")
                 log.info("closed the connection from %s: %s", peer, gsock.close_reason)
         except Exception as exc:
             self._connection_errors += 1
-            log.info("connection from %s ended: %s", peer, describe(exc))
+            log.info("connection from %s ended: %s%s", peer, describe(exc),
+                     f" (closing it: {gsock.close_reason})" if gsock.close_reason else "")
         finally:
             connection._on_change = None
             self._sockets.discard(gsock)
@@ -413,6 +435,11 @@ class GrpcServer:
             self._calls.discard(call)
             if not self._calls:
                 self._idle.set()
+
+
+async def _close_after(sock: Any, delay: float) -> None:
+    await trio.sleep(delay)
+    await anyio.aclose_forcefully(sock)
 
 
 def describe(exc: BaseException) -> str:

@@ -36,7 +36,6 @@ import h2.exceptions
 import h2.settings
 import trio
 from purerpc.grpc_proto import GRPCProtoSocket, GRPCProtoStream
-from purerpc.grpc_socket import SocketWrapper
 from purerpc.grpclib.config import GRPCConfiguration
 from purerpc.grpclib.buffers import MessageReadBuffer
 from purerpc.grpclib.connection import GRPCConnection
@@ -53,6 +52,7 @@ from purerpc.grpclib.status import Status
 
 from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc.budget import ByteBudget
+from fodcproxy.rpc.writer import OUTPUT_LIMIT, Writer
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,20 @@ class _ReadBuffer(MessageReadBuffer):
         self._conn = conn
         self._stream_id = stream_id
         self.need = 0
+        self._inflate_limit = conn.config.max_message_length
         self.started: float | None = None  # when the header of the message being read arrived
         self._granted: Grant | None = None
+        # Flow-controlled bytes received and not yet part of a message handed on: what must be
+        # acknowledged (given back to the peer's window) when the buffer is dropped unread.
+        self.unacked = 0
+
+    def data_received(self, data: bytes, flow_controlled_length: int | None = None) -> None:
+        self.unacked += len(data) if flow_controlled_length is None else flow_controlled_length
+        super().data_received(data, flow_controlled_length)
+
+    def unread(self) -> int:
+        """Flow-controlled bytes this buffer holds that no delivered message accounts for."""
+        return self.unacked + sum(flow for _, flow in self._messages)
 
     def _parse_one_message(self) -> tuple[Any, int]:
         length: int | None = self._message_length  # type: ignore[has-type]
@@ -163,9 +175,13 @@ class _ReadBuffer(MessageReadBuffer):
             if length > self._max_message_length:
                 raise MessageTooLargeError(length)
             self.started = self._conn.now
-            self._granted = self._conn.reserve(self._stream_id, length + 5)
+            # A compressed message reserves what it may inflate to, before its body is
+            # buffered; inflating stops at that bound, and the rest is given back after.
+            want = self._conn.reservation_for(length, compressed=bool(self._compressed_flag))
+            self._inflate_limit = want - 5
+            self._granted = self._conn.reserve(self._stream_id, want)
             if self._granted is None:
-                self.need = length + 5
+                self.need = want
                 return None, 0
         elif self.need:
             return None, 0
@@ -173,15 +189,16 @@ class _ReadBuffer(MessageReadBuffer):
             return None, 0
         data, flow = self._buffer.popleft_flowcontrol(length)
         flow += self._flow_controlled_length
-        reserved = [self._granted]
+        granted = self._granted
         if self._compressed_flag:
             data = self.decompress(data)
-            extra = max(0, len(data) - length)
-            if extra:
-                reserved.append(self._conn.reserve(self._stream_id, extra, force=True))
+            if granted is not None:
+                granted = self._conn.shrink(self._stream_id, granted, len(data) + 5)
+        reserved = [granted]
         self._compressed_flag = self._message_length = self._flow_controlled_length = None
         self._granted = None
         self.started = None
+        self.unacked -= flow
         return (data, reserved), flow
 
     def grant(self, grant: Grant) -> None:
@@ -195,13 +212,19 @@ class _ReadBuffer(MessageReadBuffer):
             raise _Refused(GrpcCode.UNIMPLEMENTED,
                            f"message encoding {self._message_encoding!r} is not supported; "
                            "send identity, gzip or deflate")
+        limit = min(self._max_message_length, self._inflate_limit)
         inflater = zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
         try:
-            out = inflater.decompress(data, self._max_message_length + 1)
+            out = inflater.decompress(data, limit + 1)
         except zlib.error as exc:
             raise _Refused(GrpcCode.INVALID_ARGUMENT,
                            f"compressed message does not inflate: {exc}") from None
-        if len(out) > self._max_message_length or inflater.unconsumed_tail:
+        if len(out) > limit or inflater.unconsumed_tail:
+            if limit < self._max_message_length:
+                raise _Refused(
+                    GrpcCode.RESOURCE_EXHAUSTED,
+                    f"a compressed message inflates past the {limit} bytes a connection with no "
+                    "registered agent may hold: register first, or send it uncompressed")
             raise MessageTooLargeError(self._max_message_length + 1)
         return out
 
@@ -219,6 +242,11 @@ class _Connection(GRPCConnection):
         self.limits = limits
         super().__init__(config)
         self.budget = budget
+        if limits is not None:
+            # h2 would decode received headers as UTF-8 and raise UnicodeDecodeError out of
+            # receive_data (ending the connection, and losing the other events of that read)
+            # for one bad byte in one call's headers: take bytes, decode in _request_received.
+            self.h2_connection.config.header_encoding = None
         self.claimed: Callable[[], bool] = lambda: True
         self.now = 0.0
         self.held: dict[int, list[Grant]] = {}
@@ -257,7 +285,19 @@ class _Connection(GRPCConnection):
     # pool BUDGET is the proxy-wide budget. `held` keeps each stream's reservations, so a call
     # that ends for any reason gives back exactly what it held.
 
-    def reserve(self, stream_id: int, n: int, *, force: bool = False) -> Grant | None:
+    def reservation_for(self, length: int, *, compressed: bool) -> int:
+        """Bytes to reserve for a message of `length` bytes on the wire (5-byte header included):
+        a compressed one may inflate up to --grpc-max-msg-size, or, on a connection with no
+        registered agent, up to what it may still hold (at least its own length)."""
+        n = length + 5
+        if not compressed or self.budget is None or self.limits is None:
+            return n
+        ceiling = self.config.max_message_length + 5
+        if not self.claimed():
+            ceiling = min(ceiling, self.limits.unclaimed_bytes - self.held_total)
+        return max(n, ceiling)
+
+    def reserve(self, stream_id: int, n: int) -> Grant | None:
         """Reserve `n` bytes for a message of `stream_id`; None = wait for the budget.
 
         Raises:
@@ -267,24 +307,34 @@ class _Connection(GRPCConnection):
             return Grant(BUDGET, 0)
         limits = self.limits
         assert limits is not None
-        if force:
-            self.budget._take(n)
+        if not self.claimed() and self.held_total + n > limits.unclaimed_bytes:
+            raise _Refused(
+                GrpcCode.RESOURCE_EXHAUSTED,
+                f"a connection with no registered agent may hold at most "
+                f"{limits.unclaimed_bytes} bytes of unread messages: register first")
+        if self.small_total + n <= SMALL_ALLOWANCE:
+            grant = Grant(SMALL, n)
+            self.small_total += n
+        elif self.budget.try_reserve(n):
             grant = Grant(BUDGET, n)
         else:
-            if not self.claimed() and self.held_total + n > limits.unclaimed_bytes:
-                raise _Refused(
-                    GrpcCode.RESOURCE_EXHAUSTED,
-                    f"a connection with no registered agent may hold at most "
-                    f"{limits.unclaimed_bytes} bytes of unread messages: register first")
-            if self.small_total + n <= SMALL_ALLOWANCE:
-                grant = Grant(SMALL, n)
-                self.small_total += n
-            elif self.budget.try_reserve(n):
-                grant = Grant(BUDGET, n)
-            else:
-                return None
+            return None
         self._book(stream_id, grant)
         return grant
+
+    def shrink(self, stream_id: int, grant: Grant, size: int) -> Grant:
+        """Keep only `size` bytes of `grant` (an inflated message took less than reserved)."""
+        grants = self.held.get(stream_id)
+        if size >= grant.size or not grants:
+            return grant
+        try:
+            grants.remove(grant)
+        except ValueError:
+            return grant  # already given back with its stream
+        smaller = Grant(grant.pool, size)
+        grants.append(smaller)
+        self._give_back(Grant(grant.pool, grant.size - size))
+        return smaller
 
     def _book(self, stream_id: int, grant: Grant) -> None:
         self.held.setdefault(stream_id, []).append(grant)
@@ -349,11 +399,19 @@ class _Connection(GRPCConnection):
                     f"--grpc-message-timeout={timeout:g}s")))
         return events
 
-    def _fail(self, stream_id: int, refused: _Refused) -> StreamFailed:
+    def drop_buffer(self, stream_id: int) -> Any:
+        """Stop parsing `stream_id`'s input: what it buffered is acknowledged (the connection's
+        window must not shrink for good by a message nobody will read); later DATA is dropped
+        and acknowledged by `_data_received`. Returns the buffer, if there was one."""
         buf = self.message_read_buffers.pop(stream_id, None)
-        if buf is not None:
-            # The bytes it buffered are gone; what the peer still sends is dropped and acked.
+        if isinstance(buf, _ReadBuffer):
+            self._ack(stream_id, buf.unread())
+        elif buf is not None:
             self._ack(stream_id, buf._buffer.flow_controlled_length)
+        return buf
+
+    def _fail(self, stream_id: int, refused: _Refused) -> StreamFailed:
+        buf = self.drop_buffer(stream_id)
         if isinstance(buf, _ReadBuffer) and buf._granted is not None:
             self.release(stream_id, buf._granted)
         return StreamFailed(stream_id, refused.code, refused.message)
@@ -364,8 +422,9 @@ class _Connection(GRPCConnection):
         if self.limits is None:
             return super()._request_received(event)
         try:
+            headers = [(_text(name), _text(value)) for name, value in event.headers]
             request = RequestReceived.parse_from_stream_id_and_headers_destructive(
-                event.stream_id, HeaderDict(event.headers))
+                event.stream_id, HeaderDict(headers))
         except Exception:  # purerpc's ProtocolError, KeyError, ValueError on bad headers
             self._reset(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return []
@@ -374,6 +433,15 @@ class _Connection(GRPCConnection):
         self.message_read_buffers[event.stream_id] = _ReadBuffer(
             self, event.stream_id, request.message_encoding)
         return [request]
+
+    def _trailers_received(self, event: h2.events.TrailersReceived) -> list[Any]:
+        if self.limits is None:
+            return super()._trailers_received(event)  # client side: the server's status
+        # A gRPC client sends no trailers; purerpc would parse them as a *response's* and raise
+        # (no grpc-status: ProtocolError, which ends the whole connection) or hand the handler a
+        # ResponseEnded. They carry nothing for us: the StreamEnded h2 reports with them ends
+        # the request.
+        return []
 
     def _remote_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> list[Any]:
         self.preface_done = True
@@ -431,8 +499,16 @@ class _Connection(GRPCConnection):
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
             pass
 
+    def _stream_ended(self, event: h2.events.StreamEnded) -> list[Any]:
+        if self.limits is None:
+            return super()._stream_ended(event)
+        # As purerpc, but a partial message left in the buffer gives its window back.
+        if self.drop_buffer(event.stream_id) is not None:
+            return [RequestEnded(event.stream_id)]
+        return []
+
     def _stream_reset(self, event: h2.events.StreamReset) -> list[Any]:
-        self.message_read_buffers.pop(event.stream_id, None)
+        self.drop_buffer(event.stream_id)
         if self.config.client_side:
             return [ResponseAborted(
                 event.stream_id,
@@ -457,7 +533,7 @@ class _Socket(GRPCProtoSocket):
                  budget: ByteBudget | None = None) -> None:
         super().__init__(config, sock, receive_buffer_size=receive_buffer_size)
         self._grpc_connection = _Connection(config, limits, budget)
-        self._socket = SocketWrapper(self._grpc_connection, sock)
+        self._socket = Writer(self._grpc_connection, sock)
         self._ended: set[int] = set()
         self._all_streams: dict[int, GRPCProtoStream] = {}
         self.closed = False
@@ -466,6 +542,7 @@ class _Socket(GRPCProtoSocket):
         self.opened_at = trio.current_time()
         self._unclaimed_since: float | None = self.opened_at
         self._wait_scope: trio.CancelScope | None = None
+        self._output_deadline: float | None = None  # the peer must take our output by then
         self.close_reason: str | None = None
 
     @property
@@ -490,6 +567,8 @@ class _Socket(GRPCProtoSocket):
             deadline = min(deadline, self.opened_at + limits.handshake_timeout)
         if self._unclaimed_since is not None:
             deadline = min(deadline, self._unclaimed_since + limits.idle_timeout)
+        if self._output_deadline is not None:
+            deadline = min(deadline, self._output_deadline)
         return deadline
 
     def _expire(self) -> list[Any]:
@@ -504,7 +583,14 @@ class _Socket(GRPCProtoSocket):
         if self._unclaimed_since is not None and now >= self._unclaimed_since + limits.idle_timeout:
             raise ConnectionClosing(
                 f"no agent registered on it for --grpc-idle-timeout={limits.idle_timeout:g}s")
+        if self._output_deadline is not None and now >= self._output_deadline:
+            raise ConnectionClosing(
+                f"its peer read nothing of the proxy's last {OUTPUT_LIMIT} bytes for "
+                f"--grpc-message-timeout={limits.message_timeout:g}s")
         return conn.expire_messages(now)
+
+    def _output_pending(self) -> int:
+        return len(self._grpc_connection.h2_connection._data_to_send)
 
     def _allocate_stream(self, stream_id: int) -> GRPCProtoStream:
         stream = super()._allocate_stream(stream_id)
@@ -521,9 +607,20 @@ class _Socket(GRPCProtoSocket):
         """Stop routing events to a stream whose call is over, and free its queue and bytes."""
         self._streams.pop(stream_id, None)
         self._ended.discard(stream_id)
-        self._grpc_connection.message_read_buffers.pop(stream_id, None)
+        conn = self._grpc_connection
+        conn.drop_buffer(stream_id)
         stream = self._all_streams.pop(stream_id, None)
         if stream is not None:
+            # Messages still queued for the call were never acknowledged: give their window back.
+            receive = stream._incoming_events[1]
+            while True:
+                try:
+                    event = receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError,
+                        anyio.BrokenResourceError):
+                    break
+                if isinstance(event, MessageReceived):
+                    conn._ack(stream_id, event.flow_controlled_length)
             _close_queue(stream)
         self._grpc_connection.release_stream(stream_id)
 
@@ -553,6 +650,20 @@ class _Socket(GRPCProtoSocket):
     async def _next_events(self) -> list[Any] | None:
         """Read the socket (or wait for budget, or for a deadline); None at end of stream."""
         conn = self._grpc_connection
+        if self.limits is not None and self._output_pending() > OUTPUT_LIMIT:
+            # Read no more until the peer takes some of what is queued for it.
+            if self._output_deadline is None:
+                self._output_deadline = trio.current_time() + self.limits.message_timeout
+            await self._socket.flush()
+            while self._output_pending() > OUTPUT_LIMIT:
+                with trio.move_on_at(self._deadline()) as scope:
+                    self._wait_scope = scope
+                    assert isinstance(self._socket, Writer)
+                    await self._socket.wait_sent()
+                self._wait_scope = None
+                if scope.cancelled_caught:
+                    return self._expire()
+            self._output_deadline = None
         while conn.waiting:
             stream_id = conn.waiting[0]
             buf = conn.message_read_buffers.get(stream_id)
@@ -651,6 +762,11 @@ class _Socket(GRPCProtoSocket):
             return
         self._ended.add(stream.stream_id)
         stream._incoming_events[0].send_nowait(event)
+
+
+def _text(value: bytes | str) -> str:
+    """A received header name or value as text; bytes that are not UTF-8 become U+FFFD."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 def _close_queue(stream: GRPCProtoStream) -> None:
