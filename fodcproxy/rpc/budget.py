@@ -31,6 +31,9 @@ class ByteBudget:
         if limit <= 0:
             raise ValueError("the budget must be positive")
         self.limit = limit
+        # The share that connections with no registered agent draw from instead (rpc/wire.py):
+        # they can never take what registered agents' replies wait for. Itself when unset.
+        self.unclaimed: ByteBudget = self
         self.used = 0
         self.peak = 0
         self._lot = trio.lowlevel.ParkingLot()

@@ -232,6 +232,9 @@ class GrpcServer:
         self.max_message_length = self.limits.max_message_length
         self.budget = ByteBudget(buffer_budget or max(64 * 1024 * 1024,
                                                       4 * (self.max_message_length + 5)))
+        # An eighth of it for connections with no registered agent (at least what one may hold).
+        self.budget.unclaimed = ByteBudget(max(self.limits.unclaimed_bytes,
+                                               self.budget.limit // 8))
         self.max_connections = max_connections
         self._calls: set[ServerCall] = set()
         self._connections: set[trio.CancelScope] = set()

@@ -121,7 +121,7 @@ class ServerLimits:
         return min(4 * (self.max_message_length + 5), 2**31 - 1)
 
 
-SMALL, BUDGET = "small", "budget"
+SMALL, BUDGET, UNCLAIMED = "small", "budget", "unclaimed"
 # Per connection, messages up to this many bytes in all are held outside the budget, so
 # registrations and heartbeats never wait behind big replies. Bounded like the read buffer:
 # one allowance per connection, and connections are bounded.
@@ -307,7 +307,8 @@ class _Connection(GRPCConnection):
             return Grant(BUDGET, 0)
         limits = self.limits
         assert limits is not None
-        if not self.claimed() and self.held_total + n > limits.unclaimed_bytes:
+        unclaimed = not self.claimed()
+        if unclaimed and self.held_total + n > limits.unclaimed_bytes:
             raise _Refused(
                 GrpcCode.RESOURCE_EXHAUSTED,
                 f"a connection with no registered agent may hold at most "
@@ -315,6 +316,16 @@ class _Connection(GRPCConnection):
         if self.small_total + n <= SMALL_ALLOWANCE:
             grant = Grant(SMALL, n)
             self.small_total += n
+        elif unclaimed:
+            # Connections with no agent draw from a share of their own, never from the budget
+            # registered agents' replies wait for; they never wait either: refused when spent.
+            if not self.budget.unclaimed.try_reserve(n):
+                raise _Refused(
+                    GrpcCode.RESOURCE_EXHAUSTED,
+                    f"connections with no registered agent already hold "
+                    f"{self.budget.unclaimed.limit} bytes of unread messages (their share of "
+                    "--grpc-buffer-budget): register with a smaller message or try again")
+            grant = Grant(UNCLAIMED, n)
         elif self.budget.try_reserve(n):
             grant = Grant(BUDGET, n)
         else:
@@ -355,7 +366,7 @@ class _Connection(GRPCConnection):
         if grant.pool is SMALL:
             self.small_total -= grant.size
         elif self.budget is not None:
-            self.budget.release(grant.size)
+            (self.budget.unclaimed if grant.pool is UNCLAIMED else self.budget).release(grant.size)
 
     def release_stream(self, stream_id: int) -> None:
         for grant in self.held.pop(stream_id, ()):
