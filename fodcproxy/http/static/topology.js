@@ -5,7 +5,8 @@
 import { parseTime } from "./api.js";
 import { ago, duration, h, localTime, s } from "./format.js";
 
-const ROLE_ORDER = ["liaison", "datanode-hot", "datanode-warm", "datanode-cold", "datanode"];
+const ROLE_ORDER = ["liaison", "ROLE_LIAISON", "datanode-hot", "datanode-warm", "datanode-cold",
+  "datanode", "ROLE_DATA", "ROLE_META", "ROLE_UNSPECIFIED"];
 
 function roleRank(role) {
   const i = ROLE_ORDER.indexOf(role);
@@ -15,6 +16,8 @@ function roleRank(role) {
 const byRole = (a, b) => roleRank(a) - roleRank(b) || a.localeCompare(b);
 const isOnline = (node) => node.status === "online";
 const address = (a) => (a ? `${a.ip}:${a.port}` : "–");
+/** Where a node is: its address (address agents) or its pod (pod agents). */
+const place = (node) => (node.pod_name ? `pod ${node.pod_name}` : address(node.primary_address));
 
 /** A runtime config tree as {"dotted.path": leaf}, the way /cluster/config compares it. */
 function flatten(tree, prefix = "", out = {}) {
@@ -113,7 +116,7 @@ export class TopologyPanel {
     h("span", { class: "node-head" },
       h("span", { class: `dot ${online ? "online" : "offline"}`, "aria-hidden": "true" }),
       h("span", { class: "node-id" }, node.node_id)),
-    h("span", { class: "node-line" }, address(node.primary_address), " · ",
+    h("span", { class: "node-line" }, place(node), " · ",
       h("strong", { class: "state" }, online ? "online" : `offline (${node.status})`)),
     h("span", { class: "node-line muted", title: node.last_heartbeat },
       `heartbeat ${ago(heartbeat, now)}`,
@@ -195,7 +198,9 @@ export class TopologyPanel {
       h("dl", { class: "facts" },
         fact("Role", node.node_role),
         fact("Status", isOnline(node) ? "online" : `offline (${node.status})`),
-        fact("Address", address(node.primary_address)),
+        node.pod_name ? fact("Pod", node.pod_name) : fact("Address", address(node.primary_address)),
+        node.pod_name && node.container_names?.length
+          ? fact("Containers", node.container_names.join(", ")) : null,
         secondary.length ? fact("Other addresses",
           secondary.map(([k, a]) => `${k} ${address(a)}`).join(", ")) : null,
         fact("Labels", labels.length ? labels.map(([k, v]) => `${k}=${v}`).join(", ") : "none"),
