@@ -25,6 +25,7 @@ from fodcproxy.core.exposition import ExpositionCache, FamilyConflict
 from fodcproxy.core.registry import RegistrationLimits, Registry
 from fodcproxy.core.windows import WindowsCache
 from fodcproxy.errors import ConfigError
+from fodcproxy.http.services import HttpServices
 from fodcproxy.hub import AgentHub
 from fodcproxy.metrics import ProxyMetrics, TransportCollector
 from fodcproxy.process import (
@@ -137,6 +138,12 @@ class Proxy:
             max_connections=connection_limit(config.grpc_connection_limit),
         )
         self.metrics.registry.register(TransportCollector(self.grpc.statistics))
+        self.http_services = HttpServices(
+            config=config, registry=self.registry, hub=self.hub, metrics=self.metrics,
+            exposition_cache=self.exposition_cache, windows_cache=self.windows_cache,
+            started_at=self.started_at,
+            http_bound=lambda: (None if self.addresses is None
+                                else (self.addresses.http_host, self.addresses.http_port)))
         self._stop = trio.Event()
         self._http_stopped = trio.Event()
         self.addresses: ProxyAddresses | None = None
@@ -169,7 +176,8 @@ class Proxy:
                 grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host,
                                                         cfg.grpc_port)
             with _listening("--http-listen-addr", cfg.http_host, cfg.http_port):
-                http_host, http_port = await root.start(serve_http, self, self._stop.wait,
+                http_host, http_port = await root.start(serve_http, self.http_services,
+                                                        self._stop.wait,
                                                         self._http_stopped)
             self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port,
                                             "https" if cfg.http_tls_cert_file else "http")

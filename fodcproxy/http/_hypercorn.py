@@ -30,7 +30,6 @@ tests/test_http_limits.py that fails without it.
 
 from __future__ import annotations
 
-import json
 from itertools import chain
 from typing import Any
 
@@ -38,6 +37,8 @@ import h11
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
+
+from fodcproxy.http import documents
 from hypercorn.trio.tcp_server import TCPServer
 
 _MESSAGES = {
@@ -71,7 +72,7 @@ def apply() -> None:
 
     async def _send_error_response(self: H11Protocol, status_code: int) -> None:
         message = _MESSAGES.get(status_code, "the request was refused")
-        body = json.dumps({"error": message}).encode()
+        body = documents.dumps(documents.ErrorBody(message)).encode()
         headers: list[Any] = list(chain(
             [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
              (b"connection", b"close")],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import time
@@ -23,7 +22,7 @@ from fodcproxy.core.series import DigestedSamples
 from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
-from fodcproxy.http import negotiation
+from fodcproxy.http import documents, negotiation
 from fodcproxy.http.selection import NodeSelection
 from fodcproxy.http.status import CollectLog, status_json
 from fodcproxy.http.ui import register_ui
@@ -32,7 +31,7 @@ from fodcproxy.security import bearer_matches
 from fodcproxy.streams import TopologyStream
 
 if TYPE_CHECKING:
-    from fodcproxy.proxy import Proxy
+    from fodcproxy.http.services import HttpServices
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +42,19 @@ _CHUNK_BYTES = 256 * 1024
 
 
 def _error(status: int, message: str) -> Response:
-    return Response(json.dumps({"error": message}), status=status, content_type=JSON)
+    return Response(documents.dumps(documents.ErrorBody(message)), status=status,
+                    content_type=JSON)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, content_type=JSON,
-                    headers=headers)
+    return Response(documents.dumps(body), status=status, content_type=JSON, headers=headers)
 
 
 def _params() -> dict[str, list[str]]:
     return {k: request.args.getlist(k) for k in request.args.keys()}
 
 
-def _node_view(proxy: Proxy, e: AgentEntry) -> topology.NodeView:
+def _node_view(proxy: HttpServices, e: AgentEntry) -> topology.NodeView:
     wall = proxy.registry.wall
     return topology.NodeView(
         agent_id=e.agent_id,
@@ -118,15 +117,16 @@ class _App(QuartTrio):
         return Response("", status=204, headers={"Allow": ", ".join(methods)})
 
 
-def sd_target(proxy: Proxy) -> str:
+def sd_target(proxy: HttpServices) -> str:
     """The host:port /sd gives Prometheus: --advertise-http-addr, else the bound address (the
     machine's host name when bound to all interfaces, where the bound address is not dialable)."""
     cfg = proxy.config
     if cfg.advertise_http_addr is not None:
         return cfg.advertise_http_addr
     host, port = cfg.http_host, cfg.http_port
-    if proxy.addresses is not None:
-        host, port = proxy.addresses.http_host, proxy.addresses.http_port
+    bound = proxy.http_bound()
+    if bound is not None:
+        host, port = bound
     if host in ("", "0.0.0.0", "::"):
         host = socket.gethostname()
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -145,8 +145,8 @@ def _collect_headers(results: list[AgentResult], duration: float) -> dict[str, s
     return headers
 
 
-def create_app(proxy: Proxy) -> QuartTrio:
-    """Build the app for `proxy`. Every error answers JSON {"error": ...}."""
+def create_app(proxy: HttpServices) -> QuartTrio:
+    """Build the app over a proxy's `HttpServices`. Every error answers JSON {"error": ...}."""
     app = _App("fodcproxy")
     app.config["RESPONSE_TIMEOUT"] = proxy.config.http_write_timeout
     app.config["BODY_TIMEOUT"] = proxy.config.http_read_timeout
@@ -254,13 +254,13 @@ def create_app(proxy: Proxy) -> QuartTrio:
         query.check_unknown(_params(), frozenset())
         stats = proxy.registry.statistics()
         # Always 200 while serving: it is the liveness probe. Offline agents make it "degraded".
-        return _json({
-            "status": "degraded" if stats.offline else "ok",
-            "agents_online": stats.online,
-            "agents_offline": stats.offline,
-            "agents_total": stats.online + stats.offline,
-            "uptime_seconds": round(time.time() - proxy.started_at, 3),
-        })
+        return _json(documents.Health(
+            status="degraded" if stats.offline else "ok",
+            agents_online=stats.online,
+            agents_offline=stats.offline,
+            agents_total=stats.online + stats.offline,
+            uptime_seconds=round(time.time() - proxy.started_at, 3),
+        ))
 
     @app.route("/metrics", methods=["GET"])
     async def metrics() -> Response:
@@ -364,7 +364,7 @@ def create_app(proxy: Proxy) -> QuartTrio:
         peer = request.remote_addr or "?"
         hub.remove(agent_id, reason=f"removed by an operator over HTTP from {peer}")
         log.info("agent %s removed over HTTP by %s (was %s)", agent_id, peer, was)
-        return _json({"agent_id": agent_id, "removed": True, "status_before": was})
+        return _json(documents.NodeRemoved(agent_id=agent_id, removed=True, status_before=was))
 
     @app.route("/status", methods=["GET"])
     async def status() -> Response:

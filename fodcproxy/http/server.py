@@ -16,7 +16,7 @@ from fodcproxy.http.app import create_app
 from fodcproxy.config import ProxyConfig
 
 if TYPE_CHECKING:
-    from fodcproxy.proxy import Proxy
+    from fodcproxy.http.services import HttpServices
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def apply_timeouts(config: Config, cfg: ProxyConfig) -> None:
     config.graceful_timeout = cfg.http_shutdown_grace
 
 
-async def serve_http(proxy: Proxy, shutdown_trigger: Callable[[], Awaitable[None]],
+async def serve_http(proxy: HttpServices, shutdown_trigger: Callable[[], Awaitable[None]],
                      stopped: trio.Event, *,
                      task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve the API until `shutdown_trigger` returns; set `stopped` when hypercorn is done.

@@ -14,7 +14,7 @@ from fodcproxy.core.windows import rfc3339
 from fodcproxy.hub import AgentResult
 
 if TYPE_CHECKING:
-    from fodcproxy.proxy import Proxy
+    from fodcproxy.http.services import HttpServices
 
 # The proxy counters /status shows, by their name in /metrics.
 COUNTERS = {
@@ -43,7 +43,7 @@ class CollectLog:
             del self.last_answer[gone]
 
 
-def status_json(proxy: Proxy, results: Sequence[AgentResult], duration: float,
+def status_json(proxy: HttpServices, results: Sequence[AgentResult], duration: float,
                 log: CollectLog, *, now: float) -> dict[str, Any]:
     """The /status document for one collection `results` that took `duration` seconds."""
     entries = {e.agent_id: e for e in proxy.registry}

@@ -14,7 +14,6 @@ whole API under a prefix.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -22,6 +21,8 @@ from importlib.resources.abc import Traversable
 import attrs
 from quart import Response, request
 from quart_trio import QuartTrio
+
+from fodcproxy.http import documents
 
 STATIC_PACKAGE = "fodcproxy.http"
 STATIC_DIR = "static"
@@ -120,9 +121,9 @@ def _send(asset: Asset, extra: dict[str, str] | None = None) -> Response:
 
 def _missing(path: str, names: list[str]) -> Response:
     listing = ", ".join(f"/ui/{n}" for n in names if not n.startswith("vendor/"))
-    body = {"error": f"no such console asset {path!r}: the console is at / "
-                     f"and its files are {listing}"}
-    return Response(json.dumps(body), status=404, content_type="application/json")
+    body = documents.ErrorBody(f"no such console asset {path!r}: the console is at / "
+                               f"and its files are {listing}")
+    return Response(documents.dumps(body), status=404, content_type="application/json")
 
 
 def register_ui(app: QuartTrio) -> None:
