@@ -636,7 +636,7 @@ class _LabelTexts:
             found = table.get(items, _MISSING)
             if found is _MISSING:
                 found = table[items] = _label_text(items, reserved, mode)
-        return found  # type: ignore[no-any-return]
+        return found
 
 
 def _label_text(items: tuple[tuple[str, str], ...], reserved: Collection[str],
