@@ -137,9 +137,10 @@ def own_labels(
     """Return a sample's own labels renamed so they can sit beside the `reserved` labels.
 
     `reserved`: the enrichment's label names, or (an `Enrichment`, any mapping name -> value) its
-    labels; `extra`: more names taken, whatever the value (`le`, `quantile`). Names are sanitised. A label with the name and the value of one of a mapping's labels
-    is the same label and is left out (the enrichment carries it: written once, not renamed). A
-    name in `reserved` (with another value), starting with `__`, or equal to an earlier label's
+    labels; `extra`: more names taken, whatever the value (`le`, `quantile`). Names are
+    sanitised. A label with the name and the value of one of a mapping's labels is the same label
+    and is left out (the enrichment carries it: written once, not renamed). A name in `reserved`
+    (with another value), starting with `__`, or equal to an earlier label's
     (after sanitising) is prefixed with `exported_` until it is unique. Labels that needed no
     renaming keep their names, so `{agent_id, exported_agent_id}` becomes
     `{exported_exported_agent_id, exported_agent_id}`. Sorted by name.
