@@ -909,6 +909,42 @@ def test_property_any_names_and_types_give_a_valid_exposition(
         2 * len(samples))
 
 
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_CLASHING_NAMES = ["agent_id", "node_role", "pod_name", "node_ip", "node_port", "node_type",
+                   "exported_node_role", "container_name", "node-role", "__x"]
+_CLASHING_VALUES = ["ROLE_DATA", "pod-1", "p", "10.0.0.1", "17912", "hot", "x"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(om=st.booleans(), pod=st.booleans(),
+       own=st.lists(st.dictionaries(st.sampled_from(_CLASHING_NAMES),
+                                    st.sampled_from(_CLASHING_VALUES), max_size=5),
+                     min_size=1, max_size=4))
+def test_property_own_labels_beside_the_enrichment_are_never_duplicated(
+        om: bool, pod: bool, own: list[dict[str, str]]) -> None:
+    m = (NodeMeta("pod-1", "ROLE_DATA", "", 0, (("type", "hot"),), "p", ("data",)) if pod
+         else NodeMeta("agent-1", "ROLE_DATA", "10.0.0.1", 17912, (("type", "hot"),)))
+    samples = [Sample("g", labels, 1.0, "G.", G) for labels in own]
+    samples += histogram("h", own[0], [("1", 1.0), ("+Inf", 2.0)], 1.0)
+    body, result = rendered([AgentBatch(m, samples, True, 0.1)], openmetrics=om)
+    parsed(body, om)
+    enrichment = dict(enrichment_labels(m))
+    lines = [ln for ln in body.splitlines() if ln.startswith(("g{", "h_"))]
+    assert len(lines) == result.stats.samples
+    for line in lines:
+        pairs = _LABEL_RE.findall(line[line.index("{") : line.rindex("}") + 1])
+        names = [name for name, _ in pairs]
+        assert len(names) == len(set(names)), line
+        assert dict(pairs).items() >= enrichment.items(), line
+    # every own label is there: as itself, as the enrichment's (same value), or exported
+    for labels in own:
+        want = {k.replace("-", "_"): v for k, v in labels.items()}
+        found = [dict(_LABEL_RE.findall(ln)) for ln in lines if ln.startswith("g{")]
+        assert any(all(got.get(k) == v or any(name.endswith("_" + k) and got[name] == v
+                                               for name in got if name.startswith("exported_"))
+                       for k, v in want.items()) for got in found), (labels, lines)
+
+
 if __name__ == "__main__":
     import time
 

@@ -12,7 +12,7 @@ const PALETTE = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2
   "#65a30d", "#475569", "#ea580c"];
 const DASHES = [[], [8, 4], [2, 3], [12, 4, 2, 4]];
 // Labels every sample carries that name the node, not the series (README "GET /metrics").
-const NODE_KEYS = new Set(["agent_id", "node_role", "node_ip", "node_port"]);
+const NODE_KEYS = new Set(["agent_id", "node_role", "node_ip", "node_port", "pod_name"]);
 
 /** [[t, v], ...] of one /metrics-windows series, as a per-second rate when `rate`. */
 function points(series, rate) {
