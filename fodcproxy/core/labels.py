@@ -91,7 +91,8 @@ class Enrichment(Mapping[str, str]):
     __slots__ = ("_hash", "_values", "names", "pairs")
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self.pairs: tuple[tuple[str, str], ...] = tuple(pairs)
+        # str(): a hand-made NodeMeta may hold other values; labels are text (and hashable).
+        self.pairs: tuple[tuple[str, str], ...] = tuple([(str(k), str(v)) for k, v in pairs])
         self._values = dict(self.pairs)
         self.names: frozenset[str] = frozenset(self._values)
         self._hash = hash(self.pairs)
