@@ -38,7 +38,7 @@ from fodcproxy.core.exposition import (
     render,
     render_with_stats,
 )
-from fodcproxy.core.labels import enrichment_labels, own_labels
+from fodcproxy.core.labels import Enrichment, enrichment_labels, own_labels
 from fodcproxy.core.model import MetricType, NodeMeta, Sample
 
 G, C, H, S, U, UNSPEC = (
@@ -209,6 +209,149 @@ def test_every_sample_is_enriched_and_clashing_labels_are_exported(om: bool) -> 
         1, node_zone="z1", exported_node_zone="theirs", exported_exported_agent_id="mine",
         exported_agent_id="older", queue="q1")): 3.0}
     assert result.stats.samples == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Pod agents, and own labels that are the enrichment's (upstream's agents stamp them)
+
+
+def pod_meta(n: int = 1, role: str = "ROLE_DATA",
+             labels: tuple[tuple[str, str], ...] = (("type", "hot"),)) -> NodeMeta:
+    return NodeMeta(f"pod-{n}", role, "", 0, labels, f"banyandb-data-{n}", ("data",))
+
+
+def upstream_series(m: NodeMeta, name: str = "banyandb_system_up_time", value: float = 7.0,
+                    **extra: str) -> Sample:
+    """A sample as upstream's agent sends it: it stamps node_role, pod_name, container_name and
+    node_<k> itself."""
+    labels = {"node_role": m.role, "pod_name": m.pod_name, "container_name": m.container_names[0],
+              **{f"node_{k}": v for k, v in m.labels}, **extra}
+    return Sample(name, labels, value, "Seconds up.", G)
+
+
+def test_enrichment_labels_of_a_pod_agent() -> None:
+    m = NodeMeta("pod-1", "ROLE_DATA", "", 0, (("type", "hot"), ("pod_name", "x")), "data-0")
+    assert enrichment_labels(m) == [
+        ("agent_id", "pod-1"), ("node_role", "ROLE_DATA"), ("pod_name", "data-0"),
+        ("node_type", "hot"), ("node_pod_name", "x"),
+    ]
+
+
+def test_own_labels_with_an_enrichment_labels_name_and_value_are_that_label() -> None:
+    enrichment = Enrichment([("agent_id", "a1"), ("node_role", "ROLE_DATA"), ("pod_name", "p")])
+    assert own_labels([("node_role", "ROLE_DATA"), ("pod_name", "other"), ("agent_id", "a1"),
+                       ("container_name", "data"), ("exported_pod_name", "o")], enrichment) == [
+        ("container_name", "data"), ("exported_exported_pod_name", "other"),
+        ("exported_pod_name", "o")]
+    # sanitised names compare after sanitising; extra names are taken whatever the value
+    assert own_labels([("pod-name", "p"), ("le", "1")], enrichment, ("le",)) == [
+        ("exported_le", "1")]
+    # only names: every clash is renamed, as before
+    assert own_labels([("node_role", "ROLE_DATA")], enrichment.names) == [
+        ("exported_node_role", "ROLE_DATA")]
+    assert Enrichment(enrichment.pairs) == enrichment and dict(enrichment) == {
+        "agent_id": "a1", "node_role": "ROLE_DATA", "pod_name": "p"}
+
+
+@both_formats
+def test_a_pod_agents_series_keep_upstreams_labels_once(om: bool) -> None:
+    m = pod_meta()
+    body, result = rendered([AgentBatch(m, [upstream_series(m)], True, 0.5)], openmetrics=om)
+    line = next(ln for ln in body.splitlines() if ln.startswith("banyandb_system_up_time{"))
+    assert line == (
+        'banyandb_system_up_time{agent_id="pod-1",node_role="ROLE_DATA",'
+        'pod_name="banyandb-data-1",node_type="hot",container_name="data"} 7.0')
+    up = next(ln for ln in body.splitlines() if ln.startswith("fodc_agent_up{"))
+    assert up == ('fodc_agent_up{agent_id="pod-1",node_role="ROLE_DATA",'
+                  'pod_name="banyandb-data-1",node_type="hot"} 1')
+    assert "node_ip" not in body and "node_port" not in body
+    fams = parsed(body, om)
+    assert series(fams, "fodc_agent_collect_duration_seconds") == {key(
+        "fodc_agent_collect_duration_seconds",
+        {"agent_id": "pod-1", "node_role": "ROLE_DATA", "pod_name": "banyandb-data-1",
+         "node_type": "hot"}): 0.5}
+    assert result.stats.samples == 1
+
+
+@both_formats
+def test_own_labels_of_another_value_are_still_exported(om: bool) -> None:
+    # A pod agent still ROLE_UNSPECIFIED in its scrape while the proxy knows it as ROLE_DATA;
+    # an address agent whose series say another node_ip, and one that says its own.
+    m = pod_meta()
+    pod_sample = upstream_series(NodeMeta("pod-1", "ROLE_UNSPECIFIED", "", 0, (("type", "warm"),),
+                                          "banyandb-data-1", ("data",)))
+    addr = [Sample("x", {"node_ip": "10.0.0.1", "node_port": "9", "k": "v"}, 1.0, "X.", G),
+            Sample("y", {"node_ip": "192.168.0.1"}, 2.0, "Y.", G)]
+    body, _ = rendered([AgentBatch(m, [pod_sample], True, 0.1), batch(1, addr)], openmetrics=om)
+    fams = parsed(body, om)
+    assert series(fams, "banyandb_system_up_time") == {key("banyandb_system_up_time", {
+        "agent_id": "pod-1", "node_role": "ROLE_DATA", "pod_name": "banyandb-data-1",
+        "node_type": "hot", "container_name": "data", "exported_node_role": "ROLE_UNSPECIFIED",
+        "exported_node_type": "warm"}): 7.0}
+    assert series(fams, "x") == {key("x", enr(1, exported_node_port="9", k="v")): 1.0}
+    assert series(fams, "y") == {key("y", enr(1, exported_node_ip="192.168.0.1")): 2.0}
+
+
+@both_formats
+def test_agents_sharing_own_label_sets_get_their_own_enrichments_rule(om: bool) -> None:
+    # Same own labels, same enrichment names, different values: one agent's text is not
+    # another's (the renderer shares label texts only where the values do not matter).
+    same = {"node_role": "ROLE_DATA", "pod_name": "p", "op": "write"}
+    hist = histogram("lat", same, [("1", 1.0), ("+Inf", 2.0)], 1.5)
+    a = NodeMeta("pod-a", "ROLE_DATA", "", 0, (), "p")
+    b = NodeMeta("pod-b", "ROLE_LIAISON", "", 0, (), "q")
+    plain = [Sample("g", same, 1.0, "G.", G), Sample("g", {"op": "read"}, 2.0, "G.", G)]
+    body, result = rendered([AgentBatch(a, plain + hist, True, 0.1),
+                             AgentBatch(b, plain + hist, True, 0.1)], openmetrics=om)
+    fams = parsed(body, om)
+    ea = {"agent_id": "pod-a", "node_role": "ROLE_DATA", "pod_name": "p"}
+    eb = {"agent_id": "pod-b", "node_role": "ROLE_LIAISON", "pod_name": "q",
+          "exported_node_role": "ROLE_DATA", "exported_pod_name": "p"}
+    assert series(fams, "g") == {
+        key("g", {**ea, "op": "write"}): 1.0, key("g", {**ea, "op": "read"}): 2.0,
+        key("g", {**eb, "op": "write"}): 1.0,
+        key("g", {"agent_id": "pod-b", "node_role": "ROLE_LIAISON", "pod_name": "q",
+                  "op": "read"}): 2.0}
+    buckets = series(fams, "lat")
+    assert buckets[key("lat_bucket", {**ea, "op": "write", "le": "+Inf"})] == 2.0
+    assert buckets[key("lat_bucket", {**eb, "op": "write", "le": "+Inf"})] == 2.0
+    assert result.stats.duplicates == 0
+
+
+def _reply(sset: Any, samples: Sequence[Sample]) -> Any:
+    """`samples` as the proxy's decoder hands them over (float columns), in series set `sset`."""
+    from array import array
+
+    from fodcproxy.core.series import DigestedSamples, digest_samples
+
+    d = digest_samples(samples)
+    if sset is None:
+        d.values = array("d", d.values)
+        return d
+    out = DigestedSamples(sset)
+    out.ids, out.values, out.stamps = d.ids, array("d", d.values), d.stamps
+    return out
+
+
+def test_cached_lines_follow_the_agents_enrichment() -> None:
+    # The line heads are remembered per series across scrapes (by the route of a reply): a role
+    # upgrade changes which own labels are the enrichment's.
+    cache = ExpositionCache()
+    unspecified = NodeMeta("pod-1", "ROLE_UNSPECIFIED", "", 0, (), "p", ("data",))
+    data = NodeMeta("pod-1", "ROLE_DATA", "", 0, (("type", "hot"),), "p", ("data",))
+    old = [Sample("u", {"node_role": "ROLE_UNSPECIFIED", "pod_name": "p"}, 1.0, "U.", G)]
+    first = _reply(None, old)
+    lines = []
+    for m, reply in [(unspecified, first), (data, _reply(first.series, old)),
+                     (unspecified, _reply(first.series, old))]:
+        body = "".join(render([AgentBatch(m, reply, True, 0.1)], cache=cache))
+        lines.append(next(ln for ln in body.splitlines() if ln.startswith("u{")))
+    assert lines == [
+        'u{agent_id="pod-1",node_role="ROLE_UNSPECIFIED",pod_name="p"} 1.0',
+        'u{agent_id="pod-1",node_role="ROLE_DATA",pod_name="p",node_type="hot",'
+        'exported_node_role="ROLE_UNSPECIFIED"} 1.0',
+        'u{agent_id="pod-1",node_role="ROLE_UNSPECIFIED",pod_name="p"} 1.0',
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -764,6 +907,42 @@ def test_property_any_names_and_types_give_a_valid_exposition(
     stats = result.stats
     assert stats.samples + stats.invalid_names + stats.conflicts + stats.duplicates == (
         2 * len(samples))
+
+
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_CLASHING_NAMES = ["agent_id", "node_role", "pod_name", "node_ip", "node_port", "node_type",
+                   "exported_node_role", "container_name", "node-role", "__x"]
+_CLASHING_VALUES = ["ROLE_DATA", "pod-1", "p", "10.0.0.1", "17912", "hot", "x"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(om=st.booleans(), pod=st.booleans(),
+       own=st.lists(st.dictionaries(st.sampled_from(_CLASHING_NAMES),
+                                    st.sampled_from(_CLASHING_VALUES), max_size=5),
+                     min_size=1, max_size=4))
+def test_property_own_labels_beside_the_enrichment_are_never_duplicated(
+        om: bool, pod: bool, own: list[dict[str, str]]) -> None:
+    m = (NodeMeta("pod-1", "ROLE_DATA", "", 0, (("type", "hot"),), "p", ("data",)) if pod
+         else NodeMeta("agent-1", "ROLE_DATA", "10.0.0.1", 17912, (("type", "hot"),)))
+    samples = [Sample("g", labels, 1.0, "G.", G) for labels in own]
+    samples += histogram("h", own[0], [("1", 1.0), ("+Inf", 2.0)], 1.0)
+    body, result = rendered([AgentBatch(m, samples, True, 0.1)], openmetrics=om)
+    parsed(body, om)
+    enrichment = dict(enrichment_labels(m))
+    lines = [ln for ln in body.splitlines() if ln.startswith(("g{", "h_"))]
+    assert len(lines) == result.stats.samples
+    for line in lines:
+        pairs = _LABEL_RE.findall(line[line.index("{") : line.rindex("}") + 1])
+        names = [name for name, _ in pairs]
+        assert len(names) == len(set(names)), line
+        assert dict(pairs).items() >= enrichment.items(), line
+    # every own label is there: as itself, as the enrichment's (same value), or exported
+    for labels in own:
+        want = {k.replace("-", "_"): v for k, v in labels.items()}
+        found = [dict(_LABEL_RE.findall(ln)) for ln in lines if ln.startswith("g{")]
+        assert any(all(got.get(k) == v or any(name.endswith("_" + k) and got[name] == v
+                                               for name in got if name.startswith("exported_"))
+                       for k, v in want.items()) for got in found), (labels, lines)
 
 
 if __name__ == "__main__":

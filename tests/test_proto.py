@@ -81,7 +81,10 @@ def test_field_numbers_follow_the_seed_and_extensions_start_at_16():
         "METRIC_TYPE_HISTOGRAM": 3, "METRIC_TYPE_SUMMARY": 4, "METRIC_TYPE_UNTYPED": 5}
 
 
-UPSTREAM = ROOT.parent / "shared" / "upstream" / "fodc-v1-rpc.head.proto"
+# `shared/` sits beside the checkout (or beside the folder of git worktrees, /work/wt/<name>).
+UPSTREAM = next((p / "shared" / "upstream" / "fodc-v1-rpc.head.proto" for p in ROOT.parents
+                 if (p / "shared" / "upstream" / "fodc-v1-rpc.head.proto").is_file()),
+                ROOT.parent / "shared" / "upstream" / "fodc-v1-rpc.head.proto")
 
 
 def _compile(tmp_path, proto_dir: pathlib.Path, name: str):

@@ -18,7 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fodcproxy.core.model import MetricType, NodeMeta, Sample
-from fodcproxy.core.windows import CHUNK_POINTS, parse_rfc3339, render_windows, rfc3339
+from fodcproxy.core.series import DigestedSamples, digest_samples
+from fodcproxy.core.windows import (
+    CHUNK_POINTS,
+    WindowsCache,
+    parse_rfc3339,
+    render_windows,
+    rfc3339,
+)
 
 T0 = 1_795_838_900.0  # 2026-11-28T04:08:20Z
 NOW = T0 + 1000.0
@@ -208,6 +215,57 @@ def test_labels_are_enriched_like_metrics_and_clashes_exported() -> None:
     assert series["labels"] == enr(3, node_zone="z", exported_agent_id="theirs",
                                    exported_node_zone="x", le="0.5", weird_name="ü\n\"q\"")
     assert series["type"] == "histogram"
+
+
+def pod_meta(n: int = 1, role: str = "ROLE_DATA") -> NodeMeta:
+    return NodeMeta(f"pod-{n}", role, "", 0, (("type", "hot"),), f"banyandb-data-{n}", ("data",))
+
+
+def test_a_pod_agents_series_document() -> None:
+    # Upstream's agent stamps node_role, pod_name, container_name and node_<k> on its series:
+    # the same values as the enrichment are the same labels, written once.
+    m = pod_meta()
+    samples = [Sample("banyandb_system_up_time", {
+        "node_role": "ROLE_DATA", "pod_name": "banyandb-data-1", "container_name": "data",
+        "node_type": "hot"}, 5.0, "Up.", MetricType.GAUGE, T0)]
+    assert decode(render_windows([(m, samples)], now=NOW)) == [{
+        "name": "banyandb_system_up_time",
+        "description": "Up.",
+        "type": "gauge",
+        "labels": {"agent_id": "pod-1", "node_role": "ROLE_DATA", "pod_name": "banyandb-data-1",
+                   "node_type": "hot", "container_name": "data"},
+        "agent_id": "pod-1",
+        "pod_name": "banyandb-data-1",
+        "data": [{"timestamp": "2026-11-28T04:08:20Z", "value": 5.0}],
+    }]
+
+
+def test_same_value_rule_per_agent_and_across_requests() -> None:
+    # Two agents with the same own labels and enrichment names but other values, an address
+    # agent beside them, then the same series set again after a role change (cached memos).
+    own = {"node_role": "ROLE_DATA", "pod_name": "banyandb-data-1", "k": "v"}
+    samples = [Sample("g", own, 1.0, "", MetricType.GAUGE, T0)]
+    addr = [Sample("g", {"node_ip": "10.0.0.1", "node_port": "1"}, 2.0, "", MetricType.GAUGE, T0)]
+    cache = WindowsCache()
+    first = digest_samples(samples)
+    doc = decode(render_windows([(pod_meta(1), first), (pod_meta(2, "ROLE_LIAISON"), samples),
+                                 (meta(1), addr)], now=NOW, cache=cache))
+    base = {"node_type": "hot", "k": "v"}
+    assert [s["labels"] for s in doc] == [
+        {"agent_id": "pod-1", "node_role": "ROLE_DATA", "pod_name": "banyandb-data-1", **base},
+        {"agent_id": "pod-2", "node_role": "ROLE_LIAISON", "pod_name": "banyandb-data-2", **base,
+         "exported_node_role": "ROLE_DATA", "exported_pod_name": "banyandb-data-1"},
+        enr(1, exported_node_port="1"),
+    ]
+    assert [("ip" in s, "port" in s, s.get("pod_name")) for s in doc] == [
+        (False, False, "banyandb-data-1"), (False, False, "banyandb-data-2"), (True, True, None)]
+    again = DigestedSamples(first.series)
+    again.ids, again.values, again.stamps = first.ids, first.values, first.stamps
+    [series] = decode(render_windows([(pod_meta(1, "ROLE_UNSPECIFIED"), again)], now=NOW,
+                                     cache=cache))
+    assert series["labels"] == {"agent_id": "pod-1", "node_role": "ROLE_UNSPECIFIED",
+                                "pod_name": "banyandb-data-1", **base,
+                                "exported_node_role": "ROLE_DATA"}
 
 
 def test_types_and_odd_inputs() -> None:

@@ -34,7 +34,10 @@ from typing import Any
 import grpc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-UPSTREAM = ROOT.parent / "shared" / "upstream" / "fodc-v1-rpc.head.proto"
+# `shared/` sits beside the checkout (or beside the folder of git worktrees, /work/wt/<name>).
+UPSTREAM = next((p / "shared" / "upstream" / "fodc-v1-rpc.head.proto" for p in ROOT.parents
+                 if (p / "shared" / "upstream" / "fodc-v1-rpc.head.proto").is_file()),
+                ROOT.parent / "shared" / "upstream" / "fodc-v1-rpc.head.proto")
 SERVICE = "/banyandb.fodc.v1.FODCService/"
 STREAMS = ("StreamMetrics", "StreamClusterTopology", "StreamLifecycle", "StreamSchemaRegistry",
            "StreamCrashDiagnostics", "StreamPressureProfiles")

@@ -10,9 +10,11 @@ whatever the agents send, so every name and label is checked and nothing is trus
   which samples are dropped when agents disagree on a family's type, is settled by
   `fodcproxy.core.families` (the first typed family wins; each conflict is reported once per
   render, see `ExpositionCache`).
-* Every sample gets the agent's enrichment labels (`fodcproxy.core.labels`); an own label that
-  clashes with one of them is renamed `exported_<name>` (repeatedly, until unique). Invalid metric
-  and label names are sanitised; an empty metric name is dropped and counted.
+* Every sample gets the agent's enrichment labels (`fodcproxy.core.labels`: `agent_id`,
+  `node_role`, `node_ip` and `node_port` or, for a pod agent, `pod_name`, and `node_<k>`); an own
+  label with the name and the value of one of them is that label (written once, in the
+  enrichment), one with another value is renamed `exported_<name>` (repeatedly, until unique).
+  Invalid metric and label names are sanitised; an empty metric name is dropped and counted.
 * Series that end up with the same name and labels are written once (the first) and counted.
 * OpenMetrics has value rules its parsers enforce (no negative or NaN counter-like values,
   integer bucket counts, every histogram series up to a `+Inf` bucket that equals `_count`):
@@ -40,7 +42,7 @@ import math
 import operator
 import weakref
 from array import array
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -56,7 +58,7 @@ from fodcproxy.core.families import (
     make_plans,
     om_value_ok,
 )
-from fodcproxy.core.labels import enrichment_labels, own_labels
+from fodcproxy.core.labels import Enrichment, own_labels, values_matter
 from fodcproxy.core.model import MetricLike, NodeMeta
 from fodcproxy.core.series import DigestedSamples, SeriesSet, digest_samples, is_identity
 from fodcproxy.core.textformat import (
@@ -200,7 +202,7 @@ class ExpositionCache:
         self._sets: weakref.WeakKeyDictionary[SeriesSet, tuple[_SetMemo, _SetMemo]] = (
             weakref.WeakKeyDictionary())
         self._signatures: dict[_Sig, _Sig] = {}
-        self._prefixes: dict[NodeMeta, tuple[str, frozenset[str]]] = {}
+        self._prefixes: dict[NodeMeta, tuple[str, Enrichment]] = {}
 
     def _memo(self, sset: SeriesSet, openmetrics: bool) -> _SetMemo:
         """The memo of `sset` in one format, with a slot for each of its series."""
@@ -222,16 +224,16 @@ class ExpositionCache:
             sig = self._signatures[key] = key
         return sig
 
-    def _prefix(self, meta: NodeMeta) -> tuple[str, frozenset[str]]:
-        """The enrichment label text of an agent (without its leading comma) and the label names
-        it reserves."""
+    def _prefix(self, meta: NodeMeta) -> tuple[str, Enrichment]:
+        """The enrichment label text of an agent (without its leading comma) and its enrichment
+        labels (what the own labels give way to, `own_labels()`)."""
         try:
             found = self._prefixes.get(meta)
         except TypeError:  # unhashable label values in a hand-made NodeMeta
             found = None
         if found is None:
-            pairs = enrichment_labels(meta)
-            found = (label_pairs_text(pairs)[1:], frozenset(name for name, _ in pairs))
+            enrichment = Enrichment.of(meta)
+            found = (label_pairs_text(enrichment.pairs)[1:], enrichment)
             if len(self._prefixes) >= self.MAX_INTERNED:
                 self._prefixes.clear()
             try:
@@ -349,15 +351,15 @@ class Rendering:
         yield
 
         # Pass 2: write each sample into its family.
-        label_caches: dict[frozenset[str], list[dict[tuple[tuple[str, str], ...], Any]]] = {}
+        label_caches: dict[frozenset[str], _LabelTexts] = {}
         count = 0
         for batch, d, smemo in zip(self.batches, columns, memos):
             prefix, reserved = cache._prefix(batch.meta)
             agent = batch.meta.agent_id
             self._agents.append((prefix, batch))
-            caches = label_caches.get(reserved)
+            caches = label_caches.get(reserved.names)
             if caches is None:
-                caches = label_caches[reserved] = [{} for _ in range(MODES)]
+                caches = label_caches[reserved.names] = _LabelTexts()
             index, values = d.ids, d.values
             if type(values) is array and agents[agent] == 1:
                 # A proxy reply (float values) of an agent that is here once: by its route.
@@ -389,8 +391,7 @@ class Rendering:
                     yield
 
     def _route(self, d: DigestedSamples, memos: list[_Memo | None], prefix: str,
-               reserved: frozenset[str],
-               caches: list[dict[tuple[tuple[str, str], ...], Any]],
+               reserved: Enrichment, caches: _LabelTexts,
                plans: dict[tuple[str, int], _FullPlan | None],
                invalid_keys: set[tuple[str, int]],
                route_sigs: dict[tuple[str, int], tuple[str, Any] | None],
@@ -447,7 +448,7 @@ class Rendering:
 
     def _follow(self, route: _Route, d: DigestedSamples, memos: list[_Memo | None],
                 prefix: str, agent: str,
-                reserved: frozenset[str], caches: list[dict[tuple[tuple[str, str], ...], Any]],
+                reserved: Enrichment, caches: _LabelTexts,
                 plans: dict[tuple[str, int], _FullPlan | None],
                 invalid_keys: set[tuple[str, int]]) -> Iterator[None]:
         """Write an agent's reply by its route: per family, values formatted in bulk."""
@@ -492,8 +493,7 @@ class Rendering:
                        [d.ids[p] for p in part], [d.values[p] for p in part])
             yield
 
-    def _pass(self, prefix: str, agent: str, reserved: frozenset[str],
-              caches: list[dict[tuple[tuple[str, str], ...], Any]],
+    def _pass(self, prefix: str, agent: str, reserved: Enrichment, caches: _LabelTexts,
               plans: dict[tuple[str, int], _FullPlan | None], invalid_keys: set[tuple[str, int]],
               sset: SeriesSet, memos: list[_Memo | None], index: Sequence[int],
               values: Sequence[Any]) -> None:
@@ -602,23 +602,61 @@ class Rendering:
                                  family_conflicts=self._family_conflicts)
 
 
+_MISSING = object()
+_VALUES = object()  # in `_LabelTexts.shared`: the text depends on the enrichment's values
+
+
+class _LabelTexts:
+    """The own label texts of one render (`label_pairs_text` for MODE_PLAIN, `bound_labels`
+    for the other modes), for the agents whose enrichment has one set of names. Shared by these
+    agents when an own label set names none of the enrichment's labels (then only the names
+    matter, `values_matter()`), else kept per enrichment (a label with the enrichment's name and
+    value is written once, by the enrichment)."""
+
+    __slots__ = ("by_enrichment", "shared")
+
+    def __init__(self) -> None:
+        self.shared: list[dict[tuple[tuple[str, str], ...], Any]] = [{} for _ in range(MODES)]
+        self.by_enrichment: dict[Enrichment, list[dict[tuple[tuple[str, str], ...], Any]]] = {}
+
+    def text(self, items: tuple[tuple[str, str], ...], reserved: Enrichment,
+             mode: int) -> str | BoundEntry:
+        shared = self.shared[mode]
+        found = shared.get(items, _MISSING)
+        if found is _MISSING:
+            if not values_matter(items, reserved.names):
+                found = shared[items] = _label_text(items, reserved.names, mode)
+                return found
+            found = shared[items] = _VALUES
+        if found is _VALUES:
+            tables = self.by_enrichment.get(reserved)
+            if tables is None:
+                tables = self.by_enrichment[reserved] = [{} for _ in range(MODES)]
+            table = tables[mode]
+            found = table.get(items, _MISSING)
+            if found is _MISSING:
+                found = table[items] = _label_text(items, reserved, mode)
+        return found
+
+
+def _label_text(items: tuple[tuple[str, str], ...], reserved: Collection[str],
+                mode: int) -> str | BoundEntry:
+    if mode == MODE_PLAIN:
+        return label_pairs_text(own_labels(items, reserved))
+    return bound_labels(items, reserved, mode)
+
+
 def _make_memo(items: tuple[tuple[str, str], ...], name: str, mode: int, grouped: bool,
-               sig: tuple[str, int, bool, bool], prefix: str, reserved: frozenset[str],
-               caches: list[dict[tuple[tuple[str, str], ...], Any]]) -> _Memo:
+               sig: tuple[str, int, bool, bool], prefix: str, reserved: Enrichment,
+               caches: _LabelTexts) -> _Memo:
     entry: BoundEntry
     if mode == MODE_PLAIN:
-        cache = caches[MODE_PLAIN]
-        label_text = cache.get(items)
-        if label_text is None:
-            label_text = cache[items] = label_pairs_text(own_labels(items, reserved))
+        label_text: str = caches.text(items, reserved, MODE_PLAIN)  # type: ignore[assignment]
         if not grouped:  # only the head is needed (and memos are kept for every series)
             return (sig, prefix, f"{name}{{{prefix}{label_text}}} ", None)
         entry = (label_text, label_text, 0.0)
     else:
-        cache = caches[mode]
-        entry = cache.get(items, cache)
-        if entry is cache:
-            entry = cache[items] = bound_labels(items, reserved, mode)
+        entry = caches.text(items, reserved, mode)  # type: ignore[assignment]
     head = None if entry is MISFIT else f"{name}{{{prefix}{entry[0]}}} "
     return (sig, prefix, head, entry)
 

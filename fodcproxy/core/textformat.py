@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from fodcproxy.core.families import MODE_LE, MODE_NO_LE, MODE_NO_QUANTILE, MODE_QUANTILE, UNTYPED
 from fodcproxy.core.labels import own_labels
@@ -75,12 +75,14 @@ BoundEntry = tuple[str, str, float] | None
 
 
 def bound_labels(
-    items: tuple[tuple[str, str], ...], reserved: frozenset[str], mode: int
+    items: tuple[tuple[str, str], ...], reserved: Collection[str], mode: int
 ) -> BoundEntry:
-    """Label text of a histogram/summary sample: (full text, text without le/quantile, bound)."""
+    """Label text of a histogram/summary sample: (full text, text without le/quantile, bound).
+
+    `reserved` as for `own_labels()` (the enrichment's names, or its labels)."""
     special = "le" if mode in (MODE_LE, MODE_NO_LE) else "quantile"
     if mode in (MODE_NO_LE, MODE_NO_QUANTILE):
-        text = label_pairs_text(own_labels(items, reserved | {special}))
+        text = label_pairs_text(own_labels(items, reserved, (special,)))
         return text, text, 0.0
     rest = [(k, v) for k, v in items if k != special]
     if len(rest) == len(items):
@@ -89,7 +91,7 @@ def bound_labels(
     bound = canonical_bound(raw, mode == MODE_QUANTILE)
     if bound is None:
         return MISFIT
-    text = label_pairs_text(own_labels(rest, reserved | {special}))
+    text = label_pairs_text(own_labels(rest, reserved, (special,)))
     return f'{text},{special}="{bound[0]}"', text, bound[1]
 
 

@@ -5,9 +5,12 @@ One object per series (agent, sample name, labels), its points sorted by time:
     {"name": ..., "description": ..., "type": "counter", "labels": {...}, "agent_id": ...,
      "ip": ..., "port": ..., "data": [{"timestamp": "2026-11-28T04:08:20.123Z", "value": 1.5}]}
 
-`labels` are the sample's own labels enriched exactly as on `/metrics` (`agent_id`, `node_role`,
-`node_ip`, `node_port`, `node_<k>`; clashing own labels kept as `exported_<name>`). Non-finite
-values are the strings "NaN", "+Inf", "-Inf", so the body is always valid JSON.
+A pod agent's series (upstream BanyanDB's agent: no address) carry `"pod_name": ...` instead of
+`"ip"` and `"port"`. `labels` are the sample's own labels enriched exactly as on `/metrics`
+(`agent_id`, `node_role`, `node_ip` and `node_port` or `pod_name`, `node_<k>`; an own label with
+an enrichment label's name and value is written once, one with another value is kept as
+`exported_<name>`, `fodcproxy.core.labels`). Non-finite values are the strings "NaN", "+Inf",
+"-Inf", so the body is always valid JSON.
 
 Which points a request gets (the newest of each series for "latest", those inside the window
 otherwise) is settled before rendering, as the reply is digested (`DigestedSamples.restrict_to`):
@@ -28,12 +31,12 @@ import operator
 import re
 import weakref
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
-from fodcproxy.core.labels import enrichment_labels, own_labels
+from fodcproxy.core.labels import Enrichment, own_labels, values_matter
 from fodcproxy.core.model import MetricType, NodeMeta
 from fodcproxy.core.series import SeriesSet, digest_samples
 
@@ -168,6 +171,11 @@ def _data_json(where: list[Any], now: float, times: dict[float, str]) -> tuple[s
     return ",".join(out), len(stamps)
 
 
+def _own_json(items: tuple[tuple[str, str], ...], reserved: Collection[str]) -> str:
+    """`,"name":"value"` for each of a series' own labels (`own_labels()`)."""
+    return "".join(f",{_json_str(k)}:{_json_str(v)}" for k, v in own_labels(items, reserved))
+
+
 def _series_head(name: str, mtype: int, description: str,
                  heads: dict[tuple[str, int, str], str]) -> str:
     """`{"name":...,"description":...,"type":...,"labels":{` of a series, cached in `heads`."""
@@ -185,18 +193,46 @@ def _series_head(name: str, mtype: int, description: str,
 #: Points grouped between two `WindowsRendering.steps()` yields.
 STEP_POINTS = 20000
 
-# What is remembered of a series: (the agent's reserved label names, own labels JSON, series key).
-_WMemo = tuple[frozenset[str], str, str]
+# What is remembered of a series: (the agent's enrichment, own labels JSON, series key).
+_WMemo = tuple[Enrichment, str, str]
+# What is remembered of an agent: (its enrichment, the enrichment's JSON, its own fields' JSON).
+_AgentParts = tuple[Enrichment, str, str]
+
+
+def _agent_parts(meta: NodeMeta) -> _AgentParts:
+    enrichment = Enrichment.of(meta)
+    enriched = ",".join(f"{_json_str(k)}:{_json_str(v)}" for k, v in enrichment.pairs)
+    where = (f'"pod_name":{_json_str(meta.pod_name)}' if meta.is_pod
+             else f'"ip":{_json_str(meta.ip)},"port":{int(meta.port)}')
+    return enrichment, enriched, f'"agent_id":{_json_str(meta.agent_id)},{where}'
 
 
 class WindowsCache:
     """What `WindowsRendering` remembers across requests, for one proxy (pass the same one to every
     render): per `SeriesSet` (held weakly: it goes when the decoder lets go of the set), the JSON
-    of each series' own labels under its agent's enrichment. Sans-IO."""
+    of each series' own labels under its agent's enrichment; per agent (`NodeMeta`), its
+    enrichment and the JSON of its part of each series object. Sans-IO."""
+
+    #: Agents remembered before the table is cleared.
+    MAX_AGENTS = 100_000
 
     def __init__(self) -> None:
         self._sets: weakref.WeakKeyDictionary[SeriesSet, list[_WMemo | None]] = (
             weakref.WeakKeyDictionary())
+        self._agents: dict[NodeMeta, _AgentParts] = {}
+
+    def _agent(self, meta: NodeMeta) -> _AgentParts:
+        """`meta`'s enrichment (the same object while `meta` is the same) and JSON parts."""
+        try:
+            found = self._agents.get(meta)
+        except TypeError:  # unhashable label values in a hand-made NodeMeta
+            return _agent_parts(meta)
+        if found is None:
+            found = _agent_parts(meta)
+            if len(self._agents) >= self.MAX_AGENTS:
+                self._agents.clear()
+            self._agents[meta] = found
+        return found
 
     def _memos(self, sset: SeriesSet) -> list[_WMemo | None]:
         """The memo column of `sset`, with a slot for each of its series."""
@@ -233,24 +269,26 @@ class WindowsRendering:
     def steps(self) -> Iterator[None]:
         """Group the points into series; yields between pieces of about STEP_POINTS points."""
         by_agent = self._by_agent
-        label_caches: dict[frozenset[str], dict[tuple[tuple[str, str], ...], str]] = {}
+        # Own labels' JSON by the enrichment's names: shared by the agents whose enrichment has
+        # these names where it depends on the names only (`values_matter()`), else by enrichment.
+        label_caches: dict[frozenset[str], dict[tuple[tuple[str, str], ...], str | None]] = {}
+        agent_caches: dict[Enrichment, dict[tuple[tuple[str, str], ...], str]] = {}
         heads: dict[tuple[str, int, str], str] = {}
         count = 0
         for meta, samples in self.groups:
-            pairs = enrichment_labels(meta)
-            reserved = frozenset(name for name, _ in pairs)
-            cache = label_caches.get(reserved)
+            # The agent's part of each of its series objects, rendered once.
+            reserved, enriched, agent_json = self.cache._agent(meta)
+            names = reserved.names
+            cache = label_caches.get(names)
             if cache is None:
-                cache = label_caches[reserved] = {}
+                cache = label_caches[names] = {}
+            own_cache = agent_caches.get(reserved)
+            if own_cache is None:
+                own_cache = agent_caches[reserved] = {}
             agent = meta.agent_id
             series = by_agent.get(agent)
             if series is None:
                 series = by_agent[agent] = {}
-            # The agent's part of each of its series objects, rendered once.
-            enriched = ",".join(f"{_json_str(k)}:{_json_str(v)}" for k, v in pairs)
-            agent_json = (
-                f'"agent_id":{_json_str(agent)},"ip":{_json_str(meta.ip)},"port":{int(meta.port)}'
-            )
             d = digest_samples(samples)
             sset = d.series
             wmemos = self.cache._memos(sset)
@@ -265,18 +303,21 @@ class WindowsRendering:
                     entry = entries.get(i)
                     if entry is None:
                         memo = wmemos[i]
-                        if memo is not None and memo[0] == reserved:
+                        if memo is not None and (memo[0] is reserved or memo[0] == reserved):
                             own, key = memo[1], memo[2]
                         else:
                             items = sset.labels[i]
-                            known = cache.get(items)
-                            if known is None:
-                                own = cache[items] = "".join(
-                                    f",{_json_str(k)}:{_json_str(v)}"
-                                    for k, v in own_labels(items, reserved)
-                                )
-                            else:
-                                own = known
+                            known = cache.get(items, "")
+                            if known == "":  # not seen yet
+                                if values_matter(items, names):
+                                    known = cache[items] = None
+                                else:
+                                    known = cache[items] = _own_json(items, names)
+                            if known is None:  # depends on the enrichment's values
+                                known = own_cache.get(items)
+                                if known is None:
+                                    known = own_cache[items] = _own_json(items, reserved)
+                            own = known
                             # A string key (not a tuple) keeps the garbage collector out of the
                             # way: the own part is JSON-escaped, so it holds no raw NUL.
                             key = f"{own}\0{sset.names[i]}"
