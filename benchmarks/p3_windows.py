@@ -24,7 +24,8 @@ GROWTH_TARGET = 3.0
 
 
 async def main(args: argparse.Namespace) -> None:
-    with h.run_proxy(gc_threshold=args.gc_threshold,
+    extra = ["--grpc-buffer-budget", str(args.buffer_budget)] if args.buffer_budget else []
+    with h.run_proxy(*extra, gc_threshold=args.gc_threshold,
                      gc_freeze=args.gc_freeze) as proxy, \
             h.run_agents(proxy, count=args.agents, series=args.series,
                          history_points=args.points) as agents:
@@ -55,7 +56,8 @@ async def main(args: argparse.Namespace) -> None:
         f"rss_before={h.fmt_mb(before)} rss_growth={h.fmt_mb(growth)} "
         f"({growth / body:.2f}x body{'' if m.exact_peak else ', peak since start'}) "
         f"target<={GROWTH_TARGET:g}x {h.verdict(growth <= GROWTH_TARGET * body)} "
-        f"proxy_cpu={m.cpu:.3f}s/request agents_cpu={m.agents_cpu:.3f}s/request peak_rss={h.fmt_mb(m.peak)}",
+        f"proxy_cpu={m.cpu:.3f}s/request agents_cpu={m.agents_cpu:.3f}s/request peak_rss={h.fmt_mb(m.peak)}"
+        + (f" buffer_budget={args.buffer_budget}" if args.buffer_budget else ""),
         args,
     )
 
@@ -65,6 +67,8 @@ def cli(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     h.common_flags(p, agents=100, series=100, runs=5, ref_runs=1)
     p.add_argument("--points", type=int, default=60, help="points per series (default 60)")
+    p.add_argument("--buffer-budget", type=int, default=0,
+                   help="the proxy's --grpc-buffer-budget in bytes (default: the proxy's)")
     trio.run(main, p.parse_args(argv))
 
 

@@ -103,7 +103,7 @@ class ProxyConfig:
     grpc_idle_timeout: float = 30.0  # a connection that carries no registered agent
     grpc_message_timeout: float = 30.0  # a started message must finish within this
     grpc_max_connections: int = 0  # 0: --max-agents plus a quarter (at least 16 more)
-    grpc_buffer_budget: int = 64 * 1024 * 1024  # bytes of unconsumed messages, all connections
+    grpc_buffer_budget: int = 32 * 1024 * 1024  # bytes of unconsumed messages, all connections
 
     @property
     def grpc_connection_limit(self) -> int:
@@ -244,7 +244,7 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                           "--max-agents plus a quarter, within the descriptor limit)")
     lim.add_argument("--grpc-buffer-budget", default=str(d.grpc_buffer_budget),
                      help="bytes of received, unconsumed gRPC messages held for all connections "
-                          "together; past it the proxy stops reading (default 67108864)")
+                          "together; past it the proxy stops reading (default 33554432)")
     lim.add_argument("--grpc-handshake-timeout", default=dur(d.grpc_handshake_timeout),
                      help="a connection must finish its TLS and HTTP/2 preface, and a "
                           "RegisterAgent call send its first message, within this (default 10s)")

@@ -101,7 +101,7 @@ def test_new_limits_reach_the_config_and_bad_handshake_timeout_names_its_flag():
     d = proxy_config_from_args(p.parse_args([]))
     assert (d.max_secondary_addresses, d.max_secondary_address_key_length, d.max_node_config_bytes,
             d.max_reply_bytes, d.grpc_handshake_timeout) == (64, 256, 262144, 268435456, 10.0)
-    assert d.grpc_connection_limit == 1250 and d.grpc_buffer_budget == 64 * 1024 * 1024
+    assert d.grpc_connection_limit == 1250 and d.grpc_buffer_budget == 32 * 1024 * 1024
     with pytest.raises(ConfigError, match="--grpc-handshake-timeout"):
         ProxyConfig(grpc_handshake_timeout=0)
     with pytest.raises(ConfigError, match="--grpc-buffer-budget"):

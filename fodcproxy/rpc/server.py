@@ -230,7 +230,7 @@ class GrpcServer:
         self._ssl_context = ssl_context
         self.limits = limits or ServerLimits(max_message_length=max_message_length)
         self.max_message_length = self.limits.max_message_length
-        self.budget = ByteBudget(buffer_budget or max(64 * 1024 * 1024,
+        self.budget = ByteBudget(buffer_budget or max(32 * 1024 * 1024,
                                                       4 * (self.max_message_length + 5)))
         # An eighth of it for connections with no registered agent (at least what one may hold).
         self.budget.unclaimed = ByteBudget(max(self.limits.unclaimed_bytes,
