@@ -203,13 +203,18 @@ def parse(*argv: str) -> AgentConfig:
     return agent_config_from_args(build_parser().parse_args(["--node-role", "liaison", *argv]))
 
 
-def test_flag_defaults() -> None:
+def test_flag_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAME", "banyandb-liaison-0")  # as Kubernetes sets it
     cfg = parse()
     assert (cfg.proxy_host, cfg.proxy_port) == ("localhost", 17900)
     assert (cfg.proxy_tls, cfg.proxy_tls_ca_file, cfg.proxy_token_file) == (False, None, None)
     assert cfg.node_role == "liaison"
-    assert cfg.node_ip is None  # found at start: the local address towards the proxy
+    assert cfg.is_pod and cfg.pod_name == "banyandb-liaison-0" and cfg.container_names == ()
+    assert cfg.node_ip is None
     assert cfg.node_port == 17912
+    address = parse("--node-port", "17912")  # an address agent; POD_NAME is not its identity
+    assert not address.is_pod and address.pod_name is None
+    assert address.node_ip is None  # found at start: the local address towards the proxy
     assert dict(cfg.node_labels) == {}
     assert cfg.heartbeat_interval == 10.0
     assert cfg.reconnect_interval == 5.0
@@ -241,7 +246,7 @@ def test_flag_values() -> None:
     )
     assert (cfg.proxy_tls, cfg.proxy_tls_ca_file) == (True, "/etc/fodc/ca.pem")  # CA implies TLS
     assert cfg.proxy_token_file == "/etc/fodc/token"
-    assert parse("--proxy-tls").proxy_tls
+    assert parse("--proxy-tls", "--node-port", "1").proxy_tls
     assert (cfg.proxy_host, cfg.proxy_port) == ("::1", 18000)
     assert (cfg.node_ip, cfg.node_port) == ("10.0.0.7", 17913)
     assert dict(cfg.node_labels) == {"zone": "us-east-1a", "rack": "r7", "empty": ""}
@@ -445,15 +450,19 @@ async def test_end_to_end_windows_cluster_and_metrics(
             window = await get_json(f"{proxy.http_url}/metrics-windows?start_time={rfc3339(start)}"
                                     f"&end_time={rfc3339(end)}")
             assert times_of(find(window, "temperature", **enriched)) == temperature[1:4]
+            # The node's own labels: without the agent's stamps (node_role, node_<k>) and the
+            # proxy's enrichment, whichever of the two copies of a stamp the proxy shows.
+            def own(labels: dict[str, str]) -> frozenset[tuple[str, str]]:
+                return frozenset((k, v) for k, v in labels.items()
+                                 if re.sub(r"^(exported_)+", "", k) not in enriched)
+
             recorded: dict[tuple[str, frozenset[tuple[str, str]]], list[float]] = {}
             for sample in agent.recorder.window(TimeWindow(start, end)):
-                key = (sample.name, frozenset(sample.labels.items()))
+                assert {k: sample.labels[k] for k in ("node_role", "node_zone", "node_rack")} == {
+                    "node_role": "liaison", "node_zone": "a", "node_rack": "r1"}  # stamped
+                key = (sample.name, own(dict(sample.labels)))
                 recorded.setdefault(key, []).append(sample.timestamp or 0.0)
-            answered = {
-                (s["name"], frozenset((k, v) for k, v in s["labels"].items() if k not in enriched)):
-                    times_of(s)
-                for s in window
-            }
+            answered = {(s["name"], own(s["labels"])): times_of(s) for s in window}
             assert answered.keys() == recorded.keys()
             for key, times in answered.items():
                 # Each endpoint's scrapes carry their own start time, so compare per series.
@@ -503,7 +512,9 @@ async def test_end_to_end_windows_cluster_and_metrics(
 async def test_running_agent_stays_within_its_byte_budget(
     exporter: NodeExporter, nursery: trio.Nursery
 ) -> None:
-    budget = 8 * 1024  # the exporter's 9 series cost ~7 KiB before any point: room for ~8 polls
+    # The exporter's 9 series cost ~12.5 KiB (with the node_role, node_zone and node_rack the
+    # agent stamps) before any point: room for ~8 polls.
+    budget = 13 * 1024 + 512
     with trio.fail_after(20):
         async with open_proxy(collect_timeout=2.0) as proxy:
             agent = await nursery.start(run_agent, agent_config(
