@@ -262,6 +262,49 @@ def test_flag_values() -> None:
     assert cfg.log_level == "debug"
 
 
+def test_pod_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    cfg = parse("--pod-name", "banyandb-data-hot-0", "--container-names", "data, lifecycle",
+                "--metrics-endpoint", "http://127.0.0.1:2121/metrics",
+                "--metrics-endpoint", "http://127.0.0.1:17913/metrics")
+    assert cfg.is_pod and cfg.pod_name == "banyandb-data-hot-0" and cfg.node_ip is None
+    assert cfg.container_names == ("data", "lifecycle")
+    assert cfg.container_name("http://127.0.0.1:17913/metrics") == "lifecycle"
+    repeated = parse("--pod-name", "p", "--container-names", "data", "--container-names",
+                     "lifecycle", "--metrics-endpoint", "http://a:1/m", "--metrics-endpoint",
+                     "http://b:1/m")
+    assert repeated.container_names == ("data", "lifecycle")
+    monkeypatch.setenv("POD_NAME", "from-env")
+    assert parse().pod_name == "from-env"
+    assert parse("--pod-name", "from-flag").pod_name == "from-flag"  # the flag wins
+    assert parse("--node-ip", "10.0.0.1").pod_name is None  # an address agent ignores POD_NAME
+    # An address agent may name its endpoints' containers too: stamped on their series.
+    address = parse("--node-ip", "10.0.0.1", "--container-names", "data")
+    assert not address.is_pod and address.container_name(DEFAULT_METRICS_ENDPOINT) == "data"
+
+
+def test_registration_message_pod_and_address() -> None:
+    from fodcproxy.agent.client import AgentClient, AgentSpec
+
+    async def source(window: TimeWindow) -> list[Any]:
+        return []
+
+    pod = AgentSpec(role="ROLE_DATA", labels={"type": "hot"}, pod_name="banyandb-data-hot-0",
+                    container_names=["data", "lifecycle"])
+    req = AgentClient("127.0.0.1", 1, pod, source)._registration()
+    assert not req.HasField("primary_address")
+    assert (req.node_role, dict(req.labels), req.pod_name, list(req.container_names)) == (
+        "ROLE_DATA", {"type": "hot"}, "banyandb-data-hot-0", ["data", "lifecycle"])
+    address = AgentSpec(role="liaison", ip="10.0.0.1", port=17912, labels={"zone": "a"})
+    req = AgentClient("127.0.0.1", 1, address, source)._registration()
+    assert (req.primary_address.ip, req.primary_address.port) == ("10.0.0.1", 17912)
+    assert (req.pod_name, list(req.container_names)) == ("", [])
+    assert (pod.describe(), address.describe()) == ("ROLE_DATA pod banyandb-data-hot-0",
+                                                    "liaison 10.0.0.1:17912")
+    with pytest.raises(ValueError, match="pod_name"):
+        AgentSpec(role="liaison")
+
+
 @pytest.mark.parametrize("text, expected", [
     ("4194304", 4194304), ("64MiB", 64 * 1024**2), ("100MB", 100 * 1000**2), ("1gib", 1024**3),
     ("512 KiB", 512 * 1024), ("2KB", 2000), ("7B", 7),
@@ -284,6 +327,16 @@ def test_parse_labels_and_proxy_addr() -> None:
 
 
 BAD_FLAGS = [
+    ([], "--pod-name"),  # neither a pod nor an address
+    (["--pod-name", "p", "--node-ip", "10.0.0.1"], "--pod-name"),
+    (["--pod-name", "p", "--node-port", "17912"], "--pod-name"),
+    (["--pod-name", "bad pod/name"], "--pod-name"),
+    (["--pod-name", "p", "--container-names", "a,b"], "--container-names"),  # 1 endpoint
+    (["--pod-name", "p", "--container-names", "a", "--container-names", "b",
+      "--metrics-endpoint", "http://127.0.0.1:2121/metrics"], "--container-names"),
+    (["--pod-name", "p", "--container-names", "bad name"], "--container-names"),
+    (["--pod-name", "p", "--container-names", "a,b", "--metrics-endpoint", "http://h:1/m",
+      "--metrics-endpoint", "http://h:1/m"], "--metrics-endpoint"),
     (["--node-labels", "zone"], "--node-labels"),
     (["--node-labels", "zone=a,zone=b"], "--node-labels"),
     (["--node-labels", "bad-key=x"], "--node-labels"),
@@ -317,14 +370,31 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize("argv, flag", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
 def test_bad_flag_exits_2_with_one_line_naming_it(
-    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    if "--pod-name" not in argv and flag != "--pod-name":
+        argv = ["--node-port", "17912", *argv]  # who the agent is, so the flag under test fails
     with pytest.raises(SystemExit) as info:
         agent_main(["--node-role", "liaison", *argv])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith(f"python -m fodcproxy agent: error: {flag}: "), err
+
+
+def test_neither_pod_nor_address_says_what_to_give(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    with pytest.raises(SystemExit) as info:
+        agent_main(["--node-role", "ROLE_DATA"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for words in ("--pod-name", "POD_NAME", "--node-ip", "--node-port"):
+        assert words in err, err
 
 
 def test_missing_role_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -341,6 +411,7 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--proxy-addr", "--node-ip", "--node-port", "--node-role", "--node-labels",
+                 "--pod-name", "--container-names",
                  "--heartbeat-interval", "--reconnect-interval", "--reconnect-max",
                  "--metrics-endpoint", "--poll-metrics-interval", "--scrape-timeout",
                  "--flight-recorder-budget", "--flight-recorder-retention", "--node-config-file",
@@ -506,6 +577,48 @@ async def test_end_to_end_windows_cluster_and_metrics(
             node_series = [s for s in series if s["name"] not in selfmetrics.NAMES]
             assert len(node_series) < len(series)  # the agent's own figures came along
             assert stats.recorder.series >= len(node_series) and stats.watchdog.polls >= 7
+            agent.stop()
+
+
+async def test_pod_agent_end_to_end_cluster_and_metrics(
+    exporter: NodeExporter, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(20):
+        async with open_proxy(collect_timeout=2.0) as proxy:
+            own = f"{proxy.http_url}/metrics?role=none"  # a second endpoint: the proxy's own
+            agent = await nursery.start(run_agent, agent_config(
+                proxy, (exporter.url, own), node_ip=None, node_role="ROLE_DATA",
+                node_labels={"type": "hot", "zone": "a"}, pod_name="banyandb-data-hot-0",
+                container_names=("data", "lifecycle")))
+            agent_id = agent.client.agent_id
+            assert agent_id is not None and agent_id.startswith("pod-")
+            await agent.watchdog.wait_polls(2)
+
+            cluster = await get_json(f"{proxy.http_url}/cluster")
+            [node] = cluster["nodes"]
+            assert node["node_id"] == agent_id and node["status"] == "online"
+            assert node["primary_address"] is None
+            assert node["pod_name"] == "banyandb-data-hot-0"
+            assert node["container_names"] == ["data", "lifecycle"]
+            assert node["node_role"] == "ROLE_DATA" and node["labels"] == {"type": "hot",
+                                                                           "zone": "a"}
+
+            response = await http_get(f"{proxy.http_url}/metrics")
+            assert response.status == 200
+            [line] = sample_lines(response.text, "temperature")
+            for label in ('pod_name="banyandb-data-hot-0"', 'container_name="data"',
+                          'node_type="hot"', f'agent_id="{agent_id}"'):
+                assert label in line, line
+            copies = [ln for ln in response.text.splitlines()
+                      if "fodc_proxy_registrations_total{" in ln and 'container_name="lifecycle"'
+                      in ln]
+            assert copies and all('pod_name="banyandb-data-hot-0"' in ln for ln in copies)
+            # The recorder holds the stamps once per series.
+            [temperature] = [s for s in agent.recorder.latest() if s.name == "temperature"]
+            assert {k: temperature.labels[k] for k in ("node_role", "pod_name", "container_name",
+                                                       "node_type", "node_zone")} == {
+                "node_role": "ROLE_DATA", "pod_name": "banyandb-data-hot-0",
+                "container_name": "data", "node_type": "hot", "node_zone": "a"}
             agent.stop()
 
 
