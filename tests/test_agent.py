@@ -613,6 +613,12 @@ async def test_pod_agent_end_to_end_cluster_and_metrics(
                       if "fodc_proxy_registrations_total{" in ln and 'container_name="lifecycle"'
                       in ln]
             assert copies and all('pod_name="banyandb-data-hot-0"' in ln for ln in copies)
+            # The agent's own figures carry the stamps too; scrape series their container's.
+            [up] = [ln for ln in sample_lines(response.text, "fodc_scrape_up")
+                    if f'endpoint="{exporter.url}"' in ln]
+            assert 'pod_name="banyandb-data-hot-0"' in up and 'container_name="data"' in up
+            [points] = sample_lines(response.text, "fodc_recorder_points")
+            assert 'pod_name="banyandb-data-hot-0"' in points and "container_name" not in points
             # The recorder holds the stamps once per series.
             [temperature] = [s for s in agent.recorder.latest() if s.name == "temperature"]
             assert {k: temperature.labels[k] for k in ("node_role", "pod_name", "container_name",

@@ -86,13 +86,17 @@ class Agent:
                                        retention=config.flight_recorder_retention)
         # Like upstream's agent: node_role, pod_name, container_name and node_<k> on every
         # scraped series (merged into a series' labels once, when the recorder first sees it).
-        stamps = {url: stamp_labels(role=config.node_role, labels=config.node_labels,
-                                    pod_name=config.pod_name or "",
-                                    container_name=config.container_name(url))
-                  for url in config.metrics_endpoints}
+        # The agent's own figures carry them too (container_name only on an endpoint's).
+        self._stamp = stamp_labels(role=config.node_role, labels=config.node_labels,
+                                   pod_name=config.pod_name or "")
+        self._endpoint_stamps = {
+            url: stamp_labels(role=config.node_role, labels=config.node_labels,
+                              pod_name=config.pod_name or "",
+                              container_name=config.container_name(url))
+            for url in config.metrics_endpoints}
         self.watchdog = Watchdog(self.recorder, config.metrics_endpoints,
                                  interval=config.poll_metrics_interval,
-                                 timeout=config.scrape_timeout, labels=stamps)
+                                 timeout=config.scrape_timeout, labels=self._endpoint_stamps)
         self.node_config: NodeConfigWatcher | None = None
         if config.node_config_file is not None or config.node_pid is not None:
             self.node_config = NodeConfigWatcher(config.node_config_file, pid=config.node_pid)
@@ -132,7 +136,9 @@ class Agent:
         now = time.time()
         if window.is_latest or window.contains(now):
             samples.extend(self_samples(self.watchdog.statistics(), self.recorder.statistics(),
-                                        connects=self.client.statistics().connects, now=now))
+                                        connects=self.client.statistics().connects, now=now,
+                                        labels=self._stamp,
+                                        endpoint_labels=self._endpoint_stamps))
         return samples
 
     async def run(self, *, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED) -> None:
