@@ -288,8 +288,8 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
                    help="the node's IP (or host name) as the proxy shows it (default: the local "
                         "address this host uses to reach the proxy)")
     p.add_argument("--node-port", default=None,
-                   help="the node's gRPC port (default 17912, BanyanDB's); with --node-ip, the "
-                        "address agent's identity")
+                   help="the node's gRPC port (default 17912, BanyanDB's); --node-ip or "
+                        "--node-port makes an address agent, identified by the node's ip:port")
     p.add_argument("--pod-name", default=None,
                    help="the node's Kubernetes pod: the agent registers as a pod agent with this "
                         "identity, like upstream BanyanDB's agent (default: the POD_NAME "
@@ -299,7 +299,9 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
                         "comma-separated or repeated; stamped on that endpoint's series as "
                         "container_name")
     p.add_argument("--node-role", required=True,
-                   help="the node's role: liaison, datanode-hot, datanode-warm, datanode-cold, ...")
+                   help="the node's role: liaison, datanode-hot, datanode-warm, datanode-cold, "
+                        "...; a pod agent uses upstream's ROLE_LIAISON, ROLE_DATA (tier in node "
+                        "label type), ROLE_META")
     p.add_argument("--node-labels", default="", help="the node's labels, k1=v1,k2=v2")
     p.add_argument("--heartbeat-interval", default=dur(d.heartbeat_interval),
                    help="heartbeat interval until the proxy says otherwise (default 10s)")
