@@ -61,11 +61,11 @@ def stamp_labels(*, role: str, labels: Mapping[str, str] | None = None, pod_name
 
 def _stamped(own: _Pairs, stamp: _Pairs) -> _Pairs:
     """`own` labels with `stamp` added; an own label whose name is taken becomes exported_<name>."""
-    taken = {k for k, _ in stamp}
-    taken.update(k for k, _ in own)
+    stamped = {k for k, _ in stamp}
+    taken = stamped | {k for k, _ in own}
     out = list(stamp)
     for key, value in own:
-        if any(key == k for k, _ in stamp):
+        if key in stamped:
             name = EXPORTED + key
             while name in taken:
                 name = EXPORTED + name
