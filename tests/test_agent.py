@@ -203,13 +203,18 @@ def parse(*argv: str) -> AgentConfig:
     return agent_config_from_args(build_parser().parse_args(["--node-role", "liaison", *argv]))
 
 
-def test_flag_defaults() -> None:
+def test_flag_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAME", "banyandb-liaison-0")  # as Kubernetes sets it
     cfg = parse()
     assert (cfg.proxy_host, cfg.proxy_port) == ("localhost", 17900)
     assert (cfg.proxy_tls, cfg.proxy_tls_ca_file, cfg.proxy_token_file) == (False, None, None)
     assert cfg.node_role == "liaison"
-    assert cfg.node_ip is None  # found at start: the local address towards the proxy
+    assert cfg.is_pod and cfg.pod_name == "banyandb-liaison-0" and cfg.container_names == ()
+    assert cfg.node_ip is None
     assert cfg.node_port == 17912
+    address = parse("--node-port", "17912")  # an address agent; POD_NAME is not its identity
+    assert not address.is_pod and address.pod_name is None
+    assert address.node_ip is None  # found at start: the local address towards the proxy
     assert dict(cfg.node_labels) == {}
     assert cfg.heartbeat_interval == 10.0
     assert cfg.reconnect_interval == 5.0
@@ -241,7 +246,7 @@ def test_flag_values() -> None:
     )
     assert (cfg.proxy_tls, cfg.proxy_tls_ca_file) == (True, "/etc/fodc/ca.pem")  # CA implies TLS
     assert cfg.proxy_token_file == "/etc/fodc/token"
-    assert parse("--proxy-tls").proxy_tls
+    assert parse("--proxy-tls", "--node-port", "1").proxy_tls
     assert (cfg.proxy_host, cfg.proxy_port) == ("::1", 18000)
     assert (cfg.node_ip, cfg.node_port) == ("10.0.0.7", 17913)
     assert dict(cfg.node_labels) == {"zone": "us-east-1a", "rack": "r7", "empty": ""}
@@ -255,6 +260,49 @@ def test_flag_values() -> None:
     assert (cfg.node_config_file, cfg.node_pid) == ("/etc/banyandb/node.toml", 4242)
     assert cfg.grpc_max_msg_size == 1024 * 1024
     assert cfg.log_level == "debug"
+
+
+def test_pod_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    cfg = parse("--pod-name", "banyandb-data-hot-0", "--container-names", "data, lifecycle",
+                "--metrics-endpoint", "http://127.0.0.1:2121/metrics",
+                "--metrics-endpoint", "http://127.0.0.1:17913/metrics")
+    assert cfg.is_pod and cfg.pod_name == "banyandb-data-hot-0" and cfg.node_ip is None
+    assert cfg.container_names == ("data", "lifecycle")
+    assert cfg.container_name("http://127.0.0.1:17913/metrics") == "lifecycle"
+    repeated = parse("--pod-name", "p", "--container-names", "data", "--container-names",
+                     "lifecycle", "--metrics-endpoint", "http://a:1/m", "--metrics-endpoint",
+                     "http://b:1/m")
+    assert repeated.container_names == ("data", "lifecycle")
+    monkeypatch.setenv("POD_NAME", "from-env")
+    assert parse().pod_name == "from-env"
+    assert parse("--pod-name", "from-flag").pod_name == "from-flag"  # the flag wins
+    assert parse("--node-ip", "10.0.0.1").pod_name is None  # an address agent ignores POD_NAME
+    # An address agent may name its endpoints' containers too: stamped on their series.
+    address = parse("--node-ip", "10.0.0.1", "--container-names", "data")
+    assert not address.is_pod and address.container_name(DEFAULT_METRICS_ENDPOINT) == "data"
+
+
+def test_registration_message_pod_and_address() -> None:
+    from fodcproxy.agent.client import AgentClient, AgentSpec
+
+    async def source(window: TimeWindow) -> list[Any]:
+        return []
+
+    pod = AgentSpec(role="ROLE_DATA", labels={"type": "hot"}, pod_name="banyandb-data-hot-0",
+                    container_names=["data", "lifecycle"])
+    req = AgentClient("127.0.0.1", 1, pod, source)._registration()
+    assert not req.HasField("primary_address")
+    assert (req.node_role, dict(req.labels), req.pod_name, list(req.container_names)) == (
+        "ROLE_DATA", {"type": "hot"}, "banyandb-data-hot-0", ["data", "lifecycle"])
+    address = AgentSpec(role="liaison", ip="10.0.0.1", port=17912, labels={"zone": "a"})
+    req = AgentClient("127.0.0.1", 1, address, source)._registration()
+    assert (req.primary_address.ip, req.primary_address.port) == ("10.0.0.1", 17912)
+    assert (req.pod_name, list(req.container_names)) == ("", [])
+    assert (pod.describe(), address.describe()) == ("ROLE_DATA pod banyandb-data-hot-0",
+                                                    "liaison 10.0.0.1:17912")
+    with pytest.raises(ValueError, match="pod_name"):
+        AgentSpec(role="liaison")
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -279,6 +327,15 @@ def test_parse_labels_and_proxy_addr() -> None:
 
 
 BAD_FLAGS = [
+    (["--pod-name", "p", "--node-ip", "10.0.0.1"], "--pod-name"),
+    (["--pod-name", "p", "--node-port", "17912"], "--pod-name"),
+    (["--pod-name", "bad pod/name"], "--pod-name"),
+    (["--pod-name", "p", "--container-names", "a,b"], "--container-names"),  # 1 endpoint
+    (["--pod-name", "p", "--container-names", "a", "--container-names", "b",
+      "--metrics-endpoint", "http://127.0.0.1:2121/metrics"], "--container-names"),
+    (["--pod-name", "p", "--container-names", "bad name"], "--container-names"),
+    (["--pod-name", "p", "--container-names", "a,b", "--metrics-endpoint", "http://h:1/m",
+      "--metrics-endpoint", "http://h:1/m"], "--metrics-endpoint"),
     (["--node-labels", "zone"], "--node-labels"),
     (["--node-labels", "zone=a,zone=b"], "--node-labels"),
     (["--node-labels", "bad-key=x"], "--node-labels"),
@@ -312,14 +369,25 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize("argv, flag", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
 def test_bad_flag_exits_2_with_one_line_naming_it(
-    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
     with pytest.raises(SystemExit) as info:
         agent_main(["--node-role", "liaison", *argv])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith(f"python -m fodcproxy agent: error: {flag}: "), err
+
+
+def test_neither_pod_nor_address_is_an_address_agent_as_before(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    cfg = parse()
+    assert not cfg.is_pod and cfg.pod_name is None
+    assert cfg.node_ip is None and cfg.node_port == 17912  # the ip is found at start
 
 
 def test_missing_role_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -336,6 +404,7 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--proxy-addr", "--node-ip", "--node-port", "--node-role", "--node-labels",
+                 "--pod-name", "--container-names",
                  "--heartbeat-interval", "--reconnect-interval", "--reconnect-max",
                  "--metrics-endpoint", "--poll-metrics-interval", "--scrape-timeout",
                  "--flight-recorder-budget", "--flight-recorder-retention", "--node-config-file",
@@ -445,15 +514,19 @@ async def test_end_to_end_windows_cluster_and_metrics(
             window = await get_json(f"{proxy.http_url}/metrics-windows?start_time={rfc3339(start)}"
                                     f"&end_time={rfc3339(end)}")
             assert times_of(find(window, "temperature", **enriched)) == temperature[1:4]
+            # The node's own labels: without the agent's stamps (node_role, node_<k>) and the
+            # proxy's enrichment, whichever of the two copies of a stamp the proxy shows.
+            def own(labels: dict[str, str]) -> frozenset[tuple[str, str]]:
+                return frozenset((k, v) for k, v in labels.items()
+                                 if re.sub(r"^(exported_)+", "", k) not in enriched)
+
             recorded: dict[tuple[str, frozenset[tuple[str, str]]], list[float]] = {}
             for sample in agent.recorder.window(TimeWindow(start, end)):
-                key = (sample.name, frozenset(sample.labels.items()))
+                assert {k: sample.labels[k] for k in ("node_role", "node_zone", "node_rack")} == {
+                    "node_role": "liaison", "node_zone": "a", "node_rack": "r1"}  # stamped
+                key = (sample.name, own(dict(sample.labels)))
                 recorded.setdefault(key, []).append(sample.timestamp or 0.0)
-            answered = {
-                (s["name"], frozenset((k, v) for k, v in s["labels"].items() if k not in enriched)):
-                    times_of(s)
-                for s in window
-            }
+            answered = {(s["name"], own(s["labels"])): times_of(s) for s in window}
             assert answered.keys() == recorded.keys()
             for key, times in answered.items():
                 # Each endpoint's scrapes carry their own start time, so compare per series.
@@ -500,10 +573,60 @@ async def test_end_to_end_windows_cluster_and_metrics(
             agent.stop()
 
 
+async def test_pod_agent_end_to_end_cluster_and_metrics(
+    exporter: NodeExporter, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(20):
+        async with open_proxy(collect_timeout=2.0) as proxy:
+            own = f"{proxy.http_url}/metrics?role=none"  # a second endpoint: the proxy's own
+            agent = await nursery.start(run_agent, agent_config(
+                proxy, (exporter.url, own), node_ip=None, node_role="ROLE_DATA",
+                node_labels={"type": "hot", "zone": "a"}, pod_name="banyandb-data-hot-0",
+                container_names=("data", "lifecycle")))
+            agent_id = agent.client.agent_id
+            assert agent_id is not None and agent_id.startswith("pod-")
+            await agent.watchdog.wait_polls(2)
+
+            cluster = await get_json(f"{proxy.http_url}/cluster")
+            [node] = cluster["nodes"]
+            assert node["node_id"] == agent_id and node["status"] == "online"
+            assert node["primary_address"] is None
+            assert node["pod_name"] == "banyandb-data-hot-0"
+            assert node["container_names"] == ["data", "lifecycle"]
+            assert node["node_role"] == "ROLE_DATA" and node["labels"] == {"type": "hot",
+                                                                           "zone": "a"}
+
+            response = await http_get(f"{proxy.http_url}/metrics")
+            assert response.status == 200
+            [line] = sample_lines(response.text, "temperature")
+            for label in ('pod_name="banyandb-data-hot-0"', 'container_name="data"',
+                          'node_type="hot"', f'agent_id="{agent_id}"'):
+                assert label in line, line
+            copies = [ln for ln in response.text.splitlines()
+                      if "fodc_proxy_registrations_total{" in ln and 'container_name="lifecycle"'
+                      in ln]
+            assert copies and all('pod_name="banyandb-data-hot-0"' in ln for ln in copies)
+            # The agent's own figures carry the stamps too; scrape series their container's.
+            [up] = [ln for ln in sample_lines(response.text, "fodc_scrape_up")
+                    if f'endpoint="{exporter.url}"' in ln]
+            assert 'pod_name="banyandb-data-hot-0"' in up and 'container_name="data"' in up
+            [points] = sample_lines(response.text, "fodc_recorder_points")
+            assert 'pod_name="banyandb-data-hot-0"' in points and "container_name" not in points
+            # The recorder holds the stamps once per series.
+            [temperature] = [s for s in agent.recorder.latest() if s.name == "temperature"]
+            assert {k: temperature.labels[k] for k in ("node_role", "pod_name", "container_name",
+                                                       "node_type", "node_zone")} == {
+                "node_role": "ROLE_DATA", "pod_name": "banyandb-data-hot-0",
+                "container_name": "data", "node_type": "hot", "node_zone": "a"}
+            agent.stop()
+
+
 async def test_running_agent_stays_within_its_byte_budget(
     exporter: NodeExporter, nursery: trio.Nursery
 ) -> None:
-    budget = 8 * 1024  # the exporter's 9 series cost ~7 KiB before any point: room for ~8 polls
+    # The exporter's 9 series cost ~12.5 KiB (with the node_role, node_zone and node_rack the
+    # agent stamps) before any point: room for ~8 polls.
+    budget = 13 * 1024 + 512
     with trio.fail_after(20):
         async with open_proxy(collect_timeout=2.0) as proxy:
             agent = await nursery.start(run_agent, agent_config(

@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics
+from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics, stamp_labels
 from fodcproxy.core.model import LATEST, MetricType, Sample, TimeWindow
 
 
@@ -259,3 +259,43 @@ def test_byte_budget_is_respected_in_real_memory() -> None:
         assert s.timestamp is not None
         oldest[(s.name, s.labels["shard"])] = s.timestamp
     assert max(oldest.values()) - min(oldest.values()) <= 1.0
+
+
+# --- the labels an agent stamps (like upstream BanyanDB's agent) ---------------------------------
+
+
+def test_stamp_labels_like_upstreams_agent() -> None:
+    assert stamp_labels(role="ROLE_DATA", labels={"type": "hot", "pod_name": "x",
+                                                  "container_name": "y", "empty": ""},
+                        pod_name="banyandb-data-hot-0", container_name="data") == {
+        "node_role": "ROLE_DATA", "pod_name": "banyandb-data-hot-0", "container_name": "data",
+        "node_type": "hot"}
+    assert stamp_labels(role="liaison", labels={"zone": "a"}) == {"node_role": "liaison",
+                                                                   "node_zone": "a"}
+
+
+def test_stamped_labels_are_merged_once_per_series_and_split_endpoints() -> None:
+    r = FlightRecorder()
+    data = {"node_role": "ROLE_DATA", "pod_name": "p", "container_name": "data"}
+    lifecycle = {**data, "container_name": "lifecycle"}
+    own = Sample("up", {"job": "x", "pod_name": "own"}, 1.0)
+    r.record([own], now=1.0, labels=data)
+    first = r.latest()[0].labels
+    r.record([own], now=2.0, labels=data)
+    [sample] = r.latest()
+    assert sample.labels is first  # one label view per series, not one per point
+    assert dict(sample.labels) == {"job": "x", "exported_pod_name": "own", **data}
+    r.record([own], now=3.0, labels=lifecycle)  # the same series from another endpoint
+    assert r.statistics().series == 2
+    assert sorted(s.labels["container_name"] for s in r.latest()) == ["data", "lifecycle"]
+    assert [s.timestamp for s in r.window(TimeWindow(0, 10))
+            if s.labels["container_name"] == "data"] == [1.0, 2.0]
+    r.record([Sample("up", {"job": "x", "pod_name": "own"}, 1.0)], now=4.0)  # no stamp
+    assert r.statistics().series == 3
+
+
+def test_stamped_labels_count_against_the_budget() -> None:
+    plain, stamped = FlightRecorder(), FlightRecorder()
+    plain.record([Sample("up", {}, 1.0)], now=1.0)
+    stamped.record([Sample("up", {}, 1.0)], now=1.0, labels={"node_role": "liaison"})
+    assert stamped.size_bytes > plain.size_bytes

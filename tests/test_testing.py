@@ -352,6 +352,80 @@ def test_misbehaviour_mix_and_identities():
         "liaison", "datanode-hot", "datanode-warm", "datanode-cold", "liaison"]
 
 
+# --- pod agents (upstream BanyanDB's kind) ----------------------------------------------------------
+
+
+async def test_pod_shaped_fake_agent_registers_by_pod_and_stamps_its_series():
+    with trio.fail_after(15):
+        async with open_proxy(collect_timeout=1.5) as proxy:
+            async with open_fake_agent(
+                    proxy.grpc_address, role="ROLE_DATA", labels={"type": "hot", "zone": "a"},
+                    pod_name="banyandb-data-hot-0", container_names=["data", "lifecycle"],
+                    series=[static("banyandb_system_up_time", 60.0, labels={"pod_name": "x"})],
+            ) as agent:
+                spec = agent.client.spec
+                assert spec.is_pod and (spec.ip, spec.port) == ("", 0)
+                entry = proxy.proxy.registry.get(agent.agent_id)
+                assert entry is not None and entry.address is None
+                assert entry.pod_name == "banyandb-data-hot-0"
+                assert entry.container_names == ("data", "lifecycle")
+                assert agent.agent_id.startswith("pod-")
+                cluster = (await http_get(proxy.http_url + "/cluster")).json()
+                [node] = cluster["nodes"]
+                assert (node["pod_name"], node["container_names"]) == (
+                    "banyandb-data-hot-0", ["data", "lifecycle"])
+                assert node["primary_address"] is None and node["node_role"] == "ROLE_DATA"
+                ups, r = await up_by_agent(proxy)
+                assert ups == {agent.agent_id: 1.0}
+                [line] = [ln for ln in r.text.splitlines()
+                          if ln.startswith("banyandb_system_up_time{")]
+                for label in ('pod_name="banyandb-data-hot-0"', 'container_name="data"',
+                              'node_type="hot"', 'node_zone="a"', 'exported_pod_name="x"'):
+                    assert label in line, line
+                assert agent.request_count >= 1
+    # Stamping is the pod agent's habit; an address agent stamps nothing unless asked.
+    from fodcproxy.testing.fake import FakeAgent
+    address = FakeAgent("127.0.0.1:1", role="liaison", ip="10.0.0.1", port=17912)
+    assert address.stamp == {} and not address.client.spec.is_pod
+    with pytest.raises(ValueError, match="pod_name"):
+        FakeAgent("127.0.0.1:1", role="liaison")
+
+
+async def test_plugin_fixture_makes_pod_agents(fodc_proxy, fodc_fake_agent):
+    with trio.fail_after(10):
+        agent = await fodc_fake_agent(role="ROLE_LIAISON", pod_name="banyandb-liaison-0",
+                                      container_names=["liaison"], series=[static("x", 1)])
+        entry = fodc_proxy.proxy.registry.get(agent.agent_id)
+        assert entry.pod_name == "banyandb-liaison-0" and entry.address is None
+        _, r = await up_by_agent(fodc_proxy)
+        [sample] = samples_of(r.text, "x")
+        assert (sample.labels["pod_name"], sample.labels["container_name"]) == (
+            "banyandb-liaison-0", "liaison")
+
+
+def test_pod_shaped_fleet_names_pods_and_roles_like_upstream():
+    config = FakeAgentsConfig(proxy_host="127.0.0.1", proxy_port=1, count=6, series=3,
+                              shape="pod", labels={"cluster": "c1"})
+    agents = build_fake_agents(config)
+    specs = [a.client.spec for a in agents]
+    assert [s.pod_name for s in specs] == [
+        "banyandb-liaison-0", "banyandb-data-hot-0", "banyandb-data-warm-0",
+        "banyandb-data-cold-0", "banyandb-liaison-1", "banyandb-data-hot-1"]
+    assert all(s.is_pod and s.ip == "" for s in specs)
+    assert [(s.role, s.labels.get("type"), s.container_names) for s in specs[:4]] == [
+        ("ROLE_LIAISON", None, ("liaison",)), ("ROLE_DATA", "hot", ("data",)),
+        ("ROLE_DATA", "warm", ("data",)), ("ROLE_DATA", "cold", ("data",))]
+    [synthetic] = agents[1].series
+    metrics = synthetic.produce(TimeWindow(), 0, 1_800_000_000.0)
+    assert len(metrics) == 3
+    for m in metrics:  # stamped once, in the series themselves
+        assert {k: m.labels[k] for k in ("node_role", "pod_name", "container_name", "node_type",
+                                         "node_cluster")} == {
+            "node_role": "ROLE_DATA", "pod_name": "banyandb-data-hot-0", "container_name": "data",
+            "node_type": "hot", "node_cluster": "c1"}
+    assert agents[1].stamp == {}  # not stamped a second time per reply
+
+
 # --- the pytest plugin ------------------------------------------------------------------------------
 
 
@@ -470,6 +544,41 @@ async def test_fake_agents_program_registers_then_says_goodbye_on_sigterm():
                     await proc.wait()
 
 
+@pytest.mark.slow
+async def test_fake_agents_program_pod_shape_registers_pod_agents():
+    with trio.fail_after(60):
+        async with open_proxy(collect_timeout=1.0) as proxy:
+            proc = await trio.lowlevel.open_process(
+                PROGRAM + ["fake-agents", "--proxy-addr", proxy.grpc_address, "--count", "8",
+                           "--series", "3", "--shape", "pod"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                m, _ = await _read_until(proc.stdout, rb"(\d+) agents registered in [0-9.]+ s\n")
+                assert m.group(1) == b"8"
+                entries = list(proxy.proxy.registry)
+                assert len(entries) == 8 and all(e.address is None for e in entries)
+                assert {e.pod_name for e in entries} == {
+                    f"banyandb-{p}-{n}" for p in ("liaison", "data-hot", "data-warm", "data-cold")
+                    for n in (0, 1)}
+                assert {(e.role, dict(e.labels).get("type")) for e in entries} == {
+                    ("ROLE_LIAISON", None), ("ROLE_DATA", "hot"), ("ROLE_DATA", "warm"),
+                    ("ROLE_DATA", "cold")}
+                ups, r = await up_by_agent(proxy)
+                assert sorted(ups.values()) == [1.0] * 8
+                series = [s for f in text_string_to_metric_families(r.text) for s in f.samples
+                          if not s.name.startswith("fodc_")]
+                assert len(series) == 8 * 3
+                assert {s.labels["pod_name"] for s in series} == {e.pod_name for e in entries}
+                assert {s.labels["container_name"] for s in series} == {"liaison", "data"}
+                proc.send_signal(signal.SIGTERM)
+                assert await proc.wait() == 0
+                assert list(proxy.proxy.registry) == []
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+
+
 @pytest.mark.parametrize("args, flag", [
     (["--count", "0"], "--count"),
     (["--count", "lots"], "--count"),
@@ -482,6 +591,7 @@ async def test_fake_agents_program_registers_then_says_goodbye_on_sigterm():
     (["--ip-base", "not-an-ip"], "--ip-base"),
     (["--labels", "bad key=1"], "--labels"),
     (["--roles", ","], "--roles"),
+    (["--shape", "pods"], "--shape"),
 ])
 def test_fake_agents_bad_flag_exits_2_naming_it(args, flag):
     out = subprocess.run(PROGRAM + ["fake-agents", *args], capture_output=True, text=True, timeout=60, check=False)
@@ -505,16 +615,29 @@ async def test_demo_program_shows_every_role_and_stops_on_sigterm():
                 assert base + path in text
             cluster = (await http_get(base + "/cluster")).json()
             roles = sorted(n["node_role"] for n in cluster["nodes"])
-            assert roles == ["datanode-cold", "datanode-hot", "datanode-hot", "datanode-warm",
-                             "liaison", "liaison"]
+            assert roles == ["ROLE_DATA", "ROLE_DATA", "ROLE_LIAISON", "datanode-hot",
+                             "datanode-hot", "liaison"]
+            # A mixed fleet: address agents and pod agents (upstream BanyanDB's kind).
+            pods = {n["pod_name"]: (n["labels"].get("type"), n["container_names"])
+                    for n in cluster["nodes"] if n["primary_address"] is None}
+            assert pods == {"banyandb-liaison-0": (None, ["liaison"]),
+                            "banyandb-data-warm-0": ("warm", ["data"]),
+                            "banyandb-data-cold-0": ("cold", ["data"])}
+            assert sum(n["primary_address"] is not None for n in cluster["nodes"]) == 3
+            assert "3 address agents" in text and "3 pod agents" in text
             assert {n["status"] for n in cluster["nodes"]} == {"online"}
             assert cluster["calls"]
             r = await http_get(base + "/metrics")
             fams = {f.name: f for f in text_string_to_metric_families(r.text)}
             assert {s.value for s in fams["fodc_agent_up"].samples} == {1.0}
             assert {"counter", "gauge", "histogram", "summary"} <= {f.type for f in fams.values()}
-            assert {s.labels["node_role"] for s in fams["banyandb_system_cpu_usage_ratio"].samples} == {
-                "liaison", "datanode-hot", "datanode-warm", "datanode-cold"}
+            cpu = fams["banyandb_system_cpu_usage_ratio"].samples
+            assert {s.labels["node_role"] for s in cpu} == {
+                "liaison", "datanode-hot", "ROLE_LIAISON", "ROLE_DATA"}
+            # Pod agents stamp their series like upstream's agent.
+            assert {(s.labels.get("pod_name"), s.labels.get("container_name")) for s in cpu} == {
+                (None, None), ("banyandb-liaison-0", "liaison"), ("banyandb-data-warm-0", "data"),
+                ("banyandb-data-cold-0", "data")}
             config = (await http_get(base + "/cluster/config")).json()
             assert [(i["role"], i["key"]) for i in config["inconsistencies"]] == [
                 ("datanode-hot", "measure-flush-timeout")]

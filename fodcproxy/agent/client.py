@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -72,15 +72,40 @@ class ProxyGone(Exception):
     """The connection to the proxy ended or stopped answering."""
 
 
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
 @attrs.frozen(kw_only=True)
 class AgentSpec:
-    """Who the agent says it is."""
+    """Who the agent says it is: an *address agent* (`ip`, `port`: the node's primary address is
+    its identity) or a *pod agent* (no `ip`; `pod_name` is its identity, `container_names` one per
+    polled metrics endpoint), like upstream BanyanDB's agent.
+
+    Raises ValueError when it is neither (no `ip` and no `pod_name`).
+    """
 
     role: str
-    ip: str
-    port: int
+    ip: str = ""
+    port: int = 0
     labels: Mapping[str, str] = attrs.field(factory=dict)
     secondary_addresses: Mapping[str, Address] = attrs.field(factory=dict)
+    pod_name: str = ""
+    container_names: tuple[str, ...] = attrs.field(default=(), converter=_names)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.ip and not self.pod_name:
+            raise ValueError("an agent needs its node's ip and port (an address agent) or a "
+                             "pod_name (a pod agent)")
+
+    @property
+    def is_pod(self) -> bool:
+        """True for a pod agent (registers without a primary address)."""
+        return not self.ip
+
+    def describe(self) -> str:
+        """How logs name the agent: `role ip:port` or `role pod <name>`."""
+        return f"{self.role} pod {self.pod_name}" if self.is_pod else f"{self.role} {self.ip}:{self.port}"
 
 
 @attrs.frozen
@@ -281,7 +306,8 @@ class AgentClient:
         s = self.spec
         return convert.registration_to_proto(
             role=s.role, ip=s.ip, port=s.port, labels=dict(s.labels),
-            secondary_addresses=dict(s.secondary_addresses), node_config=self.node_config())
+            secondary_addresses=dict(s.secondary_addresses), node_config=self.node_config(),
+            pod_name=s.pod_name, container_names=s.container_names)
 
     async def _read_acks(self, call: ClientCall, last_ack: list[float], ended: trio.Event) -> None:
         while True:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -24,6 +25,7 @@ __all__ = [
     "agent_config_from_args",
     "build_parser",
     "parse_labels",
+    "parse_names",
     "parse_proxy_addr",
     "parse_size",
 ]
@@ -36,6 +38,7 @@ _MIN_BUDGET = 1024
 # instead of as a registration the proxy refuses forever.
 _ROLE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9_]+")
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.\-]{0,251}[A-Za-z0-9])?")  # pod and container names
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?")
 _SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*")
 _SIZE_UNITS = {
@@ -98,6 +101,13 @@ def parse_proxy_addr(text: str, *, flag: str = "--proxy-addr") -> tuple[str, int
     return host, port
 
 
+def parse_names(values: Sequence[str] | None) -> tuple[str, ...]:
+    """The names of a repeatable, comma-separated flag (`--container-names a,b --container-names
+    c`): in order, blanks around commas dropped. None (flag not given) gives ()."""
+    return tuple(name.strip() for value in values or () for name in value.split(",")
+                 if name.strip())
+
+
 def _port(text: str, flag: str) -> int:
     try:
         port = int(text)
@@ -138,7 +148,12 @@ def _check_ip(ip: str) -> None:
 class AgentConfig:
     """Every setting of the agent (SPEC section 7). Durations in seconds, sizes in bytes.
 
-    `node_ip` None means "the local address this host uses to reach the proxy", found at start.
+    Who the agent is: with `pod_name` a *pod agent* (upstream BanyanDB's kind: the pod is its
+    identity, no primary address; `node_ip` must then be None and `node_port` is unused);
+    without, an *address agent* whose identity is `node_ip`:`node_port`, `node_ip` None meaning
+    "the local address this host uses to reach the proxy", found at start. `container_names`, if
+    given, has one name per metrics endpoint (same order), stamped on its series as
+    `container_name` and, for a pod agent, registered as its `container_names`.
     `scrape_timeout` None means the poll interval. Validated on construction: raises ConfigError
     naming the flag of the first bad setting.
     """
@@ -147,6 +162,8 @@ class AgentConfig:
     node_port: int = 17912
     node_ip: str | None = None
     node_labels: Mapping[str, str] = attrs.field(factory=dict)
+    pod_name: str | None = None
+    container_names: tuple[str, ...] = ()
     proxy_host: str = "localhost"
     proxy_port: int = 17900
     proxy_tls: bool = False
@@ -181,6 +198,17 @@ class AgentConfig:
         for key in self.node_labels:
             if not _LABEL_KEY.fullmatch(key):
                 raise ConfigError("--node-labels", f"label name {key!r} is not valid")
+        if self.pod_name is not None:
+            if not _NAME.fullmatch(self.pod_name):
+                raise ConfigError("--pod-name", f"{self.pod_name[:64]!r} is not a pod name: at "
+                                                "most 253 letters, digits, '-', '.' or '_'")
+            if self.node_ip is not None:
+                raise ConfigError("--pod-name", "a pod agent has no --node-ip: give --pod-name "
+                                                "(a pod agent) or --node-ip (an address agent)")
+        for name in self.container_names:
+            if not _NAME.fullmatch(name):
+                raise ConfigError("--container-names", f"{name[:64]!r} is not a container name: "
+                                                       "1-253 letters, digits, '-', '.' or '_'")
         if not 1 <= self.proxy_port <= 65535:
             raise ConfigError("--proxy-addr", f"port {self.proxy_port} is outside 1-65535")
         for flag, value in (("--heartbeat-interval", self.heartbeat_interval),
@@ -196,6 +224,15 @@ class AgentConfig:
             raise ConfigError("--metrics-endpoint", "give at least one endpoint")
         for url in self.metrics_endpoints:
             _check_endpoint(url)
+        if self.container_names:
+            if len(self.container_names) != len(self.metrics_endpoints):
+                raise ConfigError(
+                    "--container-names", f"{len(self.container_names)} names for "
+                    f"{len(self.metrics_endpoints)} --metrics-endpoint: give one name per "
+                    "endpoint, in the same order")
+            if len(set(self.metrics_endpoints)) != len(self.metrics_endpoints):
+                raise ConfigError("--metrics-endpoint", "an endpoint is given twice: with "
+                                                        "--container-names each must be unique")
         poll = format_duration(self.poll_metrics_interval)
         if self.scrape_timeout is not None and not (
                 0 < self.scrape_timeout <= self.poll_metrics_interval):
@@ -219,6 +256,17 @@ class AgentConfig:
             raise ConfigError("--log-level",
                               f"{self.log_level!r} is not one of debug, info, warning, error")
 
+    @property
+    def is_pod(self) -> bool:
+        """True for a pod agent (registers `pod_name`, no primary address)."""
+        return self.pod_name is not None
+
+    def container_name(self, endpoint: str) -> str:
+        """The container name of `endpoint` ("" without --container-names)."""
+        if not self.container_names:
+            return ""
+        return self.container_names[self.metrics_endpoints.index(endpoint)]
+
 
 def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentParser:
     """The agent's flags. Values stay strings here; `agent_config_from_args` checks them, so that
@@ -239,10 +287,21 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
     p.add_argument("--node-ip", default=None,
                    help="the node's IP (or host name) as the proxy shows it (default: the local "
                         "address this host uses to reach the proxy)")
-    p.add_argument("--node-port", default=str(d.node_port),
-                   help="the node's gRPC port (default 17912, BanyanDB's)")
+    p.add_argument("--node-port", default=None,
+                   help="the node's gRPC port (default 17912, BanyanDB's); --node-ip or "
+                        "--node-port makes an address agent, identified by the node's ip:port")
+    p.add_argument("--pod-name", default=None,
+                   help="the node's Kubernetes pod: the agent registers as a pod agent with this "
+                        "identity, like upstream BanyanDB's agent (default: the POD_NAME "
+                        "environment variable; not with --node-ip/--node-port)")
+    p.add_argument("--container-names", action="append", default=None,
+                   help="one container name per --metrics-endpoint, in the same order, "
+                        "comma-separated or repeated; stamped on that endpoint's series as "
+                        "container_name")
     p.add_argument("--node-role", required=True,
-                   help="the node's role: liaison, datanode-hot, datanode-warm, datanode-cold, ...")
+                   help="the node's role: liaison, datanode-hot, datanode-warm, datanode-cold, "
+                        "...; a pod agent uses upstream's ROLE_LIAISON, ROLE_DATA (tier in node "
+                        "label type), ROLE_META")
     p.add_argument("--node-labels", default="", help="the node's labels, k1=v1,k2=v2")
     p.add_argument("--heartbeat-interval", default=dur(d.heartbeat_interval),
                    help="heartbeat interval until the proxy says otherwise (default 10s)")
@@ -291,16 +350,29 @@ def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
     if ns.flight_recorder_max_points is not None:
         max_points = parse_int(ns.flight_recorder_max_points, "--flight-recorder-max-points")
     pid = None if ns.node_pid is None else parse_int(ns.node_pid, "--node-pid")
-    return AgentConfig(
+    # Who the agent is: --node-ip/--node-port make an address agent (as before pod agents
+    # existed); otherwise --pod-name, or POD_NAME as Kubernetes sets it, a pod agent; with none
+    # of them, an address agent on the detected ip and port 17912 (the seed's defaults).
+    address = ns.node_ip is not None or ns.node_port is not None
+    if address and ns.pod_name is not None:
+        raise ConfigError("--pod-name", "an agent is a pod agent (--pod-name) or an address agent "
+                                        "(--node-ip/--node-port), not both")
+    pod_name = None
+    if not address:
+        pod_name = (ns.pod_name if ns.pod_name is not None
+                    else os.environ.get("POD_NAME", "")).strip() or None
+    config = AgentConfig(
         proxy_host=proxy_host,
         proxy_port=proxy_port,
         proxy_tls=ns.proxy_tls or ns.proxy_tls_ca_file is not None,
         proxy_tls_ca_file=ns.proxy_tls_ca_file,
         proxy_token_file=ns.proxy_token_file,
         node_ip=ns.node_ip.strip() if ns.node_ip is not None else None,
-        node_port=parse_int(ns.node_port, "--node-port"),
+        node_port=17912 if ns.node_port is None else parse_int(ns.node_port, "--node-port"),
         node_role=ns.node_role.strip(),
         node_labels=parse_labels(ns.node_labels),
+        pod_name=pod_name,
+        container_names=parse_names(ns.container_names),
         heartbeat_interval=parse_duration(ns.heartbeat_interval, flag="--heartbeat-interval"),
         reconnect_interval=parse_duration(ns.reconnect_interval, flag="--reconnect-interval"),
         reconnect_max=parse_duration(ns.reconnect_max, flag="--reconnect-max"),
@@ -317,3 +389,5 @@ def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
         grpc_max_msg_size=parse_size(ns.grpc_max_msg_size, flag="--grpc-max-msg-size"),
         log_level=ns.log_level,
     )
+    # Neither: an address agent with the detected ip and port 17912, as it always was.
+    return config

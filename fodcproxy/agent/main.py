@@ -29,7 +29,7 @@ from fodcproxy.agent.config import (
     parse_size,
 )
 from fodcproxy.agent.nodeconfig import NodeConfigWatcher
-from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics
+from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics, stamp_labels
 from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
 from fodcproxy.agent.selfmetrics import self_samples
 from fodcproxy.core.model import Sample, TimeWindow
@@ -84,9 +84,19 @@ class Agent:
         self.recorder = FlightRecorder(budget_bytes=config.flight_recorder_budget,
                                        budget_points=config.flight_recorder_max_points,
                                        retention=config.flight_recorder_retention)
+        # Like upstream's agent: node_role, pod_name, container_name and node_<k> on every
+        # scraped series (merged into a series' labels once, when the recorder first sees it).
+        # The agent's own figures carry them too (container_name only on an endpoint's).
+        self._stamp = stamp_labels(role=config.node_role, labels=config.node_labels,
+                                   pod_name=config.pod_name or "")
+        self._endpoint_stamps = {
+            url: stamp_labels(role=config.node_role, labels=config.node_labels,
+                              pod_name=config.pod_name or "",
+                              container_name=config.container_name(url))
+            for url in config.metrics_endpoints}
         self.watchdog = Watchdog(self.recorder, config.metrics_endpoints,
                                  interval=config.poll_metrics_interval,
-                                 timeout=config.scrape_timeout)
+                                 timeout=config.scrape_timeout, labels=self._endpoint_stamps)
         self.node_config: NodeConfigWatcher | None = None
         if config.node_config_file is not None or config.node_pid is not None:
             self.node_config = NodeConfigWatcher(config.node_config_file, pid=config.node_pid)
@@ -102,7 +112,7 @@ class Agent:
 
     @property
     def client(self) -> AgentClient:
-        """The proxy client. Exists once `run()` has found the node's IP."""
+        """The proxy client. Exists once `run()` has found the node's IP (an address agent's)."""
         if self._client is None:
             raise RuntimeError("the agent's client exists once run() has started")
         return self._client
@@ -126,7 +136,9 @@ class Agent:
         now = time.time()
         if window.is_latest or window.contains(now):
             samples.extend(self_samples(self.watchdog.statistics(), self.recorder.statistics(),
-                                        connects=self.client.statistics().connects, now=now))
+                                        connects=self.client.statistics().connects, now=now,
+                                        labels=self._stamp,
+                                        endpoint_labels=self._endpoint_stamps))
         return samples
 
     async def run(self, *, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED) -> None:
@@ -138,9 +150,13 @@ class Agent:
         keeps trying. Returns after the goodbye; only cancellation skips it.
         """
         cfg = self.config
-        ip = cfg.node_ip or await local_address_towards(cfg.proxy_host, cfg.proxy_port)
-        spec = AgentSpec(role=cfg.node_role, ip=ip, port=cfg.node_port,
-                         labels=dict(cfg.node_labels))
+        if cfg.pod_name is not None:
+            spec = AgentSpec(role=cfg.node_role, labels=dict(cfg.node_labels),
+                             pod_name=cfg.pod_name, container_names=cfg.container_names)
+        else:
+            ip = cfg.node_ip or await local_address_towards(cfg.proxy_host, cfg.proxy_port)
+            spec = AgentSpec(role=cfg.node_role, ip=ip, port=cfg.node_port,
+                             labels=dict(cfg.node_labels))
         self._client = AgentClient(
             cfg.proxy_host, cfg.proxy_port, spec, self._answer,
             heartbeat_interval=cfg.heartbeat_interval,
@@ -153,8 +169,8 @@ class Agent:
         )
         if self._stop.is_set():
             self._client.stop()
-        log.info("agent %s %s:%s: scraping %s every %s, proxy %s:%s", cfg.node_role, ip,
-                 cfg.node_port, ", ".join(self.watchdog.endpoints),
+        log.info("agent %s: scraping %s every %s, proxy %s:%s", spec.describe(),
+                 ", ".join(self.watchdog.endpoints),
                  format_duration(cfg.poll_metrics_interval), cfg.proxy_host, cfg.proxy_port)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.watchdog.run)

@@ -4,7 +4,7 @@ Sans-IO, like h11's `Connection`: no sockets, no clock, no `import trio`. Time i
 argument (`record(samples, now=...)`, `expire(now)`), so the rules are tested with plain
 synchronous tests and the Trio shell (`fodcproxy.agent.scrape.Watchdog`) supplies the wall clock.
 
-Storage: one `_Series` per (name, sorted labels). A series keeps its points in two parallel
+Storage: one `_Series` per (name, sorted labels, the labels the agent stamps on the scrape). A series keeps its points in two parallel
 `array('d')` (timestamps, values), sorted by timestamp — 16 bytes a point and no per-point Python
 objects. Points leave from the front: by age (`expire`) or, when the recorder is over its budget,
 oldest first across all series (`record` enforces it).
@@ -33,10 +33,47 @@ import attrs
 
 from fodcproxy.core.model import Sample, TimeWindow
 
-__all__ = ["FlightRecorder", "RecorderStatistics"]
+__all__ = ["EXPORTED", "FlightRecorder", "RecorderStatistics", "stamp_labels"]
 
 _Pairs = tuple[tuple[str, str], ...]
-_Key = tuple[str, _Pairs]
+_Key = tuple[str, _Pairs, int]  # name, the sample's own labels, the id of the scrape's stamp
+
+#: The prefix that renames a node's own label whose name the agent stamps (as Prometheus does
+#: with a target's label that clashes with one it attaches).
+EXPORTED = "exported_"
+
+
+def stamp_labels(*, role: str, labels: Mapping[str, str] | None = None, pod_name: str = "",
+                 container_name: str = "") -> dict[str, str]:
+    """The labels an agent stamps on every series it scrapes, as upstream BanyanDB's agent does:
+    `node_role`, `pod_name` (pod agents), `container_name` (the endpoint's, when it has one) and
+    each node label `k` as `node_<k>`, except `pod_name`, `container_name` and empty values."""
+    out = {"node_role": role} if role else {}
+    if pod_name:
+        out["pod_name"] = pod_name
+    if container_name:
+        out["container_name"] = container_name
+    for key, value in (labels or {}).items():
+        if value and key not in ("pod_name", "container_name"):
+            out.setdefault(f"node_{key}", value)
+    return out
+
+
+def _stamped(own: _Pairs, stamp: _Pairs) -> _Pairs:
+    """`own` labels with `stamp` added; an own label whose name is taken becomes exported_<name>."""
+    stamped = {k for k, _ in stamp}
+    taken = stamped | {k for k, _ in own}
+    out = list(stamp)
+    for key, value in own:
+        if key in stamped:
+            name = EXPORTED + key
+            while name in taken:
+                name = EXPORTED + name
+            taken.add(name)
+            out.append((name, value))
+        else:
+            out.append((key, value))
+    return tuple(sorted(out))
 
 _POINT_BYTES = 16  # one float64 timestamp + one float64 value
 
@@ -91,7 +128,7 @@ def _measure_fixed_overhead() -> int:
         sys.getsizeof(probe)
         + 2 * sys.getsizeof(array("d"))
         + sys.getsizeof(MappingProxyType({}))
-        + sys.getsizeof(("", ()))  # the key tuple
+        + sys.getsizeof(("", (), 0))  # the key tuple
         + 3 * 8 * 3 // 2  # the index dict's entry (hash, key, value), at its usual 2/3 load
     )
 
@@ -142,6 +179,9 @@ class FlightRecorder:
         self._evicted_series = 0
         self._expired_points = 0
         self._out_of_order = 0
+        # Each distinct stamp (see `record`) once, by a small id: series keys carry the id.
+        self._stamp_ids: dict[_Pairs, int] = {(): 0}
+        self._stamps: list[_Pairs] = [()]
 
     @property
     def retention(self) -> float:
@@ -153,8 +193,15 @@ class FlightRecorder:
         """The estimated memory held by the recorded series (see the module docstring)."""
         return self._overhead + self._points * _POINT_BYTES
 
-    def record(self, samples: Iterable[Sample], *, now: float) -> None:
+    def record(self, samples: Iterable[Sample], *, now: float,
+               labels: Mapping[str, str] | None = None) -> None:
         """Record one scrape.
+
+        `labels` are stamped on every series of the scrape (the agent's `stamp_labels`, e.g.
+        `node_role`, `pod_name`, `container_name`): they become part of the series' labels and
+        identity, so the same series scraped from two endpoints with different stamps stays two
+        series. A sample label of a stamped name is kept as `exported_<name>`. The labels are
+        merged once, when a series is first seen, not for every point.
 
         Each sample becomes a point at `sample.timestamp` if the exposition carried one, else at
         `now` (Unix seconds). Type and description are kept per series, the latest wins. A point at
@@ -164,16 +211,22 @@ class FlightRecorder:
         are dropped until the recorder is within its budget.
         """
         series = self._series
+        stamp = tuple(sorted(labels.items())) if labels else ()
+        stamp_id = self._stamp_ids.get(stamp)
+        if stamp_id is None:
+            stamp_id = self._stamp_ids[stamp] = len(self._stamps)
+            self._stamps.append(stamp)
         for sample in samples:
             ts = now
             if sample.timestamp is not None and math.isfinite(sample.timestamp):
                 ts = float(sample.timestamp)
-            labels = sample.labels
-            key: _Key = (sample.name, tuple(sorted(labels.items())) if labels else ())
+            own = sample.labels
+            key: _Key = (sample.name, tuple(sorted(own.items())) if own else (), stamp_id)
             s = series.get(key)
             if s is None:
-                s = _Series(sample.name, key[1], sample.description, sample.type)
-                s.overhead = _overhead(s.name, key[1], s.description)
+                pairs = _stamped(key[1], stamp) if stamp else key[1]
+                s = _Series(sample.name, pairs, sample.description, sample.type)
+                s.overhead = _overhead(s.name, pairs, s.description)
                 series[key] = s
                 self._overhead += s.overhead
             else:
@@ -182,7 +235,7 @@ class FlightRecorder:
                 if s.description != sample.description:
                     self._overhead -= s.overhead
                     s.description = sample.description
-                    s.overhead = _overhead(s.name, key[1], s.description)
+                    s.overhead = _overhead(s.name, tuple(s.labels.items()), s.description)
                     self._overhead += s.overhead
             tss = s.ts
             if tss:

@@ -317,6 +317,9 @@ class Watchdog:
     retention is applied. An endpoint that is down, slow or answers garbage is logged and counted,
     and tried again at the next tick: the watchdog does not stop for it.
 
+    `labels` maps an endpoint to the labels stamped on every series scraped from it (see
+    `FlightRecorder.record`; the agent's `stamp_labels`); endpoints not in it get none.
+
     `fetch` is the function that gets one scrape (`fetch` of this module by default; tests pass a
     stand-in). The watchdog owns no nursery: `run` is a task for the caller's nursery.
 
@@ -332,6 +335,7 @@ class Watchdog:
         timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         fetch: Fetcher = fetch,
+        labels: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("a watchdog needs at least one metrics endpoint")
@@ -345,6 +349,7 @@ class Watchdog:
         self._timeout = self._interval if timeout is None else float(timeout)
         self._clock = clock
         self._fetch = fetch
+        self._labels = {url: dict(stamp) for url, stamp in (labels or {}).items()}
         self._polls = AsyncValue(0)  # polls completed; wait_polls waits on it
         self._ok = dict.fromkeys(self._endpoints, 0)
         self._failed = dict.fromkeys(self._endpoints, 0)
@@ -428,7 +433,7 @@ class Watchdog:
             log.exception("scrape of %s failed unexpectedly", endpoint)
             self._fail(endpoint, f"unexpected {type(exc).__name__}: {exc}", logged=True)
             return
-        self._recorder.record(samples, now=now)
+        self._recorder.record(samples, now=now, labels=self._labels.get(endpoint))
         self._ok[endpoint] += 1
         self._last_success[endpoint] = now
         if self._last_error[endpoint] is not None:

@@ -16,6 +16,7 @@ with nothing the proxy or a BanyanDB node writes. The list, with meanings, is in
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
 
 from fodcproxy.agent.recorder import RecorderStatistics
 from fodcproxy.agent.scrape import WatchdogStatistics
@@ -43,8 +44,13 @@ def endpoint_label(url: str) -> str:
 
 
 def self_samples(watchdog: WatchdogStatistics, recorder: RecorderStatistics, *,
-                 connects: int, now: float | None) -> list[Sample]:
+                 connects: int, now: float | None, labels: Mapping[str, str] | None = None,
+                 endpoint_labels: Mapping[str, Mapping[str, str]] | None = None) -> list[Sample]:
     """The agent's figures as samples stamped `now` (Unix seconds; None: unstamped).
+
+    `labels` go on every sample (the agent's stamp: `node_role`, `pod_name`, `node_<k>`);
+    `endpoint_labels[url]`, when given, replace them on that endpoint's scrape series (the stamp
+    with the endpoint's `container_name`).
 
     `connects` is the number of connection attempts to the proxy so far (the client's
     `statistics().connects`); reconnects are the attempts after the first. Endpoints not scraped
@@ -52,6 +58,8 @@ def self_samples(watchdog: WatchdogStatistics, recorder: RecorderStatistics, *,
     endpoint once one of its scrapes has worked.
     """
     out: list[Sample] = []
+    base = dict(labels or {})
+    per_endpoint = endpoint_labels or {}
 
     def add(name: str, labels: dict[str, str], value: float, help: str,
             mtype: MetricType = MetricType.GAUGE) -> None:
@@ -60,20 +68,20 @@ def self_samples(watchdog: WatchdogStatistics, recorder: RecorderStatistics, *,
     for url in watchdog.scrapes_failed:
         if url not in watchdog.last_duration:
             continue  # not scraped yet
-        labels = {"endpoint": endpoint_label(url)}
+        scrape_labels = {**per_endpoint.get(url, base), "endpoint": endpoint_label(url)}
         up = watchdog.last_error.get(url) is None
-        add(SCRAPE_UP, labels, 1.0 if up else 0.0,
+        add(SCRAPE_UP, scrape_labels, 1.0 if up else 0.0,
             "1 if the agent's last scrape of the node's endpoint worked, 0 otherwise.")
-        add(SCRAPE_DURATION, labels, watchdog.last_duration[url],
+        add(SCRAPE_DURATION, scrape_labels, watchdog.last_duration[url],
             "Seconds the agent's last scrape of the node's endpoint took.")
         if url in watchdog.last_success:
-            add(SCRAPE_LAST_SUCCESS, labels, watchdog.last_success[url],
+            add(SCRAPE_LAST_SUCCESS, scrape_labels, watchdog.last_success[url],
                 "Unix time at which the agent last scraped the node's endpoint successfully.")
-    add(RECORDER_BYTES, {}, recorder.size_bytes,
+    add(RECORDER_BYTES, base, recorder.size_bytes,
         "Bytes the agent's flight recorder holds (its estimate, counted against its budget).")
-    add(RECORDER_SERIES, {}, recorder.series, "Series in the agent's flight recorder.")
-    add(RECORDER_POINTS, {}, recorder.points, "Points in the agent's flight recorder.")
-    add(RECONNECTS, {}, max(0, connects - 1),
+    add(RECORDER_SERIES, base, recorder.series, "Series in the agent's flight recorder.")
+    add(RECORDER_POINTS, base, recorder.points, "Points in the agent's flight recorder.")
+    add(RECONNECTS, base, max(0, connects - 1),
         "Connection attempts to the proxy after the first (after a lost or refused connection).",
         MetricType.COUNTER)
     return out

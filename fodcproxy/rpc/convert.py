@@ -88,11 +88,18 @@ def registration_from_proto(req: pb.RegisterAgentRequest, *,
 
 
 def registration_to_proto(
-    *, role: str, ip: str, port: int, labels: dict[str, str] | None = None,
+    *, role: str, ip: str = "", port: int = 0, labels: dict[str, str] | None = None,
     secondary_addresses: dict[str, Address] | None = None, node_config: NodeConfig | None = None,
+    pod_name: str = "", container_names: Sequence[str] = (),
 ) -> pb.RegisterAgentRequest:
-    req = pb.RegisterAgentRequest(node_role=role, labels=labels or {},
-                                  primary_address=pb.Address(ip=ip, port=port))
+    """A RegisterAgentRequest: an address agent's (`primary_address` = `ip`:`port`) when `ip` is
+    given, else a pod agent's (`pod_name`, `container_names`, no `primary_address`)."""
+    req = pb.RegisterAgentRequest(node_role=role, labels=labels or {})
+    if ip:
+        req.primary_address.CopyFrom(pb.Address(ip=ip, port=port))
+    else:
+        req.pod_name = pod_name
+        req.container_names.extend(container_names)
     for name, addr in (secondary_addresses or {}).items():
         req.secondary_addresses[name].CopyFrom(pb.Address(ip=addr.ip, port=addr.port))
     if node_config is not None:

@@ -5,6 +5,16 @@
                                    series=[static("cpu_usage", 0.5)]) as agent:
             ...  # GET proxy.http_url + "/metrics" shows cpu_usage{agent_id=agent.agent_id, ...}
 
+Pod agents (upstream BanyanDB's kind: identity = the pod, no primary address): give
+`pod_name=` and `container_names=` instead of `ip` and `port`, with upstream's roles:
+
+    async with open_fake_agent(proxy.grpc_address, role="ROLE_DATA", labels={"type": "hot"},
+                               pod_name="banyandb-data-hot-0", container_names=["data"]) as agent:
+        ...  # its series carry node_role, pod_name, container_name and node_type, like upstream's
+
+`python -m fodcproxy fake-agents --shape pod` runs many of them; `python -m fodcproxy demo` mixes
+both kinds.
+
 Series: `static`, `counter` (grows per request), `histogram`, `summary`, `history` (fixed
 timestamped points), `rolling` (a point every step over the last span, from a function of time),
 `hostile` (label values and names that break naive exposition).

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import trio
 from trio_util import AsyncValue
 
+from fodcproxy.agent.recorder import stamp_labels
 from fodcproxy.errors import ConfigError
 from fodcproxy.process import exit_bad_flag, print_line, run_program, run_until_signal, setup_logging
 from fodcproxy.testing.config import (
@@ -44,15 +46,27 @@ def build_fake_agents(config: FakeAgentsConfig) -> list[FakeAgent]:
     kinds = config.assign_misbehaviours()
     agents = []
     for i in range(config.count):
-        ip, port = config.identity(i)
+        role = config.roles[i % len(config.roles)]
+        identity: dict[str, Any]
+        if config.shape == "pod":
+            pod_name, shape = config.pod(i)
+            role, labels = shape.role, {**config.labels, **shape.labels}
+            identity = {"pod_name": pod_name, "container_names": [shape.container]}
+            # Stamped like upstream's agent, into the series' templates once (stamp=False: the
+            # fake does not stamp every reply again).
+            stamp = stamp_labels(role=role, labels=labels, pod_name=pod_name,
+                                 container_name=shape.container)
+        else:
+            ip, port = config.identity(i)
+            labels, identity, stamp = dict(config.labels), {"ip": ip, "port": port}, {}
         synthetic = SyntheticSeries(config.series, seed=config.seed * 1_000_003 + i,
                                     history_points=config.history_points,
-                                    history_step=config.history_step)
+                                    history_step=config.history_step, labels=stamp)
         kind = kinds[i]
-        agent = FakeAgent(address, role=config.roles[i % len(config.roles)], ip=ip, port=port,
-                          labels=config.labels, series=[synthetic.as_series()],
+        agent = FakeAgent(address, role=role, labels=labels, series=[synthetic.as_series()],
                           heartbeat_interval=config.heartbeat_interval,
-                          reconnect_interval=config.reconnect_interval, keep_requests=False)
+                          reconnect_interval=config.reconnect_interval, keep_requests=False,
+                          stamp=False, **identity)
         if kind == "slow":
             agent.delay = config.slow_delay
         elif kind == "hung":
@@ -140,6 +154,6 @@ def fake_agents_main(argv: Sequence[str], prog: str = "python -m fodcproxy fake-
     setup_logging(config.log_level)
     agents = build_fake_agents(config)
     fleet = FakeAgentFleet(agents, out=print_line)
-    log.info("%d fake agents (%d series each) dialing %s:%s", len(agents), config.series,
-             config.proxy_host, config.proxy_port)
+    log.info("%d fake %s agents (%d series each) dialing %s:%s", len(agents), config.shape,
+             config.series, config.proxy_host, config.proxy_port)
     run_program(lambda: run_until_signal(fleet.run, fleet.stop), prog)

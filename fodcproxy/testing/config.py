@@ -20,10 +20,41 @@ from fodcproxy.config import add_proxy_flags
 from fodcproxy.errors import ConfigError
 from fodcproxy.process import LOG_LEVELS, FlagParser, parse_duration, parse_int
 
-__all__ = ["MISBEHAVIOURS", "OVERSIZED_BYTES", "ROLES", "FakeAgentsConfig", "demo_parser",
-           "fake_agents_config_from_args", "fake_agents_parser", "parse_misbehave"]
+__all__ = ["MISBEHAVIOURS", "OVERSIZED_BYTES", "ROLES", "SHAPES", "FakeAgentsConfig", "PodShape",
+           "demo_parser", "fake_agents_config_from_args", "fake_agents_parser", "parse_misbehave",
+           "pod_shape"]
 
 ROLES = ("liaison", "datanode-hot", "datanode-warm", "datanode-cold")
+#: How fake agents register: "address" (identity = node ip:port, like fodcproxy's own agent with
+#: --node-ip) or "pod" (identity = the pod, like upstream BanyanDB's agent today).
+SHAPES = ("address", "pod")
+
+
+@attrs.frozen
+class PodShape:
+    """How a role of the seed's naming looks on a pod agent (upstream BanyanDB's agent)."""
+
+    role: str  # ROLE_LIAISON, ROLE_DATA, ROLE_META, or the role as given
+    labels: Mapping[str, str]  # node labels it adds: the data tier as `type`
+    pod_prefix: str  # `banyandb-<pod_prefix>-<i>`
+    container: str  # its container's name, stamped as `container_name`
+
+
+def pod_shape(role: str) -> PodShape:
+    """`liaison` -> ROLE_LIAISON in pods `banyandb-liaison-<i>`; `datanode-hot` -> ROLE_DATA with
+    node label `type=hot` in pods `banyandb-data-hot-<i>`; `meta` -> ROLE_META; upstream's names
+    are kept; any other role is kept, its pods named after it."""
+    if role in ("liaison", "ROLE_LIAISON"):
+        return PodShape("ROLE_LIAISON", {}, "liaison", "liaison")
+    if role.startswith("datanode-"):
+        tier = role.removeprefix("datanode-")
+        return PodShape("ROLE_DATA", {"type": tier}, f"data-{tier}", "data")
+    if role == "ROLE_DATA":
+        return PodShape("ROLE_DATA", {}, "data", "data")
+    if role in ("meta", "ROLE_META"):
+        return PodShape("ROLE_META", {}, "meta", "meta")
+    name = "".join(c if c.isalnum() else "-" for c in role.lower()).strip("-") or "node"
+    return PodShape(role, {}, name, name)
 MISBEHAVIOURS = ("slow", "hung", "drop", "noheartbeat", "noecho", "oversized", "malformed")
 #: Bytes of an `oversized` reply: over the proxy's default --grpc-max-msg-size (4 MiB).
 OVERSIZED_BYTES = 4 * 1024 * 1024 + 64 * 1024
@@ -49,12 +80,19 @@ class FakeAgentsConfig:
     reconnect_interval: float = 1.0
     seed: int = 1
     log_level: str = "warning"
+    shape: str = "address"
 
     def identity(self, i: int) -> tuple[str, int]:
         """(ip, port) of agent `i`: ports from `port_base`; past 65535 the next ip."""
         per_ip = 65536 - self.port_base
         ip = ipaddress.ip_address(self.ip_base) + i // per_ip
         return str(ip), self.port_base + i % per_ip
+
+    def pod(self, i: int) -> tuple[str, PodShape]:
+        """(pod name, shape) of agent `i` with `--shape pod`: `banyandb-<role>-<n>`, `n` counting
+        the agents of that role."""
+        shape = pod_shape(self.roles[i % len(self.roles)])
+        return f"banyandb-{shape.pod_prefix}-{i // len(self.roles)}", shape
 
     def assign_misbehaviours(self) -> list[str | None]:
         """Which misbehaviour each agent has (None: well-behaved), spread by `seed`."""
@@ -100,6 +138,12 @@ def fake_agents_parser(prog: str) -> argparse.ArgumentParser:
                 "Values change with every request; SIGINT/SIGTERM make them all say goodbye.")
     p.add_argument("--proxy-addr", default="localhost:17900", help="the proxy's gRPC address (default localhost:17900)")
     p.add_argument("--count", default="10", help="number of agents (default 10)")
+    p.add_argument("--shape", default="address",
+                   help="address: agents identified by node ip:port (--ip-base, --port-base), like "
+                        "fodcproxy's own agent; pod: agents identified by their pod, like upstream "
+                        "BanyanDB's agent (pods banyandb-<role>-<n>, roles ROLE_LIAISON and "
+                        "ROLE_DATA with node label type=hot|warm|cold, series stamped with "
+                        "node_role, pod_name and container_name) (default address)")
     p.add_argument("--series", default="100", help="series per agent, 5 labels each (default 100)")
     p.add_argument("--roles", default=",".join(ROLES),
                    help=f"roles given round-robin (default {','.join(ROLES)})")
@@ -158,7 +202,11 @@ def fake_agents_config_from_args(ns: argparse.Namespace) -> FakeAgentsConfig:
             raise ConfigError(flag, "must be greater than 0")
     if ns.log_level.lower() not in LOG_LEVELS:
         raise ConfigError("--log-level", f"{ns.log_level!r} is not one of debug, info, warning, error")
+    shape = ns.shape.strip().lower()
+    if shape not in SHAPES:
+        raise ConfigError("--shape", f"{ns.shape!r} is not one of {', '.join(SHAPES)}")
     return FakeAgentsConfig(
+        shape=shape,
         proxy_host=host, proxy_port=port, count=count, series=series, roles=roles,
         labels=parse_labels(ns.labels, flag="--labels"), history_points=history_points,
         history_step=history_step, ip_base=str(ip), port_base=port_base,

@@ -1,5 +1,10 @@
 """`python -m fodcproxy demo`: a proxy with fake agents of every role, for a first look.
 
+The fleet is mixed, as during an upgrade: address agents (identity = node ip:port, roles named
+like `datanode-hot`, like fodcproxy's own agent) and pod agents (identity = the pod, roles
+`ROLE_LIAISON` and `ROLE_DATA` with node label `type`, series stamped with `node_role`,
+`pod_name` and `container_name`, like upstream BanyanDB's agent today).
+
 `Demo.run()` owns one nursery: the proxy first, then the agents in a child nursery; `stop()` makes
 the agents say goodbye, then the proxy stops.
 """
@@ -18,10 +23,10 @@ from fodcproxy.core.model import MetricType, NodeConfig
 from fodcproxy.core.windows import rfc3339
 from fodcproxy.errors import ConfigError
 from fodcproxy.process import exit_bad_flag, print_line, run_program, run_until_signal, setup_logging
-from fodcproxy.testing.config import ROLES, demo_parser
+from fodcproxy.testing.config import demo_parser, pod_shape
 from fodcproxy.testing.fake import FakeAgent, Series, rolling, summary
 
-__all__ = ["Demo", "demo_agents", "demo_main", "demo_urls"]
+__all__ = ["Demo", "demo_agents", "demo_main", "demo_urls", "describe_fleet"]
 
 
 def _counter(rate: float, base: float, since: float) -> Callable[[float], float]:
@@ -52,20 +57,24 @@ def _latency_histogram(name: str, labels: Mapping[str, str], rate: float, since:
 def demo_agents(proxy_address: str, *, now: float | None = None) -> list[FakeAgent]:
     """The demo's agents: liaison x2, datanode-hot x2, datanode-warm, datanode-cold.
 
+    The first liaison and both hot data nodes are address agents; the second liaison
+    (`banyandb-liaison-0`, ROLE_LIAISON) and the warm and cold data nodes (`banyandb-data-warm-0`,
+    `banyandb-data-cold-0`: ROLE_DATA with node label `type`) are pod agents.
+
     Series look like a BanyanDB node's (counters that grow, gauges, a histogram, a summary), with a
     point every 10 s over the last 15 minutes for window queries. The two hot data nodes disagree on
     `measure-flush-timeout`, so /cluster/config reports one inconsistency.
     """
     now = time.time() if now is None else now
     since = now - 6 * 3600  # the nodes have been "up" for six hours
-    nodes = [
-        ("liaison", "10.0.1.1", "a"), ("liaison", "10.0.1.2", "b"),
-        ("datanode-hot", "10.0.2.1", "a"), ("datanode-hot", "10.0.2.2", "b"),
-        ("datanode-warm", "10.0.3.1", "a"), ("datanode-cold", "10.0.4.1", "a"),
+    nodes = [  # role, ip, zone, a pod agent?
+        ("liaison", "10.0.1.1", "a", False), ("liaison", "10.0.1.2", "b", True),
+        ("datanode-hot", "10.0.2.1", "a", False), ("datanode-hot", "10.0.2.2", "b", False),
+        ("datanode-warm", "10.0.3.1", "a", True), ("datanode-cold", "10.0.4.1", "a", True),
     ]
     write_rate = {"datanode-hot": 1200.0, "datanode-warm": 150.0, "datanode-cold": 20.0}
     agents = []
-    for k, (role, ip, zone) in enumerate(nodes):
+    for k, (role, ip, zone, is_pod) in enumerate(nodes):
         r = random.Random(k)
         common = [
             rolling("banyandb_system_cpu_usage_ratio", _wave(r.uniform(0.2, 0.5), 0.1, 600, k),
@@ -125,9 +134,36 @@ def demo_agents(proxy_address: str, *, now: float | None = None) -> list[FakeAge
                                                 "node-host": ip},
                                 runtime_config={"retention": {"sw_metric": "7d", "sw_record": "3d"}},
                                 collected_at=since)
-        agents.append(FakeAgent(proxy_address, role=role, ip=ip, port=17912, labels={"zone": zone},
-                                series=common + specific, node_config=config, keep_requests=False))
+        series = common + specific
+        if is_pod:
+            shape = pod_shape(role)
+            agents.append(FakeAgent(proxy_address, role=shape.role,
+                                    labels={"zone": zone, **shape.labels},
+                                    pod_name=f"banyandb-{shape.pod_prefix}-0",
+                                    container_names=[shape.container], series=series,
+                                    node_config=config, keep_requests=False))
+        else:
+            agents.append(FakeAgent(proxy_address, role=role, ip=ip, port=17912,
+                                    labels={"zone": zone}, series=series, node_config=config,
+                                    keep_requests=False))
     return agents
+
+
+def describe_fleet(agents: Sequence[FakeAgent]) -> str:
+    """`3 address agents (liaison x1, ...), 3 pod agents (ROLE_DATA type=cold x1, ...)`."""
+    parts = []
+    for kind, wanted in (("address", False), ("pod", True)):
+        names: dict[str, int] = {}
+        for a in agents:
+            spec = a.client.spec
+            if spec.is_pod is wanted:
+                tier = spec.labels.get("type") if spec.is_pod else None
+                name = f"{spec.role} type={tier}" if tier else spec.role
+                names[name] = names.get(name, 0) + 1
+        if names:
+            parts.append(f"{sum(names.values())} {kind} agents ("
+                         + ", ".join(f"{n} x{c}" for n, c in names.items()) + ")")
+    return ", ".join(parts)
 
 
 def demo_urls(http_url: str, *, now: float) -> list[tuple[str, str]]:
@@ -167,9 +203,8 @@ class Demo:
                     fleet.start_soon(agent.run)
                 for agent in self.agents:
                     await agent.wait_registered()
-                roles = sorted({a.client.spec.role for a in self.agents}, key=ROLES.index)
-                counts = ", ".join(f"{r} x{sum(a.client.spec.role == r for a in self.agents)}" for r in roles)
-                lines = [f"fodcproxy demo: a proxy and {len(self.agents)} fake agents ({counts})",
+                lines = [f"fodcproxy demo: a proxy and {len(self.agents)} fake agents: "
+                         f"{describe_fleet(self.agents)}",
                          f"agents dial {addresses.grpc_address} (gRPC); open:"]
                 lines += [f"  {url:<72} {what}" for url, what in demo_urls(addresses.http_url, now=time.time())]
                 lines.append("Ctrl-C (SIGINT) or SIGTERM stops it.")

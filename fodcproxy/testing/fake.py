@@ -17,6 +17,13 @@ any time, and take effect at the next request (or heartbeat):
 | `drop()`                  | the connection is lost now (no goodbye); the client reconnects     |
 | `disconnect()`            | graceful goodbye: removed at once                                  |
 
+A fake agent is an *address agent* (`ip`, `port`: identity = the node's primary address, like
+`python -m fodcproxy agent --node-ip ...`) or, given `pod_name` and no `ip`, a *pod agent* like
+upstream BanyanDB's agent today (identity = the pod, `container_names` registered with it; roles
+such as `ROLE_LIAISON`, or `ROLE_DATA` with node label `type`). A pod agent stamps `node_role`,
+`pod_name`, `container_name` (its first container's) and `node_<k>` on every series it answers,
+as upstream's does (`stamp=False` turns that off; `stamp=True` turns it on for an address agent).
+
 After an oversized or malformed reply the proxy ends the metrics stream; the client then starts a
 new session (same identity, same `agent_id`) after its reconnect backoff.
 
@@ -39,6 +46,7 @@ import trio
 from trio_util import AsyncBool
 
 from fodcproxy.agent.client import AgentClient, AgentSpec
+from fodcproxy.agent.recorder import EXPORTED, stamp_labels
 from fodcproxy.core.model import MetricType, NodeConfig, TimeWindow
 from fodcproxy.rpc import convert
 from fodcproxy.rpc.client import ClientCall
@@ -249,6 +257,23 @@ class _ScriptedClient(AgentClient):
             await super()._send_chunks(call, request_id, metrics)
 
 
+def _stamp(metric: Any, stamp: Mapping[str, str]) -> Any:
+    """`metric` (a protobuf Metric or its bytes) with the `stamp` labels, like an upstream agent:
+    a label of a stamped name with another value is kept as exported_<name>. Series may hand out
+    the same object again: stamping it twice changes nothing."""
+    m = pb.Metric.FromString(metric) if type(metric) is bytes else metric
+    labels = m.labels
+    for key, value in stamp.items():
+        old = labels.get(key)
+        if old is not None and old != value:
+            name = EXPORTED + key
+            while name in labels:
+                name = EXPORTED + name
+            labels[name] = old
+        labels[key] = value
+    return m
+
+
 def _as_metrics(metrics: Sequence[Any]) -> list[Any]:
     """Metrics as protobuf objects (a source may hand over serialized ones)."""
     return [pb.Metric.FromString(m) if type(m) is bytes else m for m in metrics]
@@ -261,12 +286,26 @@ class FakeAgent:
     `request_count` counts them either way.
     """
 
-    def __init__(self, proxy_address: str, *, role: str, ip: str, port: int,
+    def __init__(self, proxy_address: str, *, role: str, ip: str = "", port: int = 0,
                  labels: Mapping[str, str] | None = None, series: Sequence[Series] = (),
                  heartbeat_interval: float = 10.0, reconnect_interval: float = 0.5,
                  node_config: NodeConfig | None = None, max_message_size: int = 4 * 1024 * 1024,
-                 clock: Callable[[], float] = time.time, keep_requests: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, keep_requests: bool = True,
+                 pod_name: str = "", container_names: Sequence[str] = (),
+                 stamp: bool | None = None) -> None:
+        if not ip and not pod_name:
+            raise ValueError("a fake agent needs ip and port (an address agent) or pod_name "
+                             "(a pod agent)")
         host, _, port_text = proxy_address.rpartition(":")
+        spec = AgentSpec(role=role, ip=ip, port=port, labels=dict(labels or {}),
+                         pod_name="" if ip else pod_name,
+                         container_names=() if ip else tuple(container_names))
+        if stamp if stamp is not None else spec.is_pod:
+            self.stamp: dict[str, str] = stamp_labels(
+                role=role, labels=labels, pod_name=spec.pod_name,
+                container_name=container_names[0] if container_names else "")
+        else:
+            self.stamp = {}
         self.series: list[Series] = list(series)
         self.delay = 0.0
         self._hang = AsyncBool(False)
@@ -281,8 +320,7 @@ class FakeAgent:
         self._clock = clock
         self.client: AgentClient = _ScriptedClient(
             self,
-            host.strip("[]"), int(port_text), AgentSpec(role=role, ip=ip, port=port, labels=dict(labels or {})),
-            self._source, heartbeat_interval=heartbeat_interval,
+            host.strip("[]"), int(port_text), spec, self._source, heartbeat_interval=heartbeat_interval,
             reconnect_interval=reconnect_interval, reconnect_max=max(reconnect_interval, 5.0),
             max_message_size=max_message_size, node_config=lambda: self.node_config)
 
@@ -345,6 +383,8 @@ class FakeAgent:
         out: list[Any] = []
         for s in self.series:
             out.extend(s.produce(window, n, now))
+        if self.stamp:
+            out = [_stamp(m, self.stamp) for m in out]
         return out
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -365,12 +405,13 @@ class FakeAgent:
 
 
 @contextlib.asynccontextmanager
-async def open_fake_agent(proxy_address: str, *, role: str, ip: str, port: int,
+async def open_fake_agent(proxy_address: str, *, role: str, ip: str = "", port: int = 0,
                           labels: Mapping[str, str] | None = None, series: Sequence[Series] = (),
                           **options: Any) -> AsyncIterator[FakeAgent]:
     """A fake agent, registered and with its metrics stream open, for the duration of the block.
 
-    `options` are the other keyword arguments of `FakeAgent`. Leaving the block says goodbye.
+    `options` are the other keyword arguments of `FakeAgent` (`pod_name=..., container_names=...`
+    without `ip` and `port` make a pod agent). Leaving the block says goodbye.
     """
     agent = FakeAgent(proxy_address, role=role, ip=ip, port=port, labels=labels, series=series,
                       **options)

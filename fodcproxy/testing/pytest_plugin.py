@@ -44,7 +44,7 @@ __all__ = ["FakeAgentFactory", "fodc_fake_agent", "fodc_proxy", "fodc_proxy_sett
 class FakeAgentFactory(Protocol):
     """The type of the `fodc_fake_agent` fixture."""
 
-    def __call__(self, *, role: str, ip: str = ..., port: int | None = ...,
+    def __call__(self, *, role: str, ip: str | None = ..., port: int | None = ...,
                  labels: Mapping[str, str] | None = ..., series: Sequence[Series] = ...,
                  **options: Any) -> Awaitable[FakeAgent]: ...
 
@@ -69,7 +69,8 @@ async def fodc_fake_agent(fodc_proxy: ProxyHandle) -> AsyncIterator[FakeAgentFac
     """A factory of registered fake agents of `fodc_proxy`; all say goodbye after the test.
 
     `ip` defaults to 127.0.0.1 and `port` to a fresh number per agent (20000, 20001, ...), so
-    agents made without them have distinct identities. Other keyword arguments go to `FakeAgent`.
+    agents made without them have distinct identities. Other keyword arguments go to `FakeAgent`:
+    with `pod_name` (and no `ip`) the agent is a pod agent, like upstream BanyanDB's.
     """
     import trio
 
@@ -79,10 +80,13 @@ async def fodc_fake_agent(fodc_proxy: ProxyHandle) -> AsyncIterator[FakeAgentFac
     agents: list[FakeAgent] = []
     async with trio.open_nursery() as nursery:
 
-        async def make(*, role: str, ip: str = "127.0.0.1", port: int | None = None,
+        async def make(*, role: str, ip: str | None = None, port: int | None = None,
                        labels: Mapping[str, str] | None = None, series: Sequence[Series] = (),
                        **options: Any) -> FakeAgent:
-            agent = FakeAgent(fodc_proxy.grpc_address, role=role, ip=ip,
+            if ip is None and options.get("pod_name"):
+                ip, port = "", 0  # a pod agent
+            agent = FakeAgent(fodc_proxy.grpc_address, role=role,
+                              ip="127.0.0.1" if ip is None else ip,
                               port=next(ports) if port is None else port, labels=labels,
                               series=series, **options)
             agents.append(agent)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 from fodcproxy.core.model import MetricType, TimeWindow
@@ -48,7 +49,8 @@ _DOUBLE = struct.Struct("<d")
 
 
 class SyntheticSeries:
-    """`count` series of one agent with 5 labels each, whose values move with time.
+    """`count` series of one agent with 5 labels each (plus `labels`, e.g. the labels a pod agent
+    stamps), whose values move with time.
 
     The protobuf `Metric` objects are built once and reused: a latest request only rewrites their
     values. Counters are `rate * (t - since)`, gauges a slow wave around a level, so values change
@@ -57,8 +59,9 @@ class SyntheticSeries:
     """
 
     def __init__(self, count: int, *, seed: int, history_points: int = 0,
-                 history_step: float = 10.0) -> None:
+                 history_step: float = 10.0, labels: Mapping[str, str] | None = None) -> None:
         rng = random.Random(seed)
+        extra = dict(labels or {})
         self.history_points = history_points
         self.history_step = history_step
         self.metrics: list[Any] = []
@@ -76,6 +79,7 @@ class SyntheticSeries:
                 "segment": f"2026{1 + (i % 12):02d}{1 + (i % 28):02d}",
                 "kind": _KINDS[i % len(_KINDS)],
                 "service": _SERVICES[i % len(_SERVICES)],
+                **extra,
             }
             self.metrics.append(pb.Metric(name=name, labels=labels, description=help_text,
                                           type=int(mtype)))  # type: ignore[arg-type]  # an int is fine
