@@ -354,3 +354,35 @@ async def test_console_shows_api_errors_in_the_page(tmp_path):
     assert "/metrics-windows?start_time=" in errors and "the limit is 3600s" in errors and "HTTP 400" in errors
     assert f'data-node-id="{agent.agent_id}"' in dom  # the topology still rendered
     assert not console_messages(stderr), console_messages(stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.external
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's `chromium` on PATH (`apt-get install chromium`; .ci/run installs it)")
+async def test_console_shows_pod_agents_beside_address_agents(tmp_path):
+    """A pod agent (upstream's naming: ROLE_DATA, tier in label `type`) is shown by its pod,
+    in its role's column, with the liaison's call to it drawn, and its series charted."""
+    now = time.time()
+    with trio.fail_after(90):
+        async with open_proxy(collect_timeout=1.0) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="127.0.0.1", port=17910):
+            async with open_fake_agent(
+                    proxy.grpc_address, role="ROLE_DATA", pod_name="banyandb-data-hot-0",
+                    container_names=["data"], labels={"type": "hot"},
+                    series=[history("banyandb_disk_used_bytes", _points(now, 1, 2e9),
+                                    help="Disk used by the node.")]) as pod:
+                url = f"{proxy.http_url}/#metrics=banyandb_disk_used_bytes&select={pod.agent_id}"
+                dom, stderr = await run_chromium(tmp_path, url, "--dump-dom")
+    assert re.search(r'<body[^>]*data-loaded="true"', dom), "the console never finished a refresh"
+    assert element(dom, "errors") == '<div id="errors" role="alert"></div>', element(dom, "errors")
+    assert not console_messages(stderr), console_messages(stderr)
+    tiers = element(dom, "tiers")
+    roles = re.findall(r'<section class="tier" data-role="([^"]+)"', tiers)
+    assert roles == ["liaison", "ROLE_DATA"]
+    assert f'data-node-id="{pod.agent_id}" data-status="online"' in tiers
+    assert "pod banyandb-data-hot-0" in tiers
+    assert element(dom, "edges").count('class="edge query') == 1
+    detail = html.unescape(element(dom, "node-detail"))
+    assert "banyandb-data-hot-0" in detail and "data" in detail
+    chart = re.search(r'<figure class="chart" data-metric="banyandb_disk_used_bytes"[^>]*>', dom)
+    assert chart and 'data-series="1"' in chart.group(0)
