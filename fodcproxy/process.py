@@ -15,13 +15,21 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import trio
 
 from fodcproxy._util import lone_exception
 from fodcproxy.errors import ConfigError
+
+
+class _HasLogLevel(Protocol):
+    @property
+    def log_level(self) -> str: ...
+
+
+C = TypeVar("C", bound=_HasLogLevel)
 
 __all__ = [
     "FlagParser",
@@ -145,6 +153,22 @@ def tune_gc_for_serving() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
+
+
+def read_config(parser: argparse.ArgumentParser, argv: Sequence[str],
+                build: Callable[[argparse.Namespace], C], prog: str) -> C:
+    """A program's settings from its command line, and logging set up from them.
+
+    `build` turns the parsed flags into the settings (raising ConfigError naming a bad flag);
+    a bad flag exits 2 with one line (`exit_bad_flag`).
+    """
+    ns = parser.parse_args(argv)
+    try:
+        config = build(ns)
+    except ConfigError as exc:
+        exit_bad_flag(exc, prog)
+    setup_logging(config.log_level)
+    return config
 
 
 def raise_descriptor_limit() -> None:

@@ -31,11 +31,10 @@ from fodcproxy.metrics import ProxyMetrics, TransportCollector
 from fodcproxy.process import (
     PROGRAMS_HELP,
     FlagParser,
-    exit_bad_flag,
     raise_descriptor_limit,
+    read_config,
     run_program,
     run_until_signal,
-    setup_logging,
     tune_gc_for_serving,
 )
 from fodcproxy.rpc.server import GrpcServer
@@ -238,12 +237,7 @@ def proxy_main(argv: Sequence[str], prog: str = "python -m fodcproxy") -> None:
     parser = FlagParser(prog=prog, description="FODC proxy: agent registry, metrics fan-out and HTTP API.",
                         epilog=PROGRAMS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_proxy_flags(parser)
-    ns = parser.parse_args(argv)
-    try:
-        config = proxy_config_from_args(ns)
-    except ConfigError as exc:
-        exit_bad_flag(exc, prog)
-    setup_logging(config.log_level)
+    config = read_config(parser, argv, proxy_config_from_args, prog)
 
     async def main() -> None:
         proxy = Proxy(config)

@@ -34,7 +34,7 @@ from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
 from fodcproxy.agent.selfmetrics import self_samples
 from fodcproxy.core.model import Sample, TimeWindow
 from fodcproxy.errors import ConfigError
-from fodcproxy.process import exit_bad_flag, format_duration, run_program, run_until_signal, setup_logging
+from fodcproxy.process import format_duration, read_config, run_program, run_until_signal
 from fodcproxy.security import client_context, load_token
 
 __all__ = [
@@ -223,13 +223,7 @@ def agent_main(argv: Sequence[str], prog: str = "python -m fodcproxy agent") -> 
     Raises SystemExit(2) with one line naming the flag for a bad flag value or a file that
     cannot be loaded (node configuration, token, CA).
     """
-    parser = build_parser(prog)
-    ns = parser.parse_args(argv)
-    try:
-        config = agent_config_from_args(ns)
-    except ConfigError as exc:
-        exit_bad_flag(exc, prog)
-    setup_logging(config.log_level)
+    config = read_config(build_parser(prog), argv, agent_config_from_args, prog)
 
     async def main() -> None:
         agent = Agent(config)

@@ -17,8 +17,7 @@ import trio
 from trio_util import AsyncValue
 
 from fodcproxy.agent.recorder import stamp_labels
-from fodcproxy.errors import ConfigError
-from fodcproxy.process import exit_bad_flag, print_line, run_program, run_until_signal, setup_logging
+from fodcproxy.process import print_line, read_config, run_program, run_until_signal
 from fodcproxy.testing.config import (
     MISBEHAVIOURS,
     OVERSIZED_BYTES,
@@ -146,12 +145,7 @@ class FakeAgentFleet:
 
 def fake_agents_main(argv: Sequence[str], prog: str = "python -m fodcproxy fake-agents") -> None:
     """The `fake-agents` program: exits 0 after SIGINT/SIGTERM, 2 on a bad flag."""
-    ns = fake_agents_parser(prog).parse_args(argv)
-    try:
-        config = fake_agents_config_from_args(ns)
-    except ConfigError as exc:
-        exit_bad_flag(exc, prog)
-    setup_logging(config.log_level)
+    config = read_config(fake_agents_parser(prog), argv, fake_agents_config_from_args, prog)
     agents = build_fake_agents(config)
     fleet = FakeAgentFleet(agents, out=print_line)
     log.info("%d fake %s agents (%d series each) dialing %s:%s", len(agents), config.shape,

@@ -21,8 +21,7 @@ import trio
 from fodcproxy.config import ProxyConfig, proxy_config_from_args
 from fodcproxy.core.model import MetricType, NodeConfig
 from fodcproxy.core.windows import rfc3339
-from fodcproxy.errors import ConfigError
-from fodcproxy.process import exit_bad_flag, print_line, run_program, run_until_signal, setup_logging
+from fodcproxy.process import print_line, read_config, run_program, run_until_signal
 from fodcproxy.testing.config import demo_parser, pod_shape
 from fodcproxy.testing.fake import FakeAgent, Series, rolling, summary
 
@@ -217,11 +216,6 @@ class Demo:
 
 def demo_main(argv: Sequence[str], prog: str = "python -m fodcproxy demo") -> None:
     """The `demo` program: every proxy flag is accepted; exits 0 after SIGINT/SIGTERM."""
-    ns = demo_parser(prog).parse_args(argv)
-    try:
-        config = proxy_config_from_args(ns)
-    except ConfigError as exc:
-        exit_bad_flag(exc, prog)
-    setup_logging(config.log_level)
+    config = read_config(demo_parser(prog), argv, proxy_config_from_args, prog)
     demo = Demo(config)
     run_program(lambda: run_until_signal(demo.run, demo.stop), prog)
