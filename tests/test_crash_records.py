@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fodcproxy._proto.banyandb.fodc.v1 import rpc_pb2
 from fodcproxy.agent.crash import (
@@ -166,6 +168,12 @@ def test_a_long_stack_and_panic_value_are_cut_with_a_mark() -> None:
     assert rec.panic_value_truncated and rec.panic_value.startswith("y" * 10 + "\n...")
 
 
+def test_a_long_map_value_is_cut_not_refused() -> None:
+    rec = parse(go_marshal(node_record(processMetadata={"query": "q" * 40})),
+                limits=CrashLimits(max_string=32))
+    assert rec.process_metadata["query"].startswith("q" * 32 + "\n... [truncated")
+
+
 def test_error_names_the_file_and_the_reason() -> None:
     with pytest.raises(CrashRecordError) as info:
         parse(b"[1]")
@@ -187,7 +195,7 @@ def test_every_truncation_of_a_record_is_refused() -> None:
             assert "truncated" in info.value.reason or "UTF-8" in info.value.reason, cut
 
 
-SMALL = CrashLimits(max_file_bytes=4096, max_string=32, max_breadcrumbs=2, max_map_entries=2,
+SMALL = CrashLimits(max_file_bytes=64 * 1024, max_string=32, max_breadcrumbs=2, max_map_entries=2,
                     max_depth=4, max_containers=8)
 
 
@@ -215,10 +223,12 @@ SMALL = CrashLimits(max_file_bytes=4096, max_string=32, max_breadcrumbs=2, max_m
     (b'{"processMetadata":{"' + b"k" * 33 + b'":""}}', "hostile: a key of processMetadata"),
     (b'{"processMetadata":{"a":"","b":"","c":""}}', "hostile: processMetadata has more than 2"),
     (b'{"breadcrumbs":[{},{},{}]}', "hostile: more than 2 breadcrumbs"),
+    (b'{"breadcrumbs":[{"stage":"' + b"s" * 33 + b'"}]}', "hostile: breadcrumbs[0].stage is longer"),
+    (b'{"x":[' + b"0," * 9000 + b"0]}", "hostile: more than 8192 JSON values"),
     (b"[" * 5 + b"]" * 5, "hostile: nested deeper than 4"),
     (b'{"x":' + b"[" * 1000 + b"]" * 1000 + b"}", "hostile: more than 8"),
     (b'{"x":[' + b"{}," * 20 + b"{}]}", "hostile: more than 8"),
-    (b'{"x":"' + b"a" * 4100 + b'"}', "oversized: more than 4096 bytes"),
+    (b'{"x":"' + b"a" * 65537 + b'"}', "oversized: more than 65536 bytes"),
 ], ids=lambda value: repr(value)[:40])
 def test_bad_records_are_refused(data: bytes, reason: str) -> None:
     with pytest.raises(CrashRecordError) as info:
@@ -254,6 +264,7 @@ def test_a_file_is_read_only_once_seen_twice_unchanged() -> None:
     data = record_bytes("2026-04-15T08:00:00Z")
     assert keeper.observe([ArtifactListing(DIR, ())]) == []          # directory made, no record
     assert keeper.observe([artifact(DIR, 10, 1000.0)]) == []          # first look
+    assert keeper.pending == 1
     assert keeper.observe([artifact(DIR, len(data), 1000.5)]) == []   # still growing
     [req] = keeper.observe([artifact(DIR, len(data), 1000.5,
                                      FileStat("deep-dump.json", 9, 999.0))])
@@ -263,7 +274,7 @@ def test_a_file_is_read_only_once_seen_twice_unchanged() -> None:
     assert rec is not None and rec.source == "file:///crash"
     assert rec.fetched_at == Instant(1_776_240_005, 250_000_000)
     assert rec.files == ("deep-dump.json", "panic.json")
-    assert keeper.records() == (rec,)
+    assert keeper.records() == (rec,) and keeper.pending == 0
     assert keeper.observe([artifact(DIR, len(data), 1000.5)]) == []   # never read again
 
 
@@ -352,3 +363,28 @@ def test_a_request_for_a_removed_artifact_is_dropped() -> None:
     [req] = keeper.observe([artifact(DIR, len(data))])
     keeper.observe([])
     assert keeper.deliver(req, data, now=0.0) is None and keeper.records() == ()
+
+
+# --- anything at all -----------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_end_in_a_record_or_a_crash_record_error(data: bytes) -> None:
+    try:
+        parse(data)
+    except CrashRecordError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damaged_node_records_end_in_a_record_or_a_crash_record_error(data: st.DataObject) -> None:
+    raw = bytearray(go_marshal(node_record()))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.sampled_from(b'{}[]",:\\ 0atn\xff\x00'))
+    try:
+        rec = parse(bytes(raw))
+    except CrashRecordError:
+        return
+    rpc_pb2.StreamCrashDiagnosticsRequest(**to_proto_fields(rec)).SerializeToString()

@@ -54,10 +54,15 @@ class CrashRecordError(FodcError):
 
 @attrs.frozen
 class CrashLimits:
-    """What one record may cost. A record over `max_file_bytes` is refused; a goroutine stack or
-    panic value over its cap is cut (with a visible mark); any other string over `max_string`,
-    or more than `max_breadcrumbs` / `max_map_entries`, is refused as hostile (the node's writer
-    never produces them: it keeps at most 64 breadcrumbs)."""
+    """What one record may cost.
+
+    Refused: a file over `max_file_bytes`; JSON nested deeper than `max_depth`, with more than
+    `max_containers` arrays/objects or more than `max_values` values (counted by commas); a
+    component, stage, time or map key over `max_string` characters; more than `max_breadcrumbs`
+    breadcrumbs (the node's writer keeps at most 64) or `max_map_entries` entries in a map.
+    Cut, with a visible mark: a goroutine stack over `max_stack_chars`, a panic value over
+    `max_panic_value_chars`, a map value (metadata, breadcrumb field) over `max_string`.
+    """
 
     max_file_bytes: int = 1024 * 1024
     max_stack_chars: int = 256 * 1024
@@ -67,6 +72,7 @@ class CrashLimits:
     max_map_entries: int = 64
     max_depth: int = 8
     max_containers: int = 1024
+    max_values: int = 8192
 
 
 @attrs.frozen(order=True)
@@ -240,6 +246,8 @@ def _check_structure(text: str, limits: CrashLimits,
     brackets = _BRACKETS.findall(bare)
     if len(brackets) > 2 * limits.max_containers:
         raise fail(f"hostile: more than {limits.max_containers} JSON arrays/objects")
+    if bare.count(",") >= limits.max_values:
+        raise fail(f"hostile: more than {limits.max_values} JSON values")
     depth = 0
     for char in brackets:
         depth += 1 if char in "[{" else -1
@@ -320,7 +328,10 @@ class _Reader:
             if len(key) > self._limits.max_string:
                 raise self._fail(f"hostile: a key of {where} is longer than"
                                  f" {self._limits.max_string} characters")
-            out[self._clean(key)] = self.string(value, key, where=f"{where}.")
+            item = value[key]
+            if item is not None and not isinstance(item, str):
+                raise self._fail(f"{where}.{key[:64]}: expected a string, got {_json_type(item)}")
+            out[self._clean(key)] = self.text(value, key, self._limits.max_string)[0]
         return out
 
     def breadcrumbs(self, value: Any) -> tuple[Breadcrumb, ...]:
@@ -505,6 +516,12 @@ class CrashKeeper:
     def records(self) -> tuple[CrashRecord, ...]:
         """The kept records, newest first."""
         return tuple(reversed(self._ordered()))
+
+    @property
+    def pending(self) -> int:
+        """How many artifacts wait for a second look: when non-zero, the shell may list again
+        soon (upstream re-scans 100 ms after a change) instead of waiting a full poll interval."""
+        return len(self._pending)
 
     def __len__(self) -> int:
         return len(self._records)
