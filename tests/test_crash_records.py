@@ -9,6 +9,7 @@ input must end in `CrashRecordError`, never in another exception.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -153,7 +154,8 @@ def test_to_proto_fields_builds_the_message() -> None:
 
 def test_lone_surrogates_become_replacement_characters() -> None:
     # Go's decoder turns a lone surrogate escape into U+FFFD; protobuf would refuse it.
-    rec = parse(b'{"component":"c\\ud800","panicValue":"v\\udfff","processMetadata":{"k\\ud800":"x"}}')
+    rec = parse(b'{"component":"c\\ud800","panicValue":"v\\udfff",'
+                b'"processMetadata":{"k\\ud800":"x"}}')
     assert rec.component == "c\ufffd" and rec.panic_value == "v\ufffd"
     assert dict(rec.process_metadata) == {"k\ufffd": "x"}
     rpc_pb2.StreamCrashDiagnosticsRequest(**to_proto_fields(rec)).SerializeToString()
@@ -223,7 +225,8 @@ SMALL = CrashLimits(max_file_bytes=64 * 1024, max_string=32, max_breadcrumbs=2, 
     (b'{"processMetadata":{"' + b"k" * 33 + b'":""}}', "hostile: a key of processMetadata"),
     (b'{"processMetadata":{"a":"","b":"","c":""}}', "hostile: processMetadata has more than 2"),
     (b'{"breadcrumbs":[{},{},{}]}', "hostile: more than 2 breadcrumbs"),
-    (b'{"breadcrumbs":[{"stage":"' + b"s" * 33 + b'"}]}', "hostile: breadcrumbs[0].stage is longer"),
+    (b'{"breadcrumbs":[{"stage":"' + b"s" * 33 + b'"}]}',
+     "hostile: breadcrumbs[0].stage is longer"),
     (b'{"x":[' + b"0," * 9000 + b"0]}", "hostile: more than 8192 JSON values"),
     (b"[" * 5 + b"]" * 5, "hostile: nested deeper than 4"),
     (b'{"x":' + b"[" * 1000 + b"]" * 1000 + b"}", "hostile: more than 8"),
@@ -242,6 +245,16 @@ def test_deep_nesting_under_the_default_limits() -> None:
         parse(b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
 
 
+def test_a_file_ending_in_escaped_quotes_is_refused_in_linear_time() -> None:
+    # A scan that retried every quote took 8 s for 40 KB of this (quadratic); now milliseconds.
+    # The bound is two orders of magnitude loose: it catches the algorithm, not the machine.
+    data = b'{"x":"' + b'\\"' * 40_000
+    started = time.perf_counter()
+    with pytest.raises(CrashRecordError, match="ends inside a string"):
+        parse(data)
+    assert time.perf_counter() - started < 2.0
+
+
 def test_brackets_inside_strings_do_not_count() -> None:
     rec = parse(go_marshal(node_record(panicValue='[[[[[[[[[[{{{{{{{{{{\\"')),
                 limits=CrashLimits(max_depth=4))
@@ -251,7 +264,8 @@ def test_brackets_inside_strings_do_not_count() -> None:
 # --- the keeper ----------------------------------------------------------------------------------
 
 
-def artifact(name: str, size: int = 100, mtime: float = 1000.0, *extra: FileStat) -> ArtifactListing:
+def artifact(name: str, size: int = 100, mtime: float = 1000.0,
+             *extra: FileStat) -> ArtifactListing:
     return ArtifactListing(name, (FileStat(PANIC_FILE, size, mtime), *extra))
 
 
@@ -362,6 +376,11 @@ def test_a_request_for_a_removed_artifact_is_dropped() -> None:
     keeper.observe([artifact(DIR, len(data))])
     [req] = keeper.observe([artifact(DIR, len(data))])
     keeper.observe([])
+    assert keeper.deliver(req, data, now=0.0) is None and keeper.records() == ()
+    # Listed again, but changed before the read was handed over: not parsed.
+    keeper.observe([artifact(DIR, len(data))])
+    [req] = keeper.observe([artifact(DIR, len(data))])
+    keeper.observe([artifact(DIR, len(data), 1234.0)])
     assert keeper.deliver(req, data, now=0.0) is None and keeper.records() == ()
 
 

@@ -231,28 +231,43 @@ def parse_crash_record(data: bytes, *, artifact_dir: str, files: Sequence[str] =
     )
 
 
-# A complete JSON string (escapes included), to blank out before counting brackets.
-_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# One JSON string from its opening quote, escapes included. Possessive quantifiers: a string
+# that never ends fails in linear time, with no backtracking.
+_JSON_STRING_RE = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 _LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def _check_structure(text: str, limits: CrashLimits,
                      fail: Callable[[str], CrashRecordError]) -> None:
-    """Refuse deep nesting and too many containers before `json.loads` builds anything."""
-    bare = _JSON_STRING_RE.sub('""', text)
-    if bare.count('"') % 2:
-        raise fail("truncated: the file ends inside a string")
-    brackets = _BRACKETS.findall(bare)
-    if len(brackets) > 2 * limits.max_containers:
-        raise fail(f"hostile: more than {limits.max_containers} JSON arrays/objects")
-    if bare.count(",") >= limits.max_values:
-        raise fail(f"hostile: more than {limits.max_values} JSON values")
-    depth = 0
-    for char in brackets:
-        depth += 1 if char in "[{" else -1
-        if depth > limits.max_depth:
-            raise fail(f"hostile: nested deeper than {limits.max_depth}")
+    """Refuse deep nesting, too many containers or values, and text that ends inside a string,
+    before `json.loads` builds anything. Linear in the text: strings are skipped one anchored
+    match at a time, and the first one that does not end stops the scan."""
+    depth = containers = values = strings = 0
+    pos = 0
+    while True:
+        quote = text.find('"', pos)
+        segment = text[pos:] if quote < 0 else text[pos:quote]
+        values += segment.count(",")
+        if values >= limits.max_values:
+            raise fail(f"hostile: more than {limits.max_values} JSON values")
+        brackets = _BRACKETS.findall(segment)
+        containers += len(brackets)
+        if containers > 2 * limits.max_containers:
+            raise fail(f"hostile: more than {limits.max_containers} JSON arrays/objects")
+        for char in brackets:
+            depth += 1 if char in "[{" else -1
+            if depth > limits.max_depth:
+                raise fail(f"hostile: nested deeper than {limits.max_depth}")
+        if quote < 0:
+            break
+        strings += 1
+        if strings > 2 * limits.max_values:
+            raise fail(f"hostile: more than {limits.max_values} JSON values")
+        match = _JSON_STRING_RE.match(text, quote)
+        if match is None:
+            raise fail("truncated: the file ends inside a string")
+        pos = match.end()
     if depth > 0:
         raise fail("truncated: the JSON ends early")
 
@@ -497,8 +512,8 @@ class CrashKeeper:
         Raises `CrashRecordError` for a bad record; the keeper will not ask for it again unless
         the file changes."""
         name = request.artifact_dir
-        if name not in self._pending:
-            return None  # removed (or re-listed differently) since the request was made
+        if self._pending.get(name) != request.stat:
+            return None  # removed, or listed differently, since the request was made
         if len(data) != request.stat.size and len(data) <= self.limits.max_file_bytes:
             del self._pending[name]  # still being written: start over
             return None
