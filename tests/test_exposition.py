@@ -34,11 +34,11 @@ from fodcproxy.core.exposition import (
     ExpositionCache,
     FamilyConflict,
     Rendered,
-    negotiate,
     render,
     render_with_stats,
 )
 from fodcproxy.core.labels import Enrichment, enrichment_labels, own_labels
+from fodcproxy.http.negotiation import wants_openmetrics
 from fodcproxy.core.model import MetricType, NodeMeta, Sample
 
 G, C, H, S, U, UNSPEC = (
@@ -770,7 +770,7 @@ def test_caches_belong_to_their_owner() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Negotiation
+# Negotiation (http/negotiation.py decides; the same table the renderer's users rely on)
 
 
 @pytest.mark.parametrize(("accept", "expected"), [
@@ -787,7 +787,7 @@ def test_caches_belong_to_their_owner() -> None:
     ("Application/OpenMetrics-Text", True),
 ])
 def test_negotiate(accept: str | None, expected: bool) -> None:
-    assert negotiate(accept) is expected
+    assert wants_openmetrics(accept) is expected
 
 
 def test_content_types() -> None:

@@ -84,7 +84,6 @@ __all__ = [
     "Rendered",
     "Rendering",
     "format_value",
-    "negotiate",
     "render",
     "render_with_stats",
 ]
@@ -689,44 +688,3 @@ def render_with_stats(
         pass
     chunks = list(rendering.chunks())
     return Rendered(chunks=chunks, stats=rendering.stats)
-
-
-# --------------------------------------------------------------------------------------------
-# Content negotiation
-
-
-def _media_ranges(accept: str) -> Iterator[tuple[str, dict[str, str]]]:
-    for part in accept.split(","):
-        media, _, params_text = part.partition(";")
-        params: dict[str, str] = {}
-        for param in params_text.split(";"):
-            key, sep, value = param.partition("=")
-            if sep:
-                params[key.strip().lower()] = value.strip().strip('"')
-        yield media.strip().lower(), params
-
-
-def negotiate(accept_header: str | None) -> bool:
-    """Decide from an Accept header whether to answer in OpenMetrics (True) or text 0.0.4 (False).
-
-    OpenMetrics is chosen when `application/openmetrics-text` (version 1.0.0 or 0.0.1, or no
-    version) has a q-value above 0 and at least as high as the best of `text/plain`, `text/*` and
-    `*/*`. A missing or empty header, or one that does not parse, means text. Never raises.
-    """
-    if not accept_header:
-        return False
-    best_om = best_text = 0.0
-    for media, params in _media_ranges(accept_header):
-        try:
-            q = float(params.get("q", "1"))
-        except ValueError:
-            q = 0.0
-        if not 0.0 <= q <= 1.0:
-            q = 0.0
-        if media == "application/openmetrics-text":
-            if params.get("version", "1.0.0") in ("1.0.0", "0.0.1"):
-                best_om = max(best_om, q)
-        elif media in ("text/plain", "text/*", "*/*"):
-            best_text = max(best_text, q)
-    return best_om > 0.0 and best_om >= best_text
-
