@@ -557,6 +557,8 @@ class _Socket(GRPCProtoSocket):
             if scope.cancelled_caught:
                 return self._expire()
             conn.waiting.popleft()
+            # Headers parsed on from here start their deadline now, not before the pause.
+            conn.now = trio.current_time()
             return conn.grant(stream_id, need)
         with trio.move_on_at(self._deadline()) as scope:
             self._wait_scope = scope
