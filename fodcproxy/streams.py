@@ -276,16 +276,10 @@ class TopologyStream(ReportStream):
     """StreamClusterTopology: the cluster as the agent's node sees it."""
 
 
-class IdleStream(RequestStream[RequestCall, Any]):
-    """A stream the proxy accepts and holds for the agent's life without asking anything yet
-    (StreamLifecycle, StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles: their
-    requests come with the features that use them). Unasked replies are dropped."""
-
-    def _new_result(self, payload: Any) -> Any:
-        return None
-
-    async def _send(self, request_id: int, payload: Any) -> None:
-        await self.call.send_request(request_id, payload)
+class IdleStream(ReportStream):
+    """A report stream the proxy accepts and holds for the agent's life without asking anything
+    yet (StreamLifecycle, StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles:
+    their requests come with the features that use them). Unasked replies are dropped."""
 
 
 class LifecycleStream(IdleStream):

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fodcproxy.testing import open_fake_agent, open_proxy, static
 from fodcproxy.testing.http import http_get
+from helpers import wait_for
 from upstream_agent import STREAMS, UPSTREAM, UpstreamLikeAgent, compile_upstream
 
 pytestmark = pytest.mark.skipif(not UPSTREAM.exists(),
@@ -30,12 +31,6 @@ def up(tmp_path_factory):
     return compile_upstream(tmp_path_factory.mktemp("upstream"))
 
 
-async def until(predicate, step: float = 0.01) -> None:
-    """Poll a condition; the caller's fail_after bounds it."""
-    while not predicate():
-        await trio.sleep(step)
-
-
 class Running:
     """An UpstreamLikeAgent in a thread for the duration of an `async with`."""
 
@@ -45,7 +40,7 @@ class Running:
 
     async def __aenter__(self) -> UpstreamLikeAgent:
         self.thread.start()
-        await until(self.agent.opened.is_set)
+        await wait_for(self.agent.opened.is_set)
         return self.agent
 
     async def __aexit__(self, *exc) -> None:
@@ -63,13 +58,13 @@ async def test_upstream_agent_registers_holds_seven_streams_and_is_scraped(up):
                 Running(UpstreamLikeAgent(proxy.grpc_address, up, pod_name="banyandb-data-hot-0",
                                           heartbeat=0.05)) as agent:
             session = proxy.proxy.hub.sessions[agent.agent_id]
-            await until(lambda: len(session.streams) == len(STREAMS))
+            await wait_for(lambda: len(session.streams) == len(STREAMS))
             assert agent.agent_id.startswith("pod-")
             entry = proxy.proxy.registry.get(agent.agent_id)
             assert entry.role == "ROLE_UNSPECIFIED"
             # Upstream's agents register as unspecified and say their role in later heartbeats.
             agent.upgrade("ROLE_DATA", {"type": "hot"})
-            await until(lambda: entry.role == "ROLE_DATA")
+            await wait_for(lambda: entry.role == "ROLE_DATA")
             node = (await http_get(proxy.http_url + "/cluster")).json()["nodes"][0]
             assert (node["node_role"], node["pod_name"], node["labels"]) == (
                 "ROLE_DATA", "banyandb-data-hot-0", {"type": "hot"})
@@ -146,7 +141,7 @@ async def test_cluster_topology_merges_what_pod_agents_report(up):
             async with Running(a), Running(b):
                 for ag in (a, b):
                     s = proxy.proxy.hub.sessions[ag.agent_id]
-                    await until(lambda s=s: len(s.streams) == len(STREAMS))
+                    await wait_for(lambda s=s: len(s.streams) == len(STREAMS))
                 response = await http_get(proxy.http_url + "/cluster/topology")
                 doc = response.json()
                 assert response.headers["x-fodc-agents-asked"] == "2"
@@ -171,7 +166,7 @@ async def test_a_heartbeat_with_another_pod_name_ends_the_registration(up):
                                       streams=("StreamMetrics",), heartbeat=0.05)
             async with Running(agent):
                 agent.pod_name = "data-9"  # later heartbeats name another pod
-                await until(lambda: any(name == "RegisterAgent" for name, _ in agent.ended))
+                await wait_for(lambda: any(name == "RegisterAgent" for name, _ in agent.ended))
                 [(_, code)] = [e for e in agent.ended if e[0] == "RegisterAgent"]
                 assert code == grpc.StatusCode.FAILED_PRECONDITION
 
@@ -184,10 +179,10 @@ async def test_two_connections_claiming_one_pod_take_over(up):
                 second = UpstreamLikeAgent(proxy.grpc_address, up, pod_name="data-0")
                 async with Running(second):
                     assert second.agent_id == first.agent_id
-                    await until(lambda: len(first.ended) == 1 + len(STREAMS))
+                    await wait_for(lambda: len(first.ended) == 1 + len(STREAMS))
                     assert {code for _, code in first.ended} == {grpc.StatusCode.ABORTED}
                     session = proxy.proxy.hub.sessions[second.agent_id]
-                    await until(lambda: len(session.streams) == len(STREAMS))
+                    await wait_for(lambda: len(session.streams) == len(STREAMS))
                     assert not second.ended
                     assert proxy.proxy.grpc.statistics().connection_errors == 0
 
@@ -240,9 +235,9 @@ async def test_topology_hostile_cases(up):
             async with Running(early), Running(silent), Running(garbage):
                 for ag in (early, silent):
                     s = proxy.proxy.hub.sessions[ag.agent_id]
-                    await until(lambda s=s: len(s.streams) == len(STREAMS))
+                    await wait_for(lambda s=s: len(s.streams) == len(STREAMS))
                 # The undecodable message ends that agent's topology stream only.
-                await until(lambda: ("StreamClusterTopology", grpc.StatusCode.INVALID_ARGUMENT)
+                await wait_for(lambda: ("StreamClusterTopology", grpc.StatusCode.INVALID_ARGUMENT)
                             in garbage.ended)
                 assert [e for e in garbage.ended if e[0] != "StreamClusterTopology"] == []
                 start = trio.current_time()

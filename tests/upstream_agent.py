@@ -28,7 +28,6 @@ import queue
 import re
 import sys
 import threading
-import time
 from typing import Any
 
 import grpc
@@ -242,12 +241,3 @@ class _Raw:
 
 def _serialize(message: Any) -> bytes:
     return message.data if isinstance(message, _Raw) else message.SerializeToString()
-
-
-def wait(predicate, timeout: float = 10.0) -> None:
-    """Poll a condition from a test thread (the caller's own guard bounds the test)."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)

@@ -12,7 +12,6 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from fodcproxy.core.model import TimeWindow
 from fodcproxy.errors import FodcError
 from fodcproxy.link import AgentConnection, StreamClosed
 from fodcproxy.rpc import convert
@@ -47,22 +46,6 @@ class GrpcAgentCall:
         return f"<GrpcAgentCall {self.method} from {self.peer}>"
 
 
-class GrpcMetricsCall(GrpcAgentCall):
-    """A StreamMetrics call (`fodcproxy.link.MetricsCall`)."""
-
-    def __init__(self, call: ServerCall, *, interner: Interner | None = None) -> None:
-        super().__init__(call)
-        # This call's series, kept across its replies; strings shared with the proxy's other
-        # agents through `interner`.
-        self.digester = SeriesTable(interner=interner)
-
-    async def send_request(self, request_id: int, window: TimeWindow) -> None:
-        try:
-            await self.server_call.send(convert.window_to_proto(window, request_id))
-        except CallClosed as exc:
-            raise StreamClosed(str(exc)) from None
-
-
 class GrpcRequestCall(GrpcAgentCall):
     """One of a pod agent's other streams (`fodcproxy.link.RequestCall`): each request is the
     message `request_message(request_id, payload)` makes (upstream's messages carry no id)."""
@@ -76,3 +59,15 @@ class GrpcRequestCall(GrpcAgentCall):
             await self.server_call.send(self._request_message(request_id, payload))
         except CallClosed as exc:
             raise StreamClosed(str(exc)) from None
+
+
+class GrpcMetricsCall(GrpcRequestCall):
+    """A StreamMetrics call (`fodcproxy.link.MetricsCall`): its requests are windows, sent as
+    `StreamMetricsResponse` with the request id."""
+
+    def __init__(self, call: ServerCall, *, interner: Interner | None = None) -> None:
+        super().__init__(call, lambda request_id, window: convert.window_to_proto(window,
+                                                                                  request_id))
+        # This call's series, kept across its replies; strings shared with the proxy's other
+        # agents through `interner`.
+        self.digester = SeriesTable(interner=interner)
