@@ -40,6 +40,26 @@ Source = Callable[[TimeWindow], Awaitable[Sequence[Any]]]
 """Answers one request: protobuf `Metric` objects (or `Sample`s) for the window."""
 
 
+class AgentService(Protocol):
+    """One of the pod agent's other streams (crash diagnostics, pressure profiles, lifecycle, schema
+    registry): the client opens `method` after StreamMetrics, with the `agent_id` metadata, and
+    runs `serve` in the session's nursery for the connection's life.
+
+    `serve` answers the proxy's commands (messages of `response_type`, the proto's naming is
+    inverted) until `call.receive()` returns None, then returns. The session ends when a service's
+    call ends or `serve` raises (like upstream's agent, which closes every stream and registers
+    again when any one of them ends); `stop()` cancels it.
+    """
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def response_type(self) -> type[Any]: ...
+
+    async def serve(self, call: ClientCall) -> None: ...
+
+
 class Dialer(Protocol):
     """Opens a channel to the proxy (`fodcproxy.rpc.client.open_channel`, or a test's stand-in).
 
@@ -136,8 +156,12 @@ class AgentClient:
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         dial: Dialer = open_channel,
+        services: Sequence[AgentService] = (),
     ) -> None:
         self._dial = dial
+        # Opened in this order after StreamMetrics (upstream's agent opens topology, lifecycle,
+        # schema registry, crash diagnostics, pressure profiles).
+        self.services = tuple(services)
         self._auth = {"authorization": f"Bearer {token}"} if token else {}
         self.ssl_context = ssl_context
         self.proxy_host = proxy_host
@@ -259,9 +283,12 @@ class AgentClient:
                     pass
                 code, message = reg_call.status or (GrpcCode.UNKNOWN, "")
                 raise RegistrationRefused(code, first.message if first is not None else message)
-            metrics_call = await channel.start_call(
-                STREAM_METRICS, pb.StreamMetricsResponse,
-                metadata={"agent_id": first.agent_id, **self._auth})
+            metadata = {"agent_id": first.agent_id, **self._auth}
+            metrics_call = await channel.start_call(STREAM_METRICS, pb.StreamMetricsResponse,
+                                                    metadata=metadata)
+            service_calls = [(service, await channel.start_call(
+                service.method, service.response_type, metadata=metadata))
+                for service in self.services]
             setup.deadline = math.inf  # registered: from here on heartbeats judge the proxy
             self._setup_scope = None
             self.agent_id = first.agent_id
@@ -280,6 +307,8 @@ class AgentClient:
                     nursery.start_soon(self._read_acks, reg_call, last_ack, ended)
                     nursery.start_soon(self._heartbeats, reg_call, interval, last_ack)
                     nursery.start_soon(self._answer, metrics_call)
+                    for service, call in service_calls:
+                        nursery.start_soon(self._serve, service, call)
                     await self._stop.wait()
                     # Goodbye: close our send side; the proxy removes us at once and ends the call.
                     await reg_call.done_sending()
@@ -347,6 +376,13 @@ class AgentClient:
             metrics = await self.source(window)
             await self._send_chunks(call, req.request_id if self.echo_request_id else 0, metrics)
             self._answered += 1
+
+    async def _serve(self, service: AgentService, call: ClientCall) -> None:
+        await service.serve(call)
+        if self._stop.is_set():
+            return
+        code, message = call.status or (GrpcCode.UNAVAILABLE, "")
+        raise ProxyGone(f"{service.method.rsplit('/', 1)[-1]} ended ({code}): {message}")
 
     async def _send_chunks(self, call: ClientCall, request_id: int, metrics: Sequence[Any]) -> None:
         """Answer one request in StreamMetricsRequest chunks under the message limit.

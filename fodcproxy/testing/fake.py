@@ -45,7 +45,7 @@ import attrs
 import trio
 from trio_util import AsyncBool
 
-from fodcproxy.agent.client import AgentClient, AgentSpec
+from fodcproxy.agent.client import AgentClient, AgentService, AgentSpec
 from fodcproxy.agent.recorder import EXPORTED, stamp_labels
 from fodcproxy.core.model import MetricType, NodeConfig, TimeWindow
 from fodcproxy.rpc import convert
@@ -292,7 +292,7 @@ class FakeAgent:
                  node_config: NodeConfig | None = None, max_message_size: int = 4 * 1024 * 1024,
                  clock: Callable[[], float] = time.time, keep_requests: bool = True,
                  pod_name: str = "", container_names: Sequence[str] = (),
-                 stamp: bool | None = None) -> None:
+                 stamp: bool | None = None, services: Sequence[AgentService] = ()) -> None:
         if not ip and not pod_name:
             raise ValueError("a fake agent needs ip and port (an address agent) or pod_name "
                              "(a pod agent)")
@@ -322,7 +322,8 @@ class FakeAgent:
             self,
             host.strip("[]"), int(port_text), spec, self._source, heartbeat_interval=heartbeat_interval,
             reconnect_interval=reconnect_interval, reconnect_max=max(reconnect_interval, 5.0),
-            max_message_size=max_message_size, node_config=lambda: self.node_config)
+            max_message_size=max_message_size, node_config=lambda: self.node_config,
+            services=services)
 
     @property
     def agent_id(self) -> str:

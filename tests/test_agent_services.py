@@ -1,0 +1,56 @@
+"""The agent client's other streams (`AgentService`): opened after StreamMetrics with the agent_id
+metadata, served for the connection's life; one ending ends the session and the agent registers
+again, as upstream's agent does."""
+
+from __future__ import annotations
+
+import trio
+
+from fodcproxy.agent.client import AgentService
+from fodcproxy.errors import ShuttingDown
+from fodcproxy.rpc.client import ClientCall
+from fodcproxy.rpc.convert import pb
+from fodcproxy.rpc.methods import STREAM_CRASH_DIAGNOSTICS
+from fodcproxy.streams import CrashDiagnosticsStream
+from fodcproxy.testing import open_fake_agent, open_proxy
+from helpers import wait_for
+
+
+class Holding:
+    """Holds StreamCrashDiagnostics and counts the commands the proxy sends on it."""
+
+    method = STREAM_CRASH_DIAGNOSTICS
+    response_type = pb.StreamCrashDiagnosticsResponse
+
+    def __init__(self) -> None:
+        self.calls: list[ClientCall] = []
+        self.commands = 0
+
+    async def serve(self, call: ClientCall) -> None:
+        self.calls.append(call)
+        while await call.receive() is not None:
+            self.commands += 1
+
+
+def test_holding_is_an_agent_service() -> None:
+    service: AgentService = Holding()
+    assert service.method.endswith("/StreamCrashDiagnostics")
+
+
+async def test_service_stream_is_bound_and_its_end_re_registers() -> None:
+    holding = Holding()
+    with trio.fail_after(30):
+        async with open_proxy(heartbeat_interval=1.0) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="ROLE_DATA", pod_name="data-0",
+                                services=[holding], reconnect_interval=0.05) as agent:
+            hub = proxy.proxy.hub
+            await wait_for(lambda: hub.sessions[agent.agent_id].stream(CrashDiagnosticsStream)
+                           is not None)
+            first = hub.sessions[agent.agent_id]
+            registrations = agent.client.statistics().registrations
+            # The proxy ends the service's stream: the agent starts over with a new registration.
+            first.stream(CrashDiagnosticsStream).call.abort(ShuttingDown("test"))
+            await wait_for(lambda: agent.client.statistics().registrations > registrations)
+            await wait_for(lambda: len(holding.calls) == 2)
+            await wait_for(lambda: hub.sessions[agent.agent_id].stream(CrashDiagnosticsStream)
+                           is not None)
