@@ -20,7 +20,6 @@ an empty answer for "no groups here"). The rules themselves are in
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
@@ -275,12 +274,16 @@ class LifecycleCollector:
         where = self.registry_address
         out: list[RegistryGroup] = []
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                with trio.fail_at(deadline):
-                    channel = await stack.enter_async_context(self._connect(s.registry_port))
-                    listed = await _unary(channel, GROUP_LIST, db.GroupRegistryServiceListRequest(),
-                                          db.GroupRegistryServiceListResponse,
-                                          f"list groups on {where}")
+            async with self._connect(s.registry_port) as channel:
+                try:
+                    with trio.fail_at(deadline):
+                        listed = await _unary(channel, GROUP_LIST,
+                                              db.GroupRegistryServiceListRequest(),
+                                              db.GroupRegistryServiceListResponse,
+                                              f"list groups on {where}")
+                except trio.TooSlowError:
+                    raise NodeCallError(f"list groups on {where}: no answer within "
+                                        f"{s.timeout:g}s", GrpcCode.DEADLINE_EXCEEDED) from None
                 for group in listed.group:
                     name = group.metadata.name
                     try:
@@ -295,9 +298,6 @@ class LifecycleCollector:
                         out.append(RegistryGroup(name, tuple(
                             (kind, obj, fp) for (kind, obj), fp in sorted(objects.items()))))
                     await trio.lowlevel.checkpoint()
-        except trio.TooSlowError:
-            raise NodeCallError(f"list groups on {where}: no answer within {s.timeout:g}s",
-                                GrpcCode.DEADLINE_EXCEEDED) from None
         except (OSError, RpcError) as exc:
             raise NodeCallError(f"read the registry on {where}: {_describe(exc)}",
                                 GrpcCode.UNAVAILABLE) from None
