@@ -88,6 +88,7 @@ class FakeNode:
     rules: dict[str, list[Any]] = attrs.field(factory=dict)
     bindings: dict[str, list[Any]] = attrs.field(factory=dict)
     streams: dict[str, list[Any]] = attrs.field(factory=dict)
+    measures: dict[str, list[Any]] = attrs.field(factory=dict)
     failing: dict[str, Any] = attrs.field(factory=dict)  # group -> HANG or FodcError on its rules
     unimplemented: set[str] = attrs.field(factory=set)
     calls: list[str] = attrs.field(factory=list)
@@ -102,7 +103,8 @@ class FakeNode:
         def unary(path: str, request_type: Any, answer: Callable[[Any], Any]) -> Method:
             async def handler(call: ServerCall) -> None:
                 request = await call.receive()
-                self.calls.append(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1])
+                service, method = path.rsplit("/", 2)[1:]
+                self.calls.append(f"{service.rsplit('.', 1)[-1]}/{method}")
                 await call.send(await answer(request))
             return Method(request_type, handler)
 
@@ -124,6 +126,9 @@ class FakeNode:
 
         async def list_streams(req: Any) -> Any:
             return db.StreamRegistryServiceListResponse(stream=self.streams.get(req.group, []))
+
+        async def list_measures(req: Any) -> Any:
+            return db.MeasureRegistryServiceListResponse(measure=self.measures.get(req.group, []))
 
         async def schema_state(call: ServerCall) -> None:
             await call.receive()
@@ -151,6 +156,9 @@ class FakeNode:
             d + "StreamRegistryService/List":
                 unary(d + "StreamRegistryService/List", db.StreamRegistryServiceListRequest,
                       list_streams),
+            d + "MeasureRegistryService/List":
+                unary(d + "MeasureRegistryService/List", db.MeasureRegistryServiceListRequest,
+                      list_measures),
         }
         return {k: v for k, v in methods.items()
                 if not any(k.endswith(u) for u in self.unimplemented)}
