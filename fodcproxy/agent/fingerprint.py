@@ -40,6 +40,7 @@ __all__ = [
     "derive_bound_rules",
     "fingerprint",
     "registry_fingerprints",
+    "resource_kind",
     "xxh64",
 ]
 

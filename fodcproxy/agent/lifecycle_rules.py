@@ -31,9 +31,17 @@ from fodcproxy.agent.fingerprint import fingerprint
 from fodcproxy.rpc.convert import pb
 
 __all__ = [
+    "DATA_INFO_LEFT_OUT",
+    "MAX_ERRORS_PER_GROUP",
+    "MAX_ERROR_CHARS",
     "REGISTRY_CHUNK",
+    "Fitted",
+    "GroupSchemaState",
+    "RegistryGroup",
     "ReportLimits",
     "SchemaStateFold",
+    "SnapshotError",
+    "add_error_to_all",
     "apply_schema_states",
     "decode_report",
     "fit_lifecycle",
