@@ -192,6 +192,7 @@ class ProxySide:
         self.received: trio.MemorySendChannel[Any]
         self.received, self._inbox = trio.open_memory_channel[Any](1000)
         self.closed = trio.Event()
+        self.served = trio.Event()  # the agent's serve() returned
 
     def methods(self) -> dict[str, Method]:
         async def handler(call: ServerCall) -> None:
@@ -231,8 +232,12 @@ async def drive(service: Any) -> AsyncIterator[ProxySide]:
     async with serve(side.methods()) as port, open_channel("127.0.0.1", port) as channel:
         call: ClientCall = await channel.start_call(service.method, service.response_type,
                                                     metadata={"agent_id": "test"})
+        async def run() -> None:
+            await service.serve(call)
+            side.served.set()
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(service.serve, call)
+            nursery.start_soon(run)
             await side.connected.wait()  # the call's headers have reached the handler
             yield side
             nursery.cancel_scope.cancel()

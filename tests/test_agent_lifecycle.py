@@ -231,6 +231,38 @@ async def test_schema_state_hanging_or_failing_is_an_error_on_every_group():
             assert text in g.errors[0] and not g.HasField("schema_consistency")
 
 
+async def test_schema_state_over_its_bounds():
+    many = [db.StreamGroupSchemaStateResponse(trailer=db.SchemaSnapshotTrailer(
+        group=f"g{i}", node="n", object_count=0)) for i in range(5)]
+    with trio.fail_after(20):
+        async with open_fake_node(cluster_node(schema_events=many)) as port:
+            async with drive(LifecycleService(collector(port, max_schema_groups=2))) as proxy:
+                got = await proxy.ask_lifecycle()
+            async with drive(LifecycleService(collector(port, max_schema_state_bytes=30))) as proxy:
+                over = await proxy.ask_lifecycle()
+    by_name = {g.name: g for g in got.lifecycle_data.groups}
+    assert set(by_name) == {"sw", "sm", "g0", "g1"}  # InspectAll's, and the first two kept
+    assert "3 more groups were left out" in by_name["g0"].errors[0]
+    for g in over.lifecycle_data.groups:
+        assert "over 30 bytes of schema state" in g.errors[0]
+
+
+async def test_requests_are_answered_in_order_and_the_end_of_the_stream_ends_serve():
+    with trio.fail_after(20):
+        async with open_fake_node(cluster_node()) as port:
+            async with drive(LifecycleService(collector(port))) as proxy:
+                for _ in range(3):  # three at once: three answers, one after the other
+                    await proxy.call.send(pb.StreamLifecycleResponse(request_lifecycle=True))
+                await proxy.call.send(pb.StreamLifecycleResponse())  # not a request: ignored
+                answers = [await proxy._inbox.receive() for _ in range(3)]
+                assert all(a.lifecycle_data.groups for a in answers)
+                proxy.call.abort(GrpcCode.UNAVAILABLE, "the proxy goes away")
+                await proxy.served.wait()  # serve() returned: the agent starts a new session
+            async with drive(SchemaRegistryService(collector(port))) as proxy:
+                proxy.call.abort(GrpcCode.UNAVAILABLE, "the proxy goes away")
+                await proxy.served.wait()
+
+
 async def test_unimplemented_services_contribute_nothing_and_inspect_all_is_not_asked_again():
     node = cluster_node(unimplemented={"InspectAll"})
     with trio.fail_after(20):

@@ -111,6 +111,7 @@ class LifecycleSettings:
     max_message_size: int = 4 * 1024 * 1024
     report_limits: ReportLimits = ReportLimits()
     max_schema_state_bytes: int = 64 * 1024 * 1024
+    max_schema_groups: int = 10_000
 
 
 def _describe(exc: BaseException) -> str:
@@ -226,7 +227,7 @@ class LifecycleCollector:
         implement NodeSchemaStateService (it then contributes none, as upstream)."""
         s = self.settings
         what = f"StreamGroupSchemaState on {self.lifecycle_address}"
-        fold = SchemaStateFold()
+        fold = SchemaStateFold(max_groups=s.max_schema_groups)
         received = 0
         try:
             with trio.fail_after(s.timeout):
