@@ -10,6 +10,7 @@ import pathlib
 
 import pytest
 import trio
+from google.protobuf.wrappers_pb2 import BytesValue
 
 from fodcproxy._proto.banyandb.common.v1 import common_pb2
 from fodcproxy._proto.banyandb.database.v1 import rpc_pb2 as db
@@ -261,6 +262,23 @@ async def test_requests_are_answered_in_order_and_the_end_of_the_stream_ends_ser
             async with drive(SchemaRegistryService(collector(port))) as proxy:
                 proxy.call.abort(GrpcCode.UNAVAILABLE, "the proxy goes away")
                 await proxy.served.wait()
+
+
+async def test_answers_that_do_not_decode_are_errors_not_crashes():
+    corrupt = BytesValue(value=b"\xff\xff")  # field 1, 2 bytes that are no message
+    node = cluster_node(inspect=corrupt, groups=[])
+    with trio.fail_after(20):
+        async with open_fake_node(node) as port:
+            service = LifecycleService(collector(port))
+            async with drive(service) as proxy:
+                await proxy.call.send(pb.StreamLifecycleResponse(request_lifecycle=True))
+                await _wait(lambda: service.failed == 1)
+                assert "the answer does not decode" in service.last_error
+                node.inspect = pb.InspectAllResponse(groups=[pb.GroupLifecycleInfo(name="sw")])
+                node.schema_events = [corrupt]
+                got = await proxy.ask_lifecycle()  # still serving
+    assert "node schema state:" in got.lifecycle_data.groups[0].errors[0]
+    assert "does not decode" in got.lifecycle_data.groups[0].errors[0]
 
 
 async def test_unimplemented_services_contribute_nothing_and_inspect_all_is_not_asked_again():

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 import trio
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from fodcproxy._proto.banyandb.common.v1 import common_pb2
 from fodcproxy._proto.banyandb.database.v1 import rpc_pb2 as db
@@ -117,6 +117,8 @@ class LifecycleSettings:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, RpcError):
         return str(exc)
+    if isinstance(exc, DecodeError):
+        return f"the answer does not decode: {exc}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -142,7 +144,7 @@ async def _unary(channel: Channel, method: str, request: Message, reply_type: ty
         await call.done_sending()
         reply = await call.receive()
         await _finish(call, what)
-    except (RpcError, OSError) as exc:
+    except (RpcError, OSError, DecodeError) as exc:
         raise NodeCallError(f"{what}: {_describe(exc)}") from None
     if reply is None:
         raise NodeCallError(f"{what}: the call ended without an answer")
@@ -250,7 +252,7 @@ class LifecycleCollector:
         except trio.TooSlowError:
             raise NodeCallError(f"{what}: no answer within {s.timeout:g}s",
                                 GrpcCode.DEADLINE_EXCEEDED) from None
-        except (OSError, RpcError) as exc:
+        except (OSError, RpcError, DecodeError) as exc:
             raise NodeCallError(f"{what}: {_describe(exc)}", GrpcCode.UNAVAILABLE) from None
         if fold.dropped_groups:
             for state in fold.states.values():
@@ -390,6 +392,10 @@ class LifecycleService:
             except NodeCallError as exc:
                 self._fail(f"lifecycle data not sent: {exc}")
                 continue
+            except Exception as exc:  # a bug here must not take the agent's metrics down
+                log.exception("lifecycle collection failed unexpectedly")
+                self._fail(f"lifecycle data not sent: {_describe(exc)}")
+                continue
             request = pb.StreamLifecycleRequest(pod_name=self.pod_name, lifecycle_data=data,
                                                 timestamp=ts_to_proto(time.time()))
             fitted = fit_lifecycle(request, limit)
@@ -434,6 +440,9 @@ class SchemaRegistryService:
                 fatal = str(exc) or "the registry could not be read"
                 self.last_error = fatal
                 log.warning("schema registry: %s", fatal)
+            except Exception as exc:  # a bug here must not take the agent's metrics down
+                log.exception("schema registry read failed unexpectedly")
+                fatal = self.last_error = f"the agent failed reading the registry: {_describe(exc)}"
             for message in registry_messages(groups, fatal, max_bytes=limit):
                 await call.send(message)
             self.answered += 1
