@@ -28,6 +28,12 @@ from fodcproxy.agent.config import (
     parse_proxy_addr,
     parse_size,
 )
+from fodcproxy.agent.lifecycle import (
+    LifecycleCollector,
+    LifecycleService,
+    LifecycleSettings,
+    SchemaRegistryService,
+)
 from fodcproxy.agent.nodeconfig import NodeConfigWatcher
 from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics, stamp_labels
 from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
@@ -109,6 +115,18 @@ class Agent:
                                                flag="--proxy-tls-ca-file", alpn=["h2"])
         self._stop = trio.Event()
         self._client: AgentClient | None = None
+        # Lifecycle and schema consistency, on unless --lifecycle-port 0 (as upstream's agent).
+        self.lifecycle: LifecycleService | None = None
+        self.schema_registry: SchemaRegistryService | None = None
+        if config.lifecycle_port > 0:
+            collector = LifecycleCollector(LifecycleSettings(
+                lifecycle_port=config.lifecycle_port,
+                registry_port=config.schema_registry_port,
+                report_dir=config.lifecycle_report_dir,
+                cache_ttl=config.lifecycle_cache_ttl,
+                max_message_size=config.grpc_max_msg_size))
+            self.lifecycle = LifecycleService(collector, pod_name=config.pod_name or "")
+            self.schema_registry = SchemaRegistryService(collector)
 
     @property
     def client(self) -> AgentClient:
@@ -166,6 +184,7 @@ class Agent:
             node_config=self.node_config,
             token=self._token,
             ssl_context=self._ssl_context,
+            services=[s for s in (self.lifecycle, self.schema_registry) if s is not None],
         )
         if self._stop.is_set():
             self._client.stop()
