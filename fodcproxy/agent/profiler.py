@@ -20,7 +20,7 @@ import stat
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import attrs
 import h11
@@ -374,6 +374,13 @@ class LimitReader:
         return min(limits) if limits else None
 
 
+class Puller(Protocol):
+    """What the profiler calls to get one profile into `dest` (`pull_profile`)."""
+
+    def __call__(self, url: str, dest: str, *, timeout: float,
+                 max_bytes: int) -> Awaitable[int]: ...
+
+
 # --- the profiler --------------------------------------------------------------------------------
 
 
@@ -392,7 +399,8 @@ class PressureProfiler:
 
     `rss` and `limit` are blocking readers (run in a worker thread); `pprof_url` is the node's
     pprof base URL (``http://localhost:6060``); `wall_clock_ns` names events. Cooldown runs on
-    Trio's clock. `run(wait_poll)` evaluates after each poll (`Watchdog.wait_polls`) and starts
+    Trio's clock. `pull` gets one profile into a file (`pull_profile`; tests pass a stand-in).
+    `run(wait_poll)` evaluates after each poll (`Watchdog.wait_polls`) and starts
     each capture as a background task of its own nursery, so a slow pprof endpoint never delays
     the next evaluation (the trigger refuses overlapping captures).
     """
@@ -401,7 +409,8 @@ class PressureProfiler:
                  rss: Callable[[], RssReading | None], limit: Callable[[], int | None],
                  pprof_url: str, capture_timeout: float = 30.0,
                  max_profile_bytes: int = 128 * 1024 * 1024,
-                 wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 wall_clock_ns: Callable[[], int] = time.time_ns,
+                 pull: Puller = pull_profile) -> None:
         self.store = store
         self.trigger = trigger
         self._rss = rss
@@ -410,6 +419,7 @@ class PressureProfiler:
         self.capture_timeout = capture_timeout
         self.max_profile_bytes = max_profile_bytes
         self._wall_ns = wall_clock_ns
+        self._pull = pull
         self._evaluations = 0
         self._captures = 0
         self._failures = 0
@@ -508,7 +518,7 @@ class PressureProfiler:
                 url = self.pprof_url + target.path
                 dest = os.path.join(staging, target.filename)
                 try:
-                    size = await pull_profile(url, dest, timeout=self.capture_timeout,
+                    size = await self._pull(url, dest, timeout=self.capture_timeout,
                                               max_bytes=self.max_profile_bytes)
                 except (CaptureFailed, OSError) as exc:
                     self._fail(f"{target.type} profile not captured: {exc}")
