@@ -467,8 +467,10 @@ class PressureProfiler:
 
     def _say(self, verdict: Verdict, rss: int | None, limit: int | None) -> None:
         # Say it once when the profiler cannot work (no limit, no RSS), and when it can again.
+        if verdict is Verdict.STALE:
+            return  # says nothing new; the verdict before it stands
         previous, self._last_verdict = self._last_verdict, verdict
-        if verdict is previous or verdict is Verdict.STALE:
+        if verdict is previous:
             return
         if verdict is Verdict.NO_LIMIT:
             log.info("pressure profiler idle: no memory limit found (%s); set "
