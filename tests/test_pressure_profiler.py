@@ -18,6 +18,7 @@ from fodcproxy.agent.profiler import (
     LimitReader,
     PressureProfiler,
     ProfileStore,
+    pressure_samples,
     proc_rss,
     pull_profile,
     recorder_rss,
@@ -346,3 +347,27 @@ async def test_run_evaluates_after_each_poll(tmp_path,
     stats = profiler.statistics()
     # 200 s of polls every 10 s with a 60 s cooldown: captures at 10, 70, 130, 190 s
     assert stats.captures == 4 and stats.evaluations >= 19
+
+
+async def test_the_profilers_figures(tmp_path, autojump_clock: trio.testing.MockClock) -> None:
+    store = ProfileStore(str(tmp_path / "pp"))
+    store.self_check()
+    profiler = profiler_for(store, "http://localhost:6060", cooldown=300, pull=fake_pull)
+    labels = {"node_role": "ROLE_DATA", "pod_name": "data-0"}
+    before = {s.name: s.value for s in pressure_samples(profiler.statistics(), labels=labels,
+                                                          now=5.0)}
+    assert before == {"fodc_pressure_captures_total": 0.0,
+                      "fodc_pressure_capture_failures_total": 0.0,
+                      "fodc_pressure_skipped_cooldown_total": 0.0}
+    async with trio.open_nursery() as nursery:
+        captured = profiler.captured
+        await profiler.evaluate(nursery)
+        await captured.wait()
+        await profiler.evaluate(nursery)                  # within the cooldown
+    samples = pressure_samples(profiler.statistics(), labels=labels, now=5.0)
+    after = {s.name: s.value for s in samples}
+    assert after == {"fodc_pressure_captures_total": 1.0,
+                     "fodc_pressure_capture_failures_total": 0.0,
+                     "fodc_pressure_skipped_cooldown_total": 1.0,
+                     "fodc_pressure_last_capture_timestamp_seconds": 1_782_555_000.0}
+    assert all(s.labels == labels and s.timestamp == 5.0 for s in samples)

@@ -34,6 +34,7 @@ from fodcproxy.agent.profiler import (
     LimitReader,
     PressureProfiler,
     ProfileStore,
+    pressure_samples,
     proc_rss,
     recorder_rss,
 )
@@ -153,6 +154,9 @@ class Agent:
                                         connects=self.client.statistics().connects, now=now,
                                         labels=self._stamp,
                                         endpoint_labels=self._endpoint_stamps))
+            if self.pressure is not None:
+                samples.extend(pressure_samples(self.pressure.statistics(), labels=self._stamp,
+                                                now=now))
         return samples
 
     async def run(self, *, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED) -> None:

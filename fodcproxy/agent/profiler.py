@@ -19,7 +19,7 @@ import os
 import stat
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol
 
 import attrs
@@ -48,6 +48,7 @@ from fodcproxy.agent.pressure import (
     stale_partials,
 )
 from fodcproxy.agent.recorder import FlightRecorder
+from fodcproxy.core.model import MetricType, Sample
 from fodcproxy.errors import FodcError, GrpcCode
 
 __all__ = [
@@ -392,6 +393,7 @@ class ProfilerStatistics:
     skipped_cooldown: int
     last_error: str
     last_verdict: str
+    last_capture_unix: float | None = None  # wall-clock time of the last successful capture
 
 
 class PressureProfiler:
@@ -426,12 +428,13 @@ class PressureProfiler:
         self._skipped = 0
         self._last_error = ""
         self._last_verdict: Verdict | None = None
+        self._last_capture: float | None = None
         self.captured = trio.Event()  # set at every capture, then replaced (tests wait on it)
 
     def statistics(self) -> ProfilerStatistics:
         verdict = self._last_verdict.value if self._last_verdict is not None else ""
         return ProfilerStatistics(self._evaluations, self._captures, self._failures,
-                                  self._skipped, self._last_error, verdict)
+                                  self._skipped, self._last_error, verdict, self._last_capture)
 
     async def run(self, wait_poll: Callable[[int], Awaitable[None]], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -494,6 +497,8 @@ class PressureProfiler:
         try:
             record = await self._capture(rss, limit, threshold)
             ok = record is not None
+            if record is not None:
+                self._last_capture = record.captured_at_ns / 1e9
             return record
         finally:
             self.trigger.finished(ok=ok, now=trio.current_time())
@@ -555,6 +560,35 @@ class PressureProfiler:
     def _fail(self, message: str) -> None:
         self._last_error = message
         log.warning("pressure profiler: %s", message)
+
+
+CAPTURES = "fodc_pressure_captures_total"
+FAILURES = "fodc_pressure_capture_failures_total"
+SKIPPED = "fodc_pressure_skipped_cooldown_total"
+LAST_CAPTURE = "fodc_pressure_last_capture_timestamp_seconds"
+
+
+def pressure_samples(stats: ProfilerStatistics, *, labels: Mapping[str, str],
+                     now: float | None) -> list[Sample]:
+    """The profiler's figures, added to the agent's own (docs/agent.md): captures, failures and
+    triggers skipped for the cooldown (counters), and the time of the last capture (a gauge,
+    absent until one)."""
+    out = [
+        Sample(CAPTURES, dict(labels), float(stats.captures),
+               "Memory-pressure captures of the node's pprof profiles.", int(MetricType.COUNTER),
+               now),
+        Sample(FAILURES, dict(labels), float(stats.failures),
+               "Memory-pressure captures that failed (the profile directory not writable).",
+               int(MetricType.COUNTER), now),
+        Sample(SKIPPED, dict(labels), float(stats.skipped_cooldown),
+               "Polls over the memory-pressure trigger that did not capture: within the cooldown.",
+               int(MetricType.COUNTER), now),
+    ]
+    if stats.last_capture_unix is not None:
+        out.append(Sample(LAST_CAPTURE, dict(labels), stats.last_capture_unix,
+                          "Unix time of the last memory-pressure capture.",
+                          int(MetricType.GAUGE), now))
+    return out
 
 
 def store_records(store: ProfileStore | None) -> Sequence[CaptureRecord]:
