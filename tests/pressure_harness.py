@@ -45,9 +45,16 @@ def make_event(store: ProfileStore, second: int, **bodies: bytes) -> CaptureReco
 class ProxySide:
     """The proxy's end of one StreamPressureProfiles call: commands out, answers in."""
 
-    def __init__(self, call: ServerCall) -> None:
+    def __init__(self, call: ServerCall, end: trio.Event | None = None,
+                 ended: trio.Event | None = None) -> None:
         self.call = call
+        self._end = end if end is not None else trio.Event()
+        self.ended = ended if ended is not None else trio.Event()  # set when the agent's serve() has returned
         self.raw: list[bytes] = []  # every message received, serialized again (interop checks)
+
+    def end(self) -> None:
+        """The proxy ends the call (its handler returns)."""
+        self._end.set()
 
     async def list_profiles(self, request_id: str = "L1") -> Any:
         await self.call.send(pb.StreamPressureProfilesResponse(
@@ -122,9 +129,9 @@ async def open_pressure_stream(service: Any) -> AsyncIterator[ProxySide]:
             nursery.start_soon(serve)
             server_call, done = await calls.receive()
             try:
-                yield ProxySide(server_call)
+                yield ProxySide(server_call, done, ended)
             finally:
                 done.set()  # the proxy ends the call: the agent's serve returns
-                with trio.move_on_after(5):
+                with trio.fail_after(5):
                     await ended.wait()
                 nursery.cancel_scope.cancel()

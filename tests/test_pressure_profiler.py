@@ -371,3 +371,14 @@ async def test_the_profilers_figures(tmp_path, autojump_clock: trio.testing.Mock
                      "fodc_pressure_skipped_cooldown_total": 1.0,
                      "fodc_pressure_last_capture_timestamp_seconds": 1_782_555_000.0}
     assert all(s.labels == labels and s.timestamp == 5.0 for s in samples)
+
+
+def test_self_check_applies_lowered_caps(tmp_path) -> None:
+    from pressure_harness import make_event
+
+    wide = ProfileStore(str(tmp_path / "pp"), max_events=10)
+    wide.self_check()
+    made = [make_event(wide, 1_782_555_000 + k, heap=b"h") for k in range(5)]
+    narrow = ProfileStore(str(tmp_path / "pp"), max_events=2)
+    narrow.self_check()
+    assert [e.profile_id for e in narrow.list_events()] == [m.profile_id for m in made[-2:]]

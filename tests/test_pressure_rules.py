@@ -330,3 +330,10 @@ def test_fetch_queue_reused_request_id_drops_both() -> None:
     assert refused is not None and not stop and q.waiting == 0
     # "" is never matched: a proxy that sets no request id still gets its fetches served
     assert q.offer("", 5) == (None, False) and q.offer("", 6) == (None, False)
+
+
+def test_meta_json_profile_listed_twice_counts_once() -> None:
+    meta = json.loads(record().to_meta_json())
+    meta["profiles"].append(dict(meta["profiles"][0]))
+    got = CaptureRecord.from_meta_json(BASE, ID, json.dumps(meta).encode())
+    assert [p.type for p in got.profiles] == ["heap", "goroutine"]

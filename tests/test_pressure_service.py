@@ -291,3 +291,16 @@ async def test_a_reused_request_id_is_refused_and_drops_the_running_fetch(store)
             while (await proxy.receive()).WhichOneof("payload") != "list_complete":
                 pass
     assert service.fetches_sent == 0
+
+
+async def test_a_proxy_that_goes_away_mid_fetch_ends_the_serving(store) -> None:
+    store.self_check()
+    event = make_event(store, 1_782_555_000, heap=os.urandom(2 * 1024 * 1024))
+    service = PressureProfilesService(store, chunk_size=1024)
+    with trio.fail_after(20):
+        async with open_pressure_stream(service) as proxy:
+            await proxy.fetch_profile("big", profile_id=event.profile_id, type="heap")
+            assert not (await proxy.receive()).chunk.last
+            proxy.end()                                   # the proxy ends the call mid-fetch
+            await proxy.ended.wait()                      # serve() returned, nothing leaked
+    assert service.fetches_sent == 0

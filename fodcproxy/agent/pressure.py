@@ -326,7 +326,7 @@ class CaptureRecord:
         """Read an event's meta.json. The capture time is the profile id's; each profile's
         `filepath` is rebuilt as ``<base>/<id>/<file>`` whatever the file says (an event moved
         with its volume still lists right, and a hostile meta.json cannot point elsewhere);
-        profiles of unknown type are left out. `sizes` (file name -> bytes on disk), when
+        profiles of unknown type (or listed twice) are left out. `sizes` (file name -> bytes on disk), when
         given, replaces the recorded sizes and leaves out files that are gone.
 
         Raises PressureError for a file over 64 KiB, not JSON, or of the wrong shape.
@@ -341,10 +341,12 @@ class CaptureRecord:
             if not isinstance(meta, dict):
                 raise TypeError("not an object")
             profiles = []
+            seen = set()
             for item in meta.get("profiles") or ():
                 filename = str(item.get("filename", ""))
-                if _FILENAMES.get(filename) != item.get("type"):
+                if _FILENAMES.get(filename) != item.get("type") or filename in seen:
                     continue
+                seen.add(filename)
                 size = _uint(item.get("size_bytes", 0))
                 if sizes is not None:
                     if filename not in sizes:

@@ -90,8 +90,9 @@ class ProfileStore:
         self.role = role
 
     def self_check(self, *, now: float | None = None) -> None:
-        """Create the directory, prove it writable, and delete staging directories a capture
-        left when the agent died in it. Raises OSError (the caller names the flag)."""
+        """Create the directory, prove it writable, delete staging directories a capture left
+        when the agent died in it, and evict past the caps (they may be lower than last time).
+        Raises OSError (the caller names the flag)."""
         os.makedirs(self.base, mode=0o750, exist_ok=True)
         probe = os.path.join(self.base, f".write-probe-{os.getpid()}-{time.monotonic_ns()}")
         with open(probe, "wb") as f:
@@ -106,6 +107,7 @@ class ProfileStore:
                 continue
         for name in stale_partials(entries, now=now):
             _remove_tree(os.path.join(self.base, name))
+        self.evict()  # the caps may have been lowered since the last run
 
     def event_dir(self, profile_id: str) -> str:
         return os.path.join(self.base, profile_id)

@@ -29,7 +29,7 @@ import trio
 
 from fodcproxy.agent.pressure import CaptureRecord, FetchQueue, PathRefused
 from fodcproxy.agent.profiler import ProfileStore, store_records
-from fodcproxy.rpc.client import ClientCall
+from fodcproxy.rpc.client import ClientCall, RpcError
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.methods import STREAM_PRESSURE_PROFILES
 
@@ -73,16 +73,21 @@ class PressureProfilesService:
         self.fetch_errors = 0
 
     async def serve(self, call: ClientCall) -> None:
+        """Answer commands until the proxy ends the call (a send that finds it over ends the
+        serving too; the client then sees the call's status and starts over)."""
         session = _Session(self, call)
         self.queue = session.queue
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.send_fetches)
-            while True:
-                command = await call.receive()
-                if command is None:
-                    break
-                await session.handle(command)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.send_fetches)
+                while True:
+                    command = await call.receive()
+                    if command is None:
+                        break
+                    await session.handle(command)
+                nursery.cancel_scope.cancel()
+        except* RpcError as group:
+            log.debug("pressure profiles: the call ended while sending: %s", group.exceptions[0])
 
 
 class _Session:
