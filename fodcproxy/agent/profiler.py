@@ -324,8 +324,8 @@ def recorder_rss(recorder: FlightRecorder) -> Callable[[], RssReading | None]:
 
 
 def proc_rss(pid: int, proc: str = "/proc") -> Callable[[], RssReading | None]:
-    """The RSS of process `pid` from ``/proc/<pid>/status`` (VmRSS), read when called (blocking:
-    call from a worker thread); None when the process is gone."""
+    """The RSS of process `pid` from ``/proc/<pid>/status`` (VmRSS), read when called; None when
+    the process is gone. (A procfs file is made by the kernel on read: it never waits on a disk.)"""
 
     def read() -> RssReading | None:
         try:
@@ -362,7 +362,7 @@ class LimitReader:
         return ", ".join(path for path, _ in self.files) or "no cgroup memory controller"
 
     def __call__(self) -> int | None:
-        """Blocking: call from a worker thread."""
+        """Reads cgroupfs pseudo-files (made by the kernel on read, never waiting on a disk)."""
         if self.override is not None:
             return self.override
         limits = []
@@ -401,7 +401,9 @@ class ProfilerStatistics:
 class PressureProfiler:
     """Watches the node's RSS against its limit and captures pprof profiles at the trigger.
 
-    `rss` and `limit` are blocking readers (run in a worker thread); `pprof_url` is the node's
+    `rss` and `limit` are called in Trio's thread, after each poll: they must not block (the
+    recorder's reader touches the recorder, which only Trio's thread may; /proc and cgroup files
+    are pseudo-files that never wait on a disk). `pprof_url` is the node's
     pprof base URL (``http://localhost:6060``); `wall_clock_ns` names events. Cooldown runs on
     Trio's clock. `pull` gets one profile into a file (`pull_profile`; tests pass a stand-in).
     `run(wait_poll)` evaluates after each poll (`Watchdog.wait_polls`) and starts
@@ -451,7 +453,8 @@ class PressureProfiler:
 
     async def evaluate(self, nursery: trio.Nursery) -> Verdict:
         """Judge the current reading once; a CAPTURE starts `capture` in `nursery`."""
-        reading, limit = await trio.to_thread.run_sync(self._read)
+        await trio.lowlevel.checkpoint()
+        reading, limit = self._rss(), self._limit()
         rss, sample_time = reading if reading is not None else (None, None)
         decision = self.trigger.evaluate(rss=rss, sample_time=sample_time, limit=limit,
                                          now=trio.current_time())
@@ -466,9 +469,6 @@ class PressureProfiler:
                         self.pprof_url)
             nursery.start_soon(self.capture, decision.rss, decision.limit, decision.threshold)
         return decision.verdict
-
-    def _read(self) -> tuple[RssReading | None, int | None]:
-        return self._rss(), self._limit()
 
     def _say(self, verdict: Verdict, rss: int | None, limit: int | None) -> None:
         # Say it once when the profiler cannot work (no limit, no RSS), and when it can again.
