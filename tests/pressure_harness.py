@@ -49,7 +49,8 @@ class ProxySide:
                  ended: trio.Event | None = None) -> None:
         self.call = call
         self._end = end if end is not None else trio.Event()
-        self.ended = ended if ended is not None else trio.Event()  # set when the agent's serve() has returned
+        # set when the agent's serve() has returned
+        self.ended = ended if ended is not None else trio.Event()
         self.raw: list[bytes] = []  # every message received, serialized again (interop checks)
 
     def end(self) -> None:

@@ -37,10 +37,13 @@ def test_enabled_reads_like_a_go_bool(argv: list[str], enabled: bool) -> None:
 
 
 def test_values() -> None:
-    c = config("--pressure-profiler-trigger-percent", "90", "--pressure-profiler-pprof-port", "7070",
+    c = config("--pressure-profiler-trigger-percent", "90",
+               "--pressure-profiler-pprof-port", "7070",
                "--pressure-profiler-cooldown", "90s", "--pressure-profiler-dir", "/data/pp",
-               "--pressure-profiler-max-artifacts", "0", "--pressure-profiler-max-disk-bytes", "1GiB",
-               "--pressure-profiler-limit-bytes", "2GiB", "--pressure-profiler-capture-timeout", "5s",
+               "--pressure-profiler-max-artifacts", "0",
+               "--pressure-profiler-max-disk-bytes", "1GiB",
+               "--pressure-profiler-limit-bytes", "2GiB",
+               "--pressure-profiler-capture-timeout", "5s",
                "--pressure-profiler-max-profile-bytes", "10MB")
     assert (c.pressure_trigger_percent, c.pressure_pprof_url, c.pressure_cooldown, c.pressure_dir,
             c.pressure_max_artifacts, c.pressure_max_disk_bytes, c.pressure_limit_bytes,

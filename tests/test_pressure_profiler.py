@@ -223,7 +223,8 @@ def profiler_for(store: ProfileStore, url: str, *, percent: int = 75, cooldown: 
     clock = iter(range(1_782_555_000, 1_782_560_000))
     return PressureProfiler(store, PressureTrigger(trigger_percent=percent, cooldown=cooldown),
                             rss=lambda: (rss, None), limit=lambda: limit, pprof_url=url,
-                            wall_clock_ns=lambda: next(clock) * 1_000_000_000, **kw)  # type: ignore[arg-type]
+                            wall_clock_ns=lambda: next(clock) * 1_000_000_000,
+                            **kw)  # type: ignore[arg-type]
 
 
 async def test_a_capture_keeps_what_it_could_pull(tmp_path) -> None:

@@ -337,3 +337,18 @@ def test_meta_json_profile_listed_twice_counts_once() -> None:
     meta["profiles"].append(dict(meta["profiles"][0]))
     got = CaptureRecord.from_meta_json(BASE, ID, json.dumps(meta).encode())
     assert [p.type for p in got.profiles] == ["heap", "goroutine"]
+
+
+@pytest.mark.parametrize("fields, why", [
+    ({"request_id": "r", "profile_id": ID, "type": "heap", "filepath": f"{BASE}/{ID}/heap.pprof"},
+     None),
+    ({"request_id": "r" * 257}, "request_id is longer than 256"),
+    ({"profile_id": "p" * 65}, "profile_id is longer than 64"),
+    ({"type": "t" * 33}, "type is longer than 32"),
+    ({"filepath": "/" * 4097}, "filepath is longer than 4096"),
+])
+def test_oversized_fetch_fields(fields: dict[str, str], why: str | None) -> None:
+    from fodcproxy.agent.pressure import oversized_fetch_field
+
+    expect = None if why is None else f"fetch_profile {why} characters"
+    assert oversized_fetch_field(fields) == expect

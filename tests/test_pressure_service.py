@@ -304,3 +304,18 @@ async def test_a_proxy_that_goes_away_mid_fetch_ends_the_serving(store) -> None:
             proxy.end()                                   # the proxy ends the call mid-fetch
             await proxy.ended.wait()                      # serve() returned, nothing leaked
     assert service.fetches_sent == 0
+
+
+async def test_oversized_fetch_fields_are_refused_before_queueing(store) -> None:
+    store.self_check()
+    service = PressureProfilesService(store)
+    with trio.fail_after(20):
+        async with open_pressure_stream(service) as proxy:
+            await proxy.fetch_profile("big-path", filepath="/x" * 1_000_000)  # 2 MB of path
+            chunk = (await proxy.receive()).chunk
+            assert (chunk.request_id, chunk.last, chunk.profile_id) == ("big-path", True, "")
+            assert "filepath is longer than 4096" in chunk.error
+            await proxy.fetch_profile("r" * 300_000, profile_id="x")
+            chunk = (await proxy.receive()).chunk
+            assert chunk.request_id == "" and "request_id is longer" in chunk.error
+    assert service.queue is not None and service.queue.peak_waiting == 0

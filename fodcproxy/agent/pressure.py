@@ -37,7 +37,7 @@ __all__ = [
     "ProfileFile", "ProfileTarget", "Verdict", "format_profile_id", "is_partial_name",
     "memory_limit_files", "parse_memory_limit", "parse_mountinfo", "parse_proc_cgroup",
     "parse_profile_id", "parse_vmrss", "partial_name", "plan_eviction", "resolve_profile_path",
-    "FetchQueue", "stale_partials",
+    "FETCH_FIELD_LIMITS", "FetchQueue", "oversized_fetch_field", "stale_partials",
 ]
 
 META_FILE = "meta.json"
@@ -326,8 +326,8 @@ class CaptureRecord:
         """Read an event's meta.json. The capture time is the profile id's; each profile's
         `filepath` is rebuilt as ``<base>/<id>/<file>`` whatever the file says (an event moved
         with its volume still lists right, and a hostile meta.json cannot point elsewhere);
-        profiles of unknown type (or listed twice) are left out. `sizes` (file name -> bytes on disk), when
-        given, replaces the recorded sizes and leaves out files that are gone.
+        profiles of unknown type (or listed twice) are left out. `sizes` (file name -> bytes on
+        disk), when given, replaces the recorded sizes and leaves out files that are gone.
 
         Raises PressureError for a file over 64 KiB, not JSON, or of the wrong shape.
         """
@@ -364,7 +364,8 @@ class CaptureRecord:
                        profiles=tuple(profiles), pod_name=str(meta.get("podName", "")),
                        role=str(meta.get("role", "")))
         except (ValueError, TypeError, AttributeError) as exc:
-            raise PressureError(f"{profile_id}/{META_FILE} is not a capture record: {exc}") from None
+            raise PressureError(
+                f"{profile_id}/{META_FILE} is not a capture record: {exc}") from None
 
 
 def _uint(value: object) -> int:
@@ -472,13 +473,28 @@ def parse_memory_limit(text: str, *, v1: bool = False) -> int | None:
 
 
 def parse_vmrss(status: str) -> int | None:
-    """``VmRSS`` of ``/proc/<pid>/status`` in bytes (None when absent: a kernel thread, a zombie)."""
+    """``VmRSS`` of ``/proc/<pid>/status`` in bytes (None when absent: a kernel thread, a
+    zombie)."""
     for line in status.splitlines():
         if line.startswith("VmRSS:"):
             fields = line.split()
             if len(fields) >= 2 and fields[1].isdigit():
                 unit = fields[2].lower() if len(fields) > 2 else "kb"
                 return int(fields[1]) * (1024 if unit == "kb" else 1)
+    return None
+
+
+# Longest fields a fetch_profile may carry (a profile id is 26 characters, a type a word, a path
+# at most MAX_PATH_CHARS): a queued fetch holds its fields, so eight waiting fetches stay small.
+FETCH_FIELD_LIMITS = (("request_id", 256), ("profile_id", 64), ("type", 32),
+                      ("filepath", MAX_PATH_CHARS))
+
+
+def oversized_fetch_field(fields: dict[str, str]) -> str | None:
+    """Why a fetch_profile is refused before it is queued (a field over its limit), or None."""
+    for name, limit in FETCH_FIELD_LIMITS:
+        if len(fields.get(name, "")) > limit:
+            return f"fetch_profile {name} is longer than {limit} characters"
     return None
 
 

@@ -27,7 +27,12 @@ from typing import Any, BinaryIO
 
 import trio
 
-from fodcproxy.agent.pressure import CaptureRecord, FetchQueue, PathRefused
+from fodcproxy.agent.pressure import (
+    CaptureRecord,
+    FetchQueue,
+    PathRefused,
+    oversized_fetch_field,
+)
 from fodcproxy.agent.profiler import ProfileStore, store_records
 from fodcproxy.rpc.client import ClientCall, RpcError
 from fodcproxy.rpc.convert import pb
@@ -130,6 +135,16 @@ class _Session:
                 self.stop_running = True
             log.debug("pressure profiles: cancel of fetch %r: %s", fetch.request_id[:_MAX_ID],
                       where or "no such fetch")
+            return
+        oversized = oversized_fetch_field({"request_id": fetch.request_id,
+                                           "profile_id": fetch.profile_id, "type": fetch.type,
+                                           "filepath": fetch.filepath})
+        if oversized is not None:
+            self.service.fetch_errors += 1
+            # Echo the request id only when it is the field within bounds.
+            await self.send({"chunk": pb.PressureProfileChunk(
+                request_id=fetch.request_id if len(fetch.request_id) <= 256 else "",
+                error=oversized, last=True)})
             return
         refused, stop_running = self.queue.offer(fetch.request_id, fetch)
         if stop_running:
