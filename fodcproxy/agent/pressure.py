@@ -15,7 +15,9 @@ them over. What lives here:
 - `CaptureRecord`: an event's metadata and its ``meta.json`` (upstream's schema, so an event
   written by upstream's agent on a shared volume lists here too, and the other way round);
 - the cgroup and ``/proc`` file formats: `parse_proc_cgroup`, `parse_mountinfo`,
-  `memory_limit_files`, `parse_memory_limit`, `parse_vmrss`.
+  `memory_limit_files`, `parse_memory_limit`, `parse_vmrss`;
+- `FetchQueue` and `oversized_fetch_field`: which `fetch_profile` commands are sent, in what
+  order, and which are refused (one sent at a time, a few waiting, the rest refused).
 """
 
 from __future__ import annotations
