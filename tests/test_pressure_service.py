@@ -319,3 +319,15 @@ async def test_oversized_fetch_fields_are_refused_before_queueing(store) -> None
             chunk = (await proxy.receive()).chunk
             assert chunk.request_id == "" and "request_id is longer" in chunk.error
     assert service.queue is not None and service.queue.peak_waiting == 0
+
+
+async def test_a_proxy_that_stops_reading_is_given_up(store) -> None:
+    store.self_check()
+    event = make_event(store, 1_782_555_000, heap=os.urandom(1024 * 1024) * 16)   # 16 MiB
+    service = PressureProfilesService(store, send_timeout=0.5)
+    with trio.fail_after(20):
+        async with open_pressure_stream(service) as proxy:
+            await proxy.fetch_profile("stuck", profile_id=event.profile_id, type="heap")
+            # ... and never reads: the flow-control windows fill, the agent's send waits.
+            await proxy.ended.wait()
+    assert service.stalled == 1 and service.fetches_sent == 0

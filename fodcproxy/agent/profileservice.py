@@ -12,6 +12,8 @@
   path outside the profile directory or through a symlink, an unknown profile or type, a file
   deleted since it was listed, a read error, or the agent too busy (`FetchQueue`: one fetch is
   sent at a time and 8 wait; more are refused at once).
+- A proxy that takes no message for `send_timeout` (60 s) has stopped reading: the stream is
+  given up (`serve` returns and the agent's session starts over), not held forever.
 - ``fetch_profile{request_id}`` with empty profile_id, type and filepath cancels the fetch of
   that request id (our extension, agreed with our proxy): a waiting one is dropped, a running
   one sends no further chunk. Nothing is sent for the cancelled request.
@@ -66,12 +68,14 @@ class PressureProfilesService:
     response_type = pb.StreamPressureProfilesResponse
 
     def __init__(self, store: ProfileStore | None, *, chunk_size: int = CHUNK_SIZE,
-                 max_waiting: int = 8) -> None:
+                 max_waiting: int = 8, send_timeout: float = 60.0) -> None:
         if not 1 <= chunk_size <= CHUNK_SIZE:
             raise ValueError(f"chunk_size must be 1-{CHUNK_SIZE}, not {chunk_size}")
         self.store = store
         self.chunk_size = chunk_size
         self.max_waiting = max_waiting
+        self.send_timeout = send_timeout
+        self.stalled = 0  # calls given up because the proxy took no message for send_timeout
         self.queue: FetchQueue | None = None  # the current call's (tests read its figures)
         self.lists_answered = 0
         self.fetches_sent = 0
@@ -93,6 +97,12 @@ class PressureProfilesService:
                 nursery.cancel_scope.cancel()
         except* RpcError as group:
             log.debug("pressure profiles: the call ended while sending: %s", group.exceptions[0])
+        except* _Stalled as group:
+            log.warning("pressure profiles: %s; ending the stream", group.exceptions[0])
+
+
+class _Stalled(Exception):
+    """The proxy took no message for `send_timeout` seconds."""
 
 
 class _Session:
@@ -110,7 +120,14 @@ class _Session:
 
     async def send(self, message: Any) -> None:
         async with self.lock:
-            await self.call.send(pb.StreamPressureProfilesRequest(**message))
+            # A proxy that takes nothing for send_timeout has stopped reading this stream: give
+            # the call up (the session starts over) rather than hold a chunk and a task forever.
+            # The message may be left half sent, which no longer matters: the call is done.
+            with trio.move_on_after(self.service.send_timeout) as waited:
+                await self.call.send(pb.StreamPressureProfilesRequest(**message))
+            if waited.cancelled_caught:
+                self.service.stalled += 1
+                raise _Stalled(f"the proxy took no message for {self.service.send_timeout:g}s")
 
     async def handle(self, command: Any) -> None:
         kind = command.WhichOneof("command")
