@@ -12,7 +12,7 @@
   path outside the profile directory or through a symlink, an unknown profile or type, a file
   deleted since it was listed, a read error, or the agent too busy (`FetchQueue`: one fetch is
   sent at a time and 8 wait; more are refused at once).
-- A proxy that takes no message for `send_timeout` (60 s) has stopped reading: the stream is
+- A proxy that takes no message for `send_timeout` (5 min) has stopped reading: the stream is
   given up (`serve` returns and the agent's session starts over), not held forever.
 - ``fetch_profile{request_id}`` with empty profile_id, type and filepath cancels the fetch of
   that request id (our extension, agreed with our proxy): a waiting one is dropped, a running
@@ -68,7 +68,7 @@ class PressureProfilesService:
     response_type = pb.StreamPressureProfilesResponse
 
     def __init__(self, store: ProfileStore | None, *, chunk_size: int = CHUNK_SIZE,
-                 max_waiting: int = 8, send_timeout: float = 60.0) -> None:
+                 max_waiting: int = 8, send_timeout: float = 300.0) -> None:
         if not 1 <= chunk_size <= CHUNK_SIZE:
             raise ValueError(f"chunk_size must be 1-{CHUNK_SIZE}, not {chunk_size}")
         self.store = store
