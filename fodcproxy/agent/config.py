@@ -13,6 +13,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -180,6 +181,17 @@ class AgentConfig:
     flight_recorder_retention: float = 600.0
     node_config_file: str | None = None
     node_pid: int | None = None
+    # The memory-pressure profiler (upstream's --pressure-profiler-* defaults).
+    pressure_profiler_enabled: bool = True
+    pressure_trigger_percent: int = 75
+    pressure_pprof_url: str = "http://localhost:6060"
+    pressure_cooldown: float = 300.0
+    pressure_dir: str = "/tmp/pressure-profiles"
+    pressure_max_artifacts: int = 16
+    pressure_max_disk_bytes: int = 512 * 1024 * 1024
+    pressure_limit_bytes: int | None = None
+    pressure_capture_timeout: float = 30.0
+    pressure_max_profile_bytes: int = 128 * 1024 * 1024
     grpc_max_msg_size: int = 4 * 1024 * 1024
     log_level: str = "info"
     # Lifecycle and schema consistency (issue 16), upstream's flags and defaults: the node's
@@ -256,6 +268,7 @@ class AgentConfig:
             raise ConfigError("--flight-recorder-max-points", "must be at least 1")
         if self.node_pid is not None and self.node_pid < 1:
             raise ConfigError("--node-pid", f"{self.node_pid} is not a process id")
+        _check_pressure(self)
         if not _MIN_MESSAGE_SIZE <= self.grpc_max_msg_size <= _MAX_MESSAGE_SIZE:
             raise ConfigError("--grpc-max-msg-size", f"must be between {_MIN_MESSAGE_SIZE} and "
                                                      f"{_MAX_MESSAGE_SIZE} bytes")
@@ -281,6 +294,92 @@ class AgentConfig:
         if not self.container_names:
             return ""
         return self.container_names[self.metrics_endpoints.index(endpoint)]
+
+
+def _check_pressure(c: AgentConfig) -> None:
+    if not 1 <= c.pressure_trigger_percent <= 100:
+        raise ConfigError("--pressure-profiler-trigger-percent",
+                          f"{c.pressure_trigger_percent} is not between 1 and 100")
+    parts = urllib.parse.urlsplit(c.pressure_pprof_url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError("--pressure-profiler-pprof-url", f"{c.pressure_pprof_url!r} is not an "
+                                                           "http:// URL naming a host")
+    if c.pressure_cooldown < 0:
+        raise ConfigError("--pressure-profiler-cooldown", "must not be negative")
+    if not c.pressure_dir:
+        raise ConfigError("--pressure-profiler-dir", "give a directory")
+    if c.pressure_max_artifacts < 0:
+        raise ConfigError("--pressure-profiler-max-artifacts", "must not be negative (0: no cap)")
+    if c.pressure_limit_bytes is not None and c.pressure_limit_bytes < 1:
+        raise ConfigError("--pressure-profiler-limit-bytes", "must be at least 1 byte")
+    if not c.pressure_capture_timeout > 0:
+        raise ConfigError("--pressure-profiler-capture-timeout", "must be greater than 0")
+    if c.pressure_max_profile_bytes < 1:
+        raise ConfigError("--pressure-profiler-max-profile-bytes", "must be at least 1 byte")
+
+
+def _add_pressure_flags(p: argparse.ArgumentParser, d: AgentConfig) -> None:
+    p.add_argument("--pressure-profiler-enabled", nargs="?", const="true", default="true",
+                   metavar="BOOL", help="capture the node's heap and goroutine pprof profiles "
+                                        "when its RSS nears its memory limit (default true; "
+                                        "--pressure-profiler-enabled=false turns it off)")
+    p.add_argument("--pressure-profiler-trigger-percent", default=str(d.pressure_trigger_percent),
+                   help="capture when RSS reaches this percent of the limit (default 75)")
+    p.add_argument("--pressure-profiler-pprof-port", default=None,
+                   help="port of the node's pprof endpoint on localhost (default 6060)")
+    p.add_argument("--pressure-profiler-pprof-url", default=None,
+                   help="base URL of the node's pprof endpoint, instead of a port "
+                        "(default http://localhost:6060)")
+    p.add_argument("--pressure-profiler-cooldown", default=format_duration(d.pressure_cooldown),
+                   help="least time between two captures (default 5m)")
+    p.add_argument("--pressure-profiler-dir", default=d.pressure_dir,
+                   help="directory of the captured profiles (default /tmp/pressure-profiles)")
+    p.add_argument("--pressure-profiler-max-artifacts", default=str(d.pressure_max_artifacts),
+                   help="capture events kept; the oldest go first (default 16, 0: no cap)")
+    p.add_argument("--pressure-profiler-max-disk-bytes", default="512MiB",
+                   help="bytes the kept events may hold together (default 512MiB, 0: no cap)")
+    p.add_argument("--pressure-profiler-limit-bytes", default=None,
+                   help="the memory limit to trigger against, instead of the agent's cgroup "
+                        "memory.max (default: the cgroup's; none: the profiler idles)")
+    p.add_argument("--pressure-profiler-capture-timeout",
+                   default=format_duration(d.pressure_capture_timeout),
+                   help="deadline of pulling one profile (default 30s)")
+    p.add_argument("--pressure-profiler-max-profile-bytes", default="128MiB",
+                   help="largest profile pulled; a larger one is not kept (default 128MiB)")
+
+
+def _pressure_settings(ns: argparse.Namespace) -> dict[str, Any]:
+    enabled = ns.pressure_profiler_enabled.strip().lower()
+    if enabled not in ("true", "false", "1", "0"):
+        raise ConfigError("--pressure-profiler-enabled", f"{enabled!r} is not true or false")
+    if ns.pressure_profiler_pprof_url is not None and ns.pressure_profiler_pprof_port is not None:
+        raise ConfigError("--pressure-profiler-pprof-url",
+                          "give --pressure-profiler-pprof-url or --pressure-profiler-pprof-port, "
+                          "not both")
+    url = ns.pressure_profiler_pprof_url
+    if url is None:
+        port = _port(ns.pressure_profiler_pprof_port or "6060", "--pressure-profiler-pprof-port")
+        url = f"http://localhost:{port}"
+    limit = ns.pressure_profiler_limit_bytes
+    return {
+        "pressure_profiler_enabled": enabled in ("true", "1"),
+        "pressure_trigger_percent": parse_int(ns.pressure_profiler_trigger_percent,
+                                              "--pressure-profiler-trigger-percent"),
+        "pressure_pprof_url": url.strip(),
+        "pressure_cooldown": parse_duration(ns.pressure_profiler_cooldown,
+                                            flag="--pressure-profiler-cooldown"),
+        "pressure_dir": ns.pressure_profiler_dir,
+        "pressure_max_artifacts": parse_int(ns.pressure_profiler_max_artifacts,
+                                            "--pressure-profiler-max-artifacts"),
+        "pressure_max_disk_bytes": parse_size(ns.pressure_profiler_max_disk_bytes,
+                                              flag="--pressure-profiler-max-disk-bytes"),
+        "pressure_limit_bytes": None if limit is None else parse_size(
+            limit, flag="--pressure-profiler-limit-bytes"),
+        "pressure_capture_timeout": parse_duration(ns.pressure_profiler_capture_timeout,
+                                                   flag="--pressure-profiler-capture-timeout"),
+        "pressure_max_profile_bytes": parse_size(ns.pressure_profiler_max_profile_bytes,
+                                                 flag="--pressure-profiler-max-profile-bytes"),
+    }
 
 
 def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentParser:
@@ -342,7 +441,9 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
                    help="a JSON or TOML file with the node's startup_params and runtime_config; "
                         "reloaded when it changes")
     p.add_argument("--node-pid", default=None,
-                   help="the node's process id: its command line becomes startup_params")
+                   help="the node's process id: its command line becomes startup_params, and "
+                        "its RSS (VmRSS) feeds the pressure profiler instead of the scrape")
+    _add_pressure_flags(p, d)
     p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
                    help="largest gRPC message, bytes; replies are chunked below it "
                         "(default 4194304, the proxy's)")
@@ -414,6 +515,7 @@ def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
                                                  flag="--flight-recorder-retention"),
         node_config_file=ns.node_config_file,
         node_pid=pid,
+        **_pressure_settings(ns),
         grpc_max_msg_size=parse_size(ns.grpc_max_msg_size, flag="--grpc-max-msg-size"),
         log_level=ns.log_level,
         lifecycle_port=parse_int(ns.lifecycle_port, "--lifecycle-port"),

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from fodcproxy.agent.client import AgentClient, AgentClientStatistics, AgentSpec
+from fodcproxy.agent.client import AgentClient, AgentClientStatistics, AgentService, AgentSpec
 from fodcproxy.agent.config import (
     DEFAULT_METRICS_ENDPOINT,
     AgentConfig,
@@ -35,6 +35,16 @@ from fodcproxy.agent.lifecycle import (
     SchemaRegistryService,
 )
 from fodcproxy.agent.nodeconfig import NodeConfigWatcher
+from fodcproxy.agent.pressure import PressureTrigger
+from fodcproxy.agent.profiler import (
+    LimitReader,
+    PressureProfiler,
+    ProfileStore,
+    pressure_samples,
+    proc_rss,
+    recorder_rss,
+)
+from fodcproxy.agent.profileservice import PressureProfilesService
 from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics, stamp_labels
 from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
 from fodcproxy.agent.selfmetrics import self_samples
@@ -77,12 +87,14 @@ class AgentStatistics:
 class Agent:
     """One agent: a flight recorder, the watchdog that fills it and the client that serves it.
 
-    Construction does no I/O beyond loading the node configuration, the token and the CA file.
+    Construction does no I/O beyond loading the node configuration, the token and the CA file,
+    and checking the pressure profiler's directory (created if missing, proved writable).
     `run()` owns the nursery of the watchdog and the client; `stop()` ends it with a goodbye to
     the proxy.
 
     Raises ConfigError on construction, naming `--node-config-file`, `--node-pid`,
-    `--proxy-token-file` or `--proxy-tls-ca-file` when one of them cannot be loaded.
+    `--proxy-token-file` or `--proxy-tls-ca-file` when one of them cannot be loaded, or
+    `--pressure-profiler-dir` when it cannot be written.
     """
 
     def __init__(self, config: AgentConfig) -> None:
@@ -127,6 +139,11 @@ class Agent:
                 max_message_size=config.grpc_max_msg_size))
             self.lifecycle = LifecycleService(collector, pod_name=config.pod_name or "")
             self.schema_registry = SchemaRegistryService(collector)
+        self.pressure = _pressure_profiler(config, self.recorder)
+        # In upstream's order: lifecycle, schema registry, crash diagnostics, pressure profiles.
+        self.services: list[AgentService] = [
+            s for s in (self.lifecycle, self.schema_registry) if s is not None]
+        self.services.append(PressureProfilesService(self.pressure.store if self.pressure else None))
 
     @property
     def client(self) -> AgentClient:
@@ -157,6 +174,9 @@ class Agent:
                                         connects=self.client.statistics().connects, now=now,
                                         labels=self._stamp,
                                         endpoint_labels=self._endpoint_stamps))
+            if self.pressure is not None:
+                samples.extend(pressure_samples(self.pressure.statistics(), labels=self._stamp,
+                                                now=now))
         return samples
 
     async def run(self, *, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED) -> None:
@@ -184,7 +204,7 @@ class Agent:
             node_config=self.node_config,
             token=self._token,
             ssl_context=self._ssl_context,
-            services=[s for s in (self.lifecycle, self.schema_registry) if s is not None],
+            services=self.services,
         )
         if self._stop.is_set():
             self._client.stop()
@@ -193,6 +213,8 @@ class Agent:
                  format_duration(cfg.poll_metrics_interval), cfg.proxy_host, cfg.proxy_port)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.watchdog.run)
+            if self.pressure is not None:
+                await nursery.start(self.pressure.run, self.watchdog.wait_polls)
             await nursery.start(self._serve, nursery.cancel_scope)
             task_status.started(self)
         log.info("agent stopped")
@@ -202,6 +224,32 @@ class Agent:
         await self.client.run(task_status=task_status)
         # The client has said goodbye: the recorder has no one left to serve.
         scope.cancel()
+
+
+def _pressure_profiler(config: AgentConfig, recorder: FlightRecorder) -> PressureProfiler | None:
+    """The memory-pressure profiler of `config` (None when disabled), its directory checked.
+
+    Raises ConfigError naming --pressure-profiler-dir when the directory cannot be created or
+    written: found at start, not at the moment of an OOM.
+    """
+    if not config.pressure_profiler_enabled:
+        return None
+    store = ProfileStore(config.pressure_dir, max_events=config.pressure_max_artifacts,
+                         max_bytes=config.pressure_max_disk_bytes,
+                         pod_name=config.pod_name or "", role=config.node_role)
+    try:
+        store.self_check()
+    except OSError as exc:
+        raise ConfigError("--pressure-profiler-dir",
+                          f"{store.base} cannot be created or written: {exc.strerror or exc}"
+                          ) from None
+    return PressureProfiler(
+        store, PressureTrigger(trigger_percent=config.pressure_trigger_percent,
+                               cooldown=config.pressure_cooldown),
+        rss=proc_rss(config.node_pid) if config.node_pid is not None else recorder_rss(recorder),
+        limit=LimitReader(config.pressure_limit_bytes), pprof_url=config.pressure_pprof_url,
+        capture_timeout=config.pressure_capture_timeout,
+        max_profile_bytes=config.pressure_max_profile_bytes)
 
 
 async def run_agent(config: AgentConfig, *,

@@ -278,6 +278,11 @@ class FlightRecorder:
         """Each series' last point, in the order the series first appeared."""
         return [s.sample(-1) for s in self._series.values()]
 
+    def latest_of(self, name: str) -> list[Sample]:
+        """The last point of each series named `name` (read-only; the pressure profiler reads the
+        node's `process_resident_memory_bytes` with it)."""
+        return [s.sample(-1) for s in self._series.values() if s.name == name]
+
     def window(self, window: TimeWindow) -> list[Sample]:
         """Every point with `start <= timestamp <= end` (a None bound is open).
 
