@@ -19,8 +19,10 @@ from fodcproxy.agent.main import Agent
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.methods import (
     REGISTER,
+    STREAM_CRASH_DIAGNOSTICS,
     STREAM_LIFECYCLE,
     STREAM_METRICS,
+    STREAM_PRESSURE_PROFILES,
     STREAM_SCHEMA_REGISTRY,
 )
 from fodcproxy.rpc.server import Method, ServerCall
@@ -65,7 +67,11 @@ class MiniProxy:
         return {REGISTER: Method(pb.RegisterAgentRequest, register),
                 STREAM_METRICS: Method(pb.StreamMetricsRequest, hold),
                 STREAM_LIFECYCLE: routed(self.lifecycle, STREAM_LIFECYCLE),
-                STREAM_SCHEMA_REGISTRY: routed(self.registry, STREAM_SCHEMA_REGISTRY)}
+                STREAM_SCHEMA_REGISTRY: routed(self.registry, STREAM_SCHEMA_REGISTRY),
+                # The agent's other streams, held: a method the server lacks would end the
+                # agent's session.
+                STREAM_CRASH_DIAGNOSTICS: Method(pb.StreamCrashDiagnosticsRequest, hold),
+                STREAM_PRESSURE_PROFILES: Method(pb.StreamPressureProfilesRequest, hold)}
 
 
 async def _free_port() -> int:

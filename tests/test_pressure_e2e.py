@@ -131,7 +131,8 @@ async def test_a_process_crossing_the_trigger_is_captured_and_downloaded_byte_ex
                     "--pressure-profiler-pprof-url", node_url,
                     "--pressure-profiler-limit-bytes", str(limit),
                     "--pressure-profiler-dir", str(profiles),
-                    "--pressure-profiler-cooldown", "1h"]
+                    "--pressure-profiler-cooldown", "1h",
+                    "--lifecycle-port", "0"]  # the stand-in proxy serves no lifecycle streams
             if rss_from == "pid":
                 argv += ["--node-pid", str(node.pid)]
             async with running(argv, stderr=subprocess.DEVNULL):
