@@ -34,6 +34,8 @@ DEFAULT_METRICS_ENDPOINT = "http://localhost:2121/metrics"
 _MIN_MESSAGE_SIZE = 4096  # the client keeps 1 KiB of every message for framing
 _MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
 _MIN_BUDGET = 1024
+_MAX_CRASH_RECORDS = 1024
+_MIN_CRASH_POLL = 0.1  # a listing per 100 ms at most: watching, not spinning
 # The proxy's own rules (fodcproxy.core.registry), checked here so a bad flag fails at start
 # instead of as a registration the proxy refuses forever.
 _ROLE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -182,6 +184,10 @@ class AgentConfig:
     node_pid: int | None = None
     grpc_max_msg_size: int = 4 * 1024 * 1024
     log_level: str = "info"
+    # Crash records (docs/agent.md "Crash records"): watched only when directories are given.
+    crash_source_dirs: tuple[str, ...] = ()
+    crash_max_records: int = 32
+    crash_poll_interval: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         self.validate()
@@ -252,9 +258,27 @@ class AgentConfig:
         if not _MIN_MESSAGE_SIZE <= self.grpc_max_msg_size <= _MAX_MESSAGE_SIZE:
             raise ConfigError("--grpc-max-msg-size", f"must be between {_MIN_MESSAGE_SIZE} and "
                                                      f"{_MAX_MESSAGE_SIZE} bytes")
+        self._validate_crash()
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError("--log-level",
                               f"{self.log_level!r} is not one of debug, info, warning, error")
+
+    def _validate_crash(self) -> None:
+        seen: dict[str, str] = {}
+        for d in self.crash_source_dirs:
+            if not d.strip() or "\0" in d:
+                raise ConfigError("--crash-source-dir", f"{d!r} is not a directory name")
+            key = os.path.normpath(d)
+            if key in seen:
+                raise ConfigError("--crash-source-dir", f"{d!r} is given twice"
+                                  + (f" (as {seen[key]!r})" if seen[key] != d else ""))
+            seen[key] = d
+        if not 1 <= self.crash_max_records <= _MAX_CRASH_RECORDS:
+            raise ConfigError("--crash-max-records",
+                              f"must be between 1 and {_MAX_CRASH_RECORDS}")
+        if not self.crash_poll_interval >= _MIN_CRASH_POLL:
+            raise ConfigError("--crash-poll-interval",
+                              f"must be at least {format_duration(_MIN_CRASH_POLL)}")
 
     @property
     def is_pod(self) -> bool:
@@ -331,6 +355,16 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
     p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
                    help="largest gRPC message, bytes; replies are chunked below it "
                         "(default 4194304, the proxy's)")
+    p.add_argument("--crash-source-dir", action="append", default=None,
+                   help="a directory where the node writes its panic records (its "
+                        "--panic-diagnostics-dir); repeat for several. Given, the agent watches "
+                        "it and answers the proxy's StreamCrashDiagnostics")
+    p.add_argument("--crash-max-records", default=str(d.crash_max_records),
+                   help=f"how many crash records to keep, the newest of all directories "
+                        f"(default {d.crash_max_records})")
+    p.add_argument("--crash-poll-interval", default=dur(d.crash_poll_interval),
+                   help=f"how often each crash directory is listed; a new record is read "
+                        f"within it (default {dur(d.crash_poll_interval)}, at least 100ms)")
     p.add_argument("--log-level", default=d.log_level,
                    help="debug, info, warning or error (default info)")
     return p
@@ -388,6 +422,9 @@ def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
         node_pid=pid,
         grpc_max_msg_size=parse_size(ns.grpc_max_msg_size, flag="--grpc-max-msg-size"),
         log_level=ns.log_level,
+        crash_source_dirs=tuple(ns.crash_source_dir or ()),
+        crash_max_records=parse_int(ns.crash_max_records, "--crash-max-records"),
+        crash_poll_interval=parse_duration(ns.crash_poll_interval, flag="--crash-poll-interval"),
     )
     # Neither: an address agent with the detected ip and port 17912, as it always was.
     return config

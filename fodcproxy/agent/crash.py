@@ -501,12 +501,16 @@ class FileStat:
     mtime: float
 
 
+def _file_stats(files: Iterable[FileStat]) -> tuple[FileStat, ...]:
+    return tuple(files)
+
+
 @attrs.frozen
 class ArtifactListing:
     """One sub-directory of the crash directory and the files in it (sub-directories left out)."""
 
     name: str
-    files: tuple[FileStat, ...] = attrs.field(converter=tuple)
+    files: tuple[FileStat, ...] = attrs.field(converter=_file_stats)
 
 
 @attrs.frozen

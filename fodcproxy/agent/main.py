@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from fodcproxy.agent.client import AgentClient, AgentClientStatistics, AgentSpec
+from fodcproxy.agent.client import AgentClient, AgentClientStatistics, AgentService, AgentSpec
 from fodcproxy.agent.config import (
     DEFAULT_METRICS_ENDPOINT,
     AgentConfig,
@@ -28,6 +28,7 @@ from fodcproxy.agent.config import (
     parse_proxy_addr,
     parse_size,
 )
+from fodcproxy.agent.crashwatch import CrashDiagnosticsService, CrashWatcher
 from fodcproxy.agent.nodeconfig import NodeConfigWatcher
 from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics, stamp_labels
 from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
@@ -107,6 +108,17 @@ class Agent:
         if config.proxy_tls or config.proxy_tls_ca_file is not None:
             self._ssl_context = client_context(config.proxy_tls_ca_file,
                                                flag="--proxy-tls-ca-file", alpn=["h2"])
+        # The pod agent's other streams, opened after StreamMetrics (see AgentService).
+        self.services: list[AgentService] = []
+        # Crash records: watched, and StreamCrashDiagnostics opened, only with --crash-source-dir
+        # (then the proxy can tell "no crash directory" from "no crash").
+        self.crash_watcher: CrashWatcher | None = None
+        if config.crash_source_dirs:
+            self.crash_watcher = CrashWatcher(config.crash_source_dirs,
+                                              max_records=config.crash_max_records,
+                                              poll_interval=config.crash_poll_interval)
+            self.services.append(CrashDiagnosticsService(
+                self.crash_watcher.records, max_message_size=config.grpc_max_msg_size))
         self._stop = trio.Event()
         self._client: AgentClient | None = None
 
@@ -166,6 +178,7 @@ class Agent:
             node_config=self.node_config,
             token=self._token,
             ssl_context=self._ssl_context,
+            services=self.services,
         )
         if self._stop.is_set():
             self._client.stop()
@@ -174,6 +187,8 @@ class Agent:
                  format_duration(cfg.poll_metrics_interval), cfg.proxy_host, cfg.proxy_port)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.watchdog.run)
+            if self.crash_watcher is not None:
+                await nursery.start(self.crash_watcher.run)
             await nursery.start(self._serve, nursery.cancel_scope)
             task_status.started(self)
         log.info("agent stopped")
