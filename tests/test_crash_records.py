@@ -331,6 +331,17 @@ def test_newest_records_are_kept_and_removed_ones_forgotten() -> None:
     assert [r.component for r in keeper.records()] == ["C", "c"]
 
 
+def test_records_under_the_cap_are_all_kept() -> None:
+    # A negative slice once evicted all but the newest while fewer than max_records - 1 were held.
+    keeper = CrashKeeper(source="s", max_records=5)
+    docs = {f"n{i}": f"2026-04-15T0{i}:00:00Z" for i in range(1, 5)}
+    listing = [artifact(name, len(record_bytes(t))) for name, t in docs.items()]
+    keeper.observe(listing)
+    for req in keeper.observe(listing):
+        keeper.deliver(req, record_bytes(docs[req.artifact_dir]), now=0.0)
+    assert [r.artifact_dir for r in keeper.records()] == ["n4", "n3", "n2", "n1"]
+
+
 def test_a_record_without_a_time_is_ordered_by_the_file_mtime() -> None:
     keeper = CrashKeeper(source="s", max_records=2)
     timed = record_bytes("2026-04-15T08:00:00Z")  # 1776240000

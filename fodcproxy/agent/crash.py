@@ -611,7 +611,7 @@ class CrashKeeper:
         when = record.occurred_at or Instant.from_unix(request.stat.mtime)
         self._records[name] = ((when, name), record)
         ordered = self._ordered()
-        for old in ordered[:len(ordered) - self.max_records]:
+        for old in ordered[:max(0, len(ordered) - self.max_records)]:
             del self._records[old.artifact_dir]
         return record if name in self._records else None
 
