@@ -418,11 +418,12 @@ def fit_record(record: CrashRecord, max_bytes: int) -> tuple[bytes, tuple[str, .
     """Encode `record` in at most `max_bytes` (what one gRPC message may carry), trimming it if
     it is larger; returns the bytes and what was cut, for the log (empty when nothing was).
 
-    Cut in this order until it fits: the goroutine stack (its head is kept: the panicking frames
-    come first), the panic value, breadcrumbs (oldest first: the stages right before the panic
-    are kept), the process metadata, the files other than ``panic.json``, and last every
-    remaining string down to 256 bytes. The stack of a trimmed record ends with a mark saying
-    what was cut. Raises ValueError for `max_bytes` under `MIN_FIT_BYTES`.
+    Cut in this order until it fits: the goroutine stack down to a quarter of the room and the
+    panic value down to an eighth (their heads are kept: the panicking frames come first), then
+    breadcrumbs (oldest first: the stages right before the panic are kept), the process
+    metadata, the files other than ``panic.json``, then the stack and the panic value further,
+    and last every remaining string down to 256 bytes. The stack of a trimmed record ends with a
+    mark saying what was cut. Raises ValueError for `max_bytes` under `MIN_FIT_BYTES`.
     """
     if max_bytes < MIN_FIT_BYTES:
         raise ValueError(f"max_bytes must be at least {MIN_FIT_BYTES}")
@@ -430,23 +431,25 @@ def fit_record(record: CrashRecord, max_bytes: int) -> tuple[bytes, tuple[str, .
     if len(data) <= max_bytes:
         return data, ()
     target = max_bytes - _MARK_ROOM
+    cut_bytes = {"stack": 0, "panic value": 0}
     cuts: list[str] = []
     size = len(data)
 
-    def cut_text(rec: CrashRecord, field: str, label: str) -> CrashRecord:
+    def cut_text(rec: CrashRecord, field: str, label: str, floor: int) -> CrashRecord:
+        nonlocal size
         raw = getattr(rec, field).encode("utf-8")
-        keep = max(0, len(raw) - (size - target))
+        keep = max(floor, len(raw) - (size - target), 0)
         if keep >= len(raw):
             return rec
-        cuts.append(f"{label} cut by {len(raw) - keep} bytes")
-        return attrs.evolve(rec, **{field: raw[:keep].decode("utf-8", "ignore")})
+        rec = attrs.evolve(rec, **{field: raw[:keep].decode("utf-8", "ignore")})
+        cut_bytes[label] += len(raw) - len(getattr(rec, field).encode("utf-8"))
+        size = len(encode_record(rec))
+        return rec
 
     record = attrs.evolve(record, stack_truncated=True)
-    for field, label in (("goroutine_stack", "stack"), ("panic_value", "panic value")):
-        record = cut_text(record, field, label)
-        size = len(encode_record(record))
-        if size <= target:
-            break
+    record = cut_text(record, "goroutine_stack", "stack", target // 4)
+    if size > target:
+        record = cut_text(record, "panic_value", "panic value", target // 8)
     if size > target and record.breadcrumbs:
         crumbs = list(record.breadcrumbs)
         dropped = 0
@@ -466,12 +469,17 @@ def fit_record(record: CrashRecord, max_bytes: int) -> tuple[bytes, tuple[str, .
         record = attrs.evolve(record, files=kept)
         size = len(encode_record(record))
     if size > target:
+        record = cut_text(record, "goroutine_stack", "stack", 0)
+    if size > target:
+        record = cut_text(record, "panic_value", "panic value", 0)
+    cuts[:0] = [f"{label} cut by {n} bytes" for label, n in cut_bytes.items() if n]
+    if size > target:
         def short(text: str) -> str:
             return text.encode("utf-8")[:_LAST_RESORT].decode("utf-8", "ignore")
         record = attrs.evolve(record, component=short(record.component),
-                              panic_value=short(record.panic_value),
                               artifact_dir=short(record.artifact_dir), source=short(record.source),
-                              goroutine_stack="", breadcrumbs=(), process_metadata={}, files=())
+                              goroutine_stack="", panic_value="", breadcrumbs=(),
+                              process_metadata={}, files=())
         cuts.append(f"every field cut to {_LAST_RESORT} bytes")
     what = "; ".join(cuts)[:160]
     record = attrs.evolve(record, goroutine_stack=record.goroutine_stack
