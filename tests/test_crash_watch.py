@@ -411,3 +411,63 @@ def test_limits_reach_the_keepers(tmp_path: pathlib.Path) -> None:
     assert keeper.limits.max_file_bytes == 10 and keeper.max_records == 7
     with pytest.raises(ValueError):
         CrashWatcher([])
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+def hostile_record(i: int) -> bytes:
+    """A record under every cap that costs CPython the most: one character past U+FFFF makes
+    each string 4 bytes per character (0.8 MB of file, 3.2 MB of strings)."""
+    wide = "\U0001f600"
+    return record(i, goroutineStack=wide + "x" * (256 * 1024 - 1),
+                  panicValue=wide + "y" * (64 * 1024 - 1),
+                  processMetadata={f"k{j}": wide + "v" * 3000 for j in range(64)},
+                  breadcrumbs=[{"stage": f"s{j}", "fields": {f"f{k}": wide + "w" * 400
+                                                               for k in range(10)}}
+                               for j in range(64)])
+
+
+def many_values_record(i: int) -> bytes:
+    return record(i, breadcrumbs=[{"stage": "s", "time": "2026-04-15T08:00:00Z",
+                                   "fields": {f"f{k}": "" for k in range(60)}}
+                                  for _ in range(60)])
+
+
+@pytest.mark.parametrize("make", [hostile_record, many_values_record, record])
+def test_record_cost_is_what_tracemalloc_sees(make: Callable[[int], bytes]) -> None:
+    import gc
+    import tracemalloc
+
+    from fodcproxy.agent.crash import parse_crash_record, record_cost
+
+    datas = [make(i) for i in range(8)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        records = [parse_crash_record(d, artifact_dir=name(i), limits=CrashLimits(max_values=10**5))
+                   for i, d in enumerate(datas)]
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    estimate = sum(record_cost(r) for r in records)
+    print(f"{make.__name__}: file {len(datas[0])} B, held {used // 8} B, estimate {estimate // 8} B")
+    assert used <= 1.1 * estimate  # never much under: the budget below rests on it
+    if make is hostile_record:
+        assert estimate <= 1.2 * used  # and close where it matters
+
+
+async def test_memory_held_is_bounded(tmp_path: pathlib.Path, autojump_clock: Any) -> None:
+    crash = tmp_path / "crash"
+    for i in range(8):
+        write_artifact(crash, name(i), hostile_record(i), dump=False)
+    budget = 8 * 1024 * 1024
+    w = watcher(crash, max_bytes=budget)
+    async with running(w):
+        await wait_for(lambda: w.statistics().records_read >= 1 and not w.keepers[str(crash)].pending)
+        await trio.sleep(INTERVAL)
+    held = w.statistics().bytes_held
+    assert budget - 3.5 * 1024 * 1024 < held <= budget  # two hostile records, not eight
+    assert [r.artifact_dir for r in w.records()] == [name(7), name(6)]

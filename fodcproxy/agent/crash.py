@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -29,7 +30,7 @@ from fodcproxy.errors import FodcError, GrpcCode
 
 __all__ = [
     "PANIC_FILE", "ArtifactListing", "Breadcrumb", "CrashKeeper", "CrashLimits", "CrashRecord",
-    "CrashRecordError", "FileStat", "Instant", "ReadRequest", "encode_record", "fit_record",
+    "CrashRecordError", "FileStat", "Instant", "ReadRequest", "encode_record", "fit_record", "record_cost",
     "parse_crash_record", "to_proto_fields",
 ]
 
@@ -403,6 +404,28 @@ def to_proto_fields(record: CrashRecord) -> dict[str, Any]:
     return fields
 
 
+_OBJECT_COST = 64  # a Breadcrumb, a mapping proxy, a tuple: roughly, per object
+
+
+def record_cost(record: CrashRecord) -> int:
+    """The memory `record` holds, in bytes: ``sys.getsizeof`` of each of its strings (CPython
+    spends 1, 2 or 4 bytes per character, by the widest character of the string, so one emoji
+    in a 256 Ki stack makes it 1 MiB), the dict entries of its maps, and a flat cost per object.
+    tests/test_crash_watch.py checks it against tracemalloc."""
+    strings: list[str] = [record.component, record.panic_value, record.goroutine_stack,
+                          record.artifact_dir, record.source, *record.files]
+    maps = [record.process_metadata]
+    for crumb in record.breadcrumbs:
+        strings += (crumb.stage, crumb.component)
+        maps.append(crumb.fields)
+    cost = 512 + _OBJECT_COST * (len(record.breadcrumbs) * 3 + len(record.files))
+    for mapping in maps:
+        strings += mapping.keys()
+        strings += mapping.values()
+        cost += sys.getsizeof(dict(mapping)) + _OBJECT_COST
+    return cost + sum(sys.getsizeof(text) for text in strings)
+
+
 def encode_record(record: CrashRecord) -> bytes:
     """`record` as a serialized ``StreamCrashDiagnosticsRequest``."""
     return rpc_pb2.StreamCrashDiagnosticsRequest(**to_proto_fields(record)).SerializeToString()
@@ -553,17 +576,19 @@ class CrashKeeper:
     """
 
     def __init__(self, *, source: str, max_records: int, limits: CrashLimits = CrashLimits(),
-                 max_listed: int = 1024) -> None:
+                 max_listed: int = 1024, max_bytes: int | None = None) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
         self.source = source
         self.max_records = max_records
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self.limits = limits
         self.max_listed = max_listed
         self._pending: dict[str, FileStat] = {}   # seen once, waiting for a second look
         self._done: dict[str, FileStat] = {}      # read (kept, evicted or bad) at this stat
         # name -> (order key, record); a record outlives its artifact on disk
-        self._records: dict[str, tuple[tuple[Instant, str], CrashRecord]] = {}
+        self._records: dict[str, tuple[tuple[Instant, str], CrashRecord, int]] = {}
 
     def observe(self, listing: Iterable[ArtifactListing]) -> list[ReadRequest]:
         """Take a full listing of the crash directory; return the reads to do now.
@@ -617,11 +642,29 @@ class CrashKeeper:
             data, artifact_dir=name, files=request.files, source=self.source,
             fetched_at=Instant.from_unix(now), limits=self.limits)
         when = record.occurred_at or Instant.from_unix(request.stat.mtime)
-        self._records[name] = ((when, name), record)
+        self._forget(name)
+        self._records[name] = ((when, name), record, record_cost(record))
+        self._bytes += self._records[name][2]
         ordered = self._ordered()
-        for old in ordered[:max(0, len(ordered) - self.max_records)]:
-            del self._records[old.artifact_dir]
+        evict = max(0, len(ordered) - self.max_records)
+        for old in ordered[:evict]:
+            self._forget(old.artifact_dir)
+        if self.max_bytes is not None:
+            for old in ordered[evict:-1]:  # the newest stays, whatever it costs
+                if self._bytes <= self.max_bytes:
+                    break
+                self._forget(old.artifact_dir)
         return record if name in self._records else None
+
+    def _forget(self, name: str) -> None:
+        held = self._records.pop(name, None)
+        if held is not None:
+            self._bytes -= held[2]
+
+    @property
+    def bytes_held(self) -> int:
+        """The memory the kept records hold, by `record_cost`."""
+        return self._bytes
 
     def records(self) -> tuple[CrashRecord, ...]:
         """The kept records, newest first."""
@@ -638,7 +681,7 @@ class CrashKeeper:
 
     def _ordered(self) -> list[CrashRecord]:
         """Oldest first."""
-        return [record for _, record in sorted(self._records.values(), key=lambda kr: kr[0])]
+        return [held[1] for held in sorted(self._records.values(), key=lambda held: held[0])]
 
     def sort_key(self, record: CrashRecord) -> tuple[Instant, str]:
         """How `record` (one of `records()`) is ordered: its time, then its artifact's name."""

@@ -53,7 +53,7 @@ from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.methods import STREAM_CRASH_DIAGNOSTICS
 
 __all__ = [
-    "DEFAULT_MAX_RECORDS", "DEFAULT_POLL_INTERVAL", "CrashDiagnosticsService", "CrashWatcher",
+    "DEFAULT_MAX_BYTES", "DEFAULT_MAX_RECORDS", "DEFAULT_POLL_INTERVAL", "CrashDiagnosticsService", "CrashWatcher",
     "RefusedFile", "list_crash_dir", "read_panic_file",
 ]
 
@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RECORDS = 32
 DEFAULT_POLL_INTERVAL = 5.0
+# Memory the records of one directory may hold. Typical records cost 10-40 KiB, so it only ever
+# binds on hostile ones (a 1 MiB panic.json can cost 4 MiB in CPython strings).
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 MAX_ARTIFACT_DIRS = 256  # the newest (by name) sub-directories looked at per listing
 MAX_ARTIFACT_FILES = 256  # files listed per artifact directory
 _QUICK_RELISTS = 3
@@ -260,12 +263,14 @@ class CrashWatcherStatistics:
     bad_records: int
     read_errors: int
     records_kept: int
+    bytes_held: int
 
 
 class CrashWatcher:
     """Watches crash directories and keeps the newest `max_records` panic records of them all.
 
-    One `CrashKeeper` per directory (each holds at most `max_records`); `records()` merges them.
+    One `CrashKeeper` per directory (each holds at most `max_records`, and at most `max_bytes`
+    of memory by `record_cost` beside its newest record); `records()` merges them.
     `offload` runs the blocking listing and reading (a worker thread by default; tests under
     `trio.testing.MockClock` pass one that runs them inline). `clock` is the wall clock that
     stamps `fetched_at`.
@@ -274,7 +279,8 @@ class CrashWatcher:
     def __init__(self, dirs: Sequence[str], *, max_records: int = DEFAULT_MAX_RECORDS,
                  poll_interval: float = DEFAULT_POLL_INTERVAL, limits: CrashLimits = CrashLimits(),
                  settle: float = 0.25, max_dirs: int = MAX_ARTIFACT_DIRS,
-                 max_files: int = MAX_ARTIFACT_FILES, offload: Offload = in_thread,
+                 max_files: int = MAX_ARTIFACT_FILES, max_bytes: int = DEFAULT_MAX_BYTES,
+                 offload: Offload = in_thread,
                  clock: Callable[[], float] = time.time) -> None:
         if not dirs:
             raise ValueError("a crash watcher needs at least one directory")
@@ -289,7 +295,8 @@ class CrashWatcher:
         self._offload = offload
         self._clock = clock
         self.keepers = {d: CrashKeeper(source=f"file://{d}", max_records=max_records,
-                                       limits=limits, max_listed=max_dirs) for d in self.dirs}
+                                       limits=limits, max_listed=max_dirs,
+                                       max_bytes=max_bytes) for d in self.dirs}
         self._listings = self._listing_errors = self._read = self._bad = self._read_errors = 0
         self.changed = trio.Event()  # set (and replaced) whenever a record is kept
 
@@ -309,7 +316,8 @@ class CrashWatcher:
 
     def statistics(self) -> CrashWatcherStatistics:
         return CrashWatcherStatistics(self._listings, self._listing_errors, self._read, self._bad,
-                                      self._read_errors, len(self.records()))
+                                      self._read_errors, len(self.records()),
+                                      sum(k.bytes_held for k in self.keepers.values()))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Watch every directory until cancelled. Reports started after each directory's first
@@ -422,7 +430,9 @@ class CrashDiagnosticsService:
     ``request_diagnostics`` it sends one StreamCrashDiagnosticsRequest per kept record, newest
     first, and nothing else (the proto has no end marker: the proxy ends the answer by a quiet
     period), as upstream's agent does. A record larger than one message of `max_message_size`
-    is trimmed (`fit_record`) rather than breaking the stream; each record is encoded once.
+    is trimmed (`fit_record`) rather than breaking the stream. Records are encoded at each
+    request (32 typical records take well under a millisecond) rather than cached beside the
+    watcher's copy, so the memory they hold is counted once.
     """
 
     method = STREAM_CRASH_DIAGNOSTICS
@@ -432,7 +442,7 @@ class CrashDiagnosticsService:
                  max_message_size: int = 4 * 1024 * 1024) -> None:
         self.records = records
         self.max_record_bytes = max_message_size - _MESSAGE_MARGIN
-        self._encoded: dict[tuple[str, str, Any], bytes] = {}
+        self._trimmed_said: set[tuple[str, str, Any]] = set()
         self._requests = self._sent = self._trimmed = 0
 
     def statistics(self) -> CrashServiceStatistics:
@@ -450,18 +460,17 @@ class CrashDiagnosticsService:
             log.info("sent %d crash records to the proxy", len(records))
 
     def _encode(self, records: Sequence[CrashRecord]) -> list[bytes]:
-        encoded = {}
+        said: set[tuple[str, str, Any]] = set()
         out = []
         for record in records:
             key = (record.source, record.artifact_dir, record.fetched_at)
-            data = self._encoded.get(key)
-            if data is None:
-                data, cuts = fit_record(record, self.max_record_bytes)
-                if cuts:
+            data, cuts = fit_record(record, self.max_record_bytes)
+            if cuts:
+                said.add(key)
+                if key not in self._trimmed_said:  # said once per record, not per request
                     self._trimmed += 1
                     log.warning("crash record %s is over the %d-byte message limit: %s",
                                 record.artifact_dir, self.max_record_bytes, "; ".join(cuts))
-            encoded[key] = data
             out.append(data)
-        self._encoded = encoded  # only the records still kept
+        self._trimmed_said = said  # only the records still kept
         return out
