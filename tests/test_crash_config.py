@@ -52,3 +52,10 @@ def test_the_program_says_one_line() -> None:
     assert out.returncode == 2
     [line] = out.stderr.strip().splitlines()
     assert "--crash-max-records" in line and "between 1 and 1024" in line
+
+
+def test_a_directory_name_that_is_not_utf8_or_not_printable() -> None:
+    with pytest.raises(ConfigError, match="is not UTF-8"):
+        AgentConfig(node_role="liaison", crash_source_dirs=("/data/\udcff",))
+    with pytest.raises(ConfigError, match="is not a directory name"):
+        AgentConfig(node_role="liaison", crash_source_dirs=("/data/\ncrash",))

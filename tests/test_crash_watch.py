@@ -471,3 +471,32 @@ async def test_memory_held_is_bounded(tmp_path: pathlib.Path, autojump_clock: An
     held = w.statistics().bytes_held
     assert budget - 3.5 * 1024 * 1024 < held <= budget  # two hostile records, not eight
     assert [r.artifact_dir for r in w.records()] == [name(7), name(6)]
+
+
+async def test_names_that_are_not_utf8_or_not_printable(tmp_path: pathlib.Path,
+                                                        autojump_clock: Any,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from fodcproxy.agent.crash import encode_record
+
+    caplog.set_level(logging.INFO, logger="fodcproxy")
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    raw = os.fsencode(crash)
+    os.mkdir(raw + b"/bad-\xff-name")                   # not UTF-8: cannot be sent, ignored
+    with open(raw + b"/bad-\xff-name/" + PANIC_FILE.encode(), "wb") as f:
+        f.write(record(2))
+    forged = "x\nERROR forged log line"                 # printable it is not: escaped in logs
+    d = write_artifact(crash, forged, record(1, panicValue="boom\nERROR forged too"))
+    with open(os.fsencode(d) + b"/dump-\xfe.bin", "wb"):  # a file name that is not UTF-8
+        pass
+    async with running(w := watcher(crash)):
+        await wait_for(lambda: len(w.records()) == 1)
+    [rec] = w.records()
+    assert rec.artifact_dir == forged
+    assert "dump-\ufffd.bin" in rec.files
+    encode_record(rec)  # protobuf takes every string of it
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("\nERROR" in m for m in messages), messages
+    assert any("x\\nERROR forged log line" in m and "boom\\nERROR forged too" in m
+               for m in messages), messages
+    assert len(said(caplog, "the name is not UTF-8: ignored")) == 1

@@ -266,7 +266,11 @@ class AgentConfig:
     def _validate_crash(self) -> None:
         seen: dict[str, str] = {}
         for d in self.crash_source_dirs:
-            if not d.strip() or "\0" in d:
+            try:
+                d.encode("utf-8")  # it is sent as source_endpoint, a protobuf string
+            except UnicodeEncodeError:
+                raise ConfigError("--crash-source-dir", f"{d!r} is not UTF-8") from None
+            if not d.strip() or not d.isprintable():
                 raise ConfigError("--crash-source-dir", f"{d!r} is not a directory name")
             key = os.path.normpath(d)
             if key in seen:

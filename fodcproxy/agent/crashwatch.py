@@ -54,7 +54,7 @@ from fodcproxy.rpc.methods import STREAM_CRASH_DIAGNOSTICS
 
 __all__ = [
     "DEFAULT_MAX_BYTES", "DEFAULT_MAX_RECORDS", "DEFAULT_POLL_INTERVAL", "CrashDiagnosticsService", "CrashWatcher",
-    "RefusedFile", "list_crash_dir", "read_panic_file",
+    "RefusedFile", "list_crash_dir", "read_panic_file", "shown",
 ]
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ def list_crash_dir(root: str, *, max_dirs: int = MAX_ARTIFACT_DIRS,
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=False):
+                        if not _utf8(entry.name):
+                            problems[entry.name] = "the name is not UTF-8: ignored"
+                            continue
                         names.append(entry.name)
                     elif entry.is_symlink() and entry.is_dir():
                         problems[entry.name] = ("a symbolic link to a directory: not followed "
@@ -161,7 +164,11 @@ def _list_artifact(root_fd: int, name: str, max_files: int,
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                files.append(FileStat(entry.name, st.st_size, st.st_mtime))
+                # A name that is not UTF-8 is listed with U+FFFD in place of its bad bytes
+                # (protobuf strings are UTF-8); panic.json itself is always a proper name.
+                shown = entry.name if _utf8(entry.name) else os.fsencode(entry.name).decode(
+                    "utf-8", "replace")
+                files.append(FileStat(shown, st.st_size, st.st_mtime))
         if not any(f.name == PANIC_FILE for f in files):
             try:
                 st = os.stat(PANIC_FILE, dir_fd=fd, follow_symlinks=False)
@@ -194,7 +201,8 @@ def read_panic_file(root: str, artifact: str, file: str, max_bytes: int) -> byte
             dir_fd = os.open(artifact, _NOFOLLOW_DIR, dir_fd=root_fd)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise RefusedFile(exc.errno, "the artifact is a symbolic link: not followed") from None
+                raise RefusedFile(exc.errno, "the artifact is no longer a directory, or is a "
+                                             "symbolic link: not followed") from None
             raise
         try:
             try:
@@ -228,6 +236,24 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _utf8(name: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (Python holds them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """`text` safe for one log line: cut to `limit`, control characters and bytes that are not
+    UTF-8 escaped (a directory name or a panic value cannot forge log lines)."""
+    text = text[:limit]
+    if text.isprintable() and _utf8(text):
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
 # --- the watcher ---------------------------------------------------------------------------------
 
 
@@ -252,7 +278,7 @@ class _Said:
             del self._said[key]  # gone from the directory: nothing to say about it any more
 
     def _name(self, key: str) -> str:
-        return f"crash directory {self.where}" + (f", {key}" if key else "")
+        return f"crash directory {shown(self.where, 4096)}" + (f", {shown(key)}" if key else "")
 
 
 @attrs.frozen
@@ -407,9 +433,9 @@ class CrashWatcher:
         if record is None:
             return True
         self._read += 1
-        log.warning("crash record %s/%s: %s panicked (%s): %s", root, name,
-                    record.component or "a component", "recovered" if record.recovered
-                    else "not recovered", record.panic_value[:200])
+        log.warning("crash record %s/%s: %s panicked (%s): %s", shown(root, 4096), shown(name),
+                    shown(record.component) or "a component", "recovered" if record.recovered
+                    else "not recovered", shown(record.panic_value))
         self.changed.set()
         self.changed = trio.Event()
         return True
@@ -464,7 +490,11 @@ class CrashDiagnosticsService:
         out = []
         for record in records:
             key = (record.source, record.artifact_dir, record.fetched_at)
-            data, cuts = fit_record(record, self.max_record_bytes)
+            try:
+                data, cuts = fit_record(record, self.max_record_bytes)
+            except ValueError as exc:  # not UTF-8 somewhere: the watcher should have stopped it
+                log.error("crash record %s cannot be sent: %s", shown(record.artifact_dir), exc)
+                continue
             if cuts:
                 said.add(key)
                 if key not in self._trimmed_said:  # said once per record, not per request
