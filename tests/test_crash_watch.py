@@ -500,3 +500,32 @@ async def test_names_that_are_not_utf8_or_not_printable(tmp_path: pathlib.Path,
     assert any("x\\nERROR forged log line" in m and "boom\\nERROR forged too" in m
                for m in messages), messages
     assert len(said(caplog, "the name is not UTF-8: ignored")) == 1
+
+
+async def test_a_hung_file_system_holds_up_neither_start_nor_stop(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real worker threads here (the default offload), and a listing that never returns, as on a
+    # dead NFS mount: the watcher reports started at once and is cancelled at once, leaving the
+    # thread behind (it is released at the end, so the test leaks nothing).
+    import threading
+
+    from fodcproxy.agent import crashwatch
+
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hung(root: str, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        raise FileNotFoundError(root)
+
+    w = CrashWatcher([str(tmp_path)], poll_interval=INTERVAL)
+    monkeypatch.setattr(crashwatch, "list_crash_dir", hung)  # no dead mount to be had here
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(w.run)
+                await trio.to_thread.run_sync(entered.wait)
+                nursery.cancel_scope.cancel()
+    finally:
+        release.set()

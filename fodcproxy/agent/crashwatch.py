@@ -346,17 +346,17 @@ class CrashWatcher:
                                       sum(k.bytes_held for k in self.keepers.values()))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Watch every directory until cancelled. Reports started after each directory's first
-        listing (a record already there is read `settle` later)."""
+        """Watch every directory until cancelled. Reports started at once: the first listings
+        run in the background (a hung file system must not hold up the agent's start), and a
+        record already there is read `settle` after its directory's first listing."""
         async with trio.open_nursery() as nursery:
             for d in self.dirs:
-                await nursery.start(self._watch, d)
+                nursery.start_soon(self._watch, d)
             log.info("watching crash directories %s every %s (keeping the newest %d records)",
                      ", ".join(self.dirs), format_duration(self.poll_interval), self.max_records)
             task_status.started()
 
-    async def _watch(self, root: str, *,
-                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _watch(self, root: str) -> None:
         keeper = self.keepers[root]
         said = _Said(root)
         quick = 0
@@ -368,8 +368,6 @@ class CrashWatcher:
                 said.problem("", f"unexpected error, retrying next interval: {exc!r}",
                              logging.ERROR)
                 log.debug("crash watcher error", exc_info=True)
-            task_status.started()
-            task_status = trio.TASK_STATUS_IGNORED
             if keeper.pending and quick < _QUICK_RELISTS:
                 quick += 1
                 await trio.sleep(self.settle)
