@@ -298,3 +298,15 @@ async def test_agent_never_stays_connected_but_unregistered():
             assert not client.connected
             client.stop()  # stop() also ends a connection attempt at once
             nursery.cancel_scope.cancel()
+
+
+def test_server_refuses_a_budget_smaller_than_two_messages() -> None:
+    # A message waiting for budget that can never be granted would stall its connection forever:
+    # the API says so at construction, as the --grpc-buffer-budget flag does.
+    import pytest
+
+    from fodcproxy.rpc.server import GrpcServer
+
+    with pytest.raises(ValueError, match="at least two messages"):
+        GrpcServer({}, max_message_length=1000, buffer_budget=2 * 1005 - 1)
+    assert GrpcServer({}, max_message_length=1000, buffer_budget=2 * 1005).budget.limit == 2010

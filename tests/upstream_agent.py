@@ -61,6 +61,7 @@ def compile_upstream(out: pathlib.Path) -> Any:
         "banyandb/common/v1/common.proto": (ROOT / "proto/banyandb/common/v1/common.proto").read_text(),
         "banyandb/database/v1/database.proto": (ROOT / "proto/banyandb/database/v1/database.proto").read_text(),
         "banyandb/database/v1/rpc.proto": (ROOT / "proto/banyandb/database/v1/rpc.proto").read_text(),
+        "banyandb/database/v1/schema.proto": (ROOT / "proto/banyandb/database/v1/schema.proto").read_text(),
     }
     for rel, text in files.items():
         path = src / _PREFIX / rel

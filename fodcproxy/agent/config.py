@@ -184,6 +184,13 @@ class AgentConfig:
     node_pid: int | None = None
     grpc_max_msg_size: int = 4 * 1024 * 1024
     log_level: str = "info"
+    # Lifecycle and schema consistency (issue 16), upstream's flags and defaults: the node's
+    # GroupLifecycleService/NodeSchemaStateService port (0: off, neither stream is opened), the
+    # liaison's registry port (0: this agent cannot read the registry), the report directory.
+    lifecycle_port: int = 18912
+    schema_registry_port: int = 17912
+    lifecycle_report_dir: str = "/tmp/lifecycle-reports"
+    lifecycle_cache_ttl: float = 600.0
     # Crash records (docs/agent.md "Crash records"): watched only when directories are given.
     crash_source_dirs: tuple[str, ...] = ()
     crash_max_records: int = 32
@@ -258,6 +265,14 @@ class AgentConfig:
         if not _MIN_MESSAGE_SIZE <= self.grpc_max_msg_size <= _MAX_MESSAGE_SIZE:
             raise ConfigError("--grpc-max-msg-size", f"must be between {_MIN_MESSAGE_SIZE} and "
                                                      f"{_MAX_MESSAGE_SIZE} bytes")
+        for flag, port in (("--lifecycle-port", self.lifecycle_port),
+                           ("--schema-registry-port", self.schema_registry_port)):
+            if not 0 <= port <= 65535:
+                raise ConfigError(flag, f"port {port} is outside 0-65535 (0 turns it off)")
+        if not self.lifecycle_report_dir:
+            raise ConfigError("--lifecycle-report-dir", "give a directory")
+        if self.lifecycle_cache_ttl < 0:
+            raise ConfigError("--lifecycle-cache-ttl", "must be 0 (no cache) or more")
         self._validate_crash()
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError("--log-level",
@@ -359,6 +374,19 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
     p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
                    help="largest gRPC message, bytes; replies are chunked below it "
                         "(default 4194304, the proxy's)")
+    p.add_argument("--lifecycle-port", default=str(d.lifecycle_port),
+                   help="the node's gRPC port of GroupLifecycleService.InspectAll and "
+                        "NodeSchemaStateService, on 127.0.0.1 (default 18912, upstream's); 0 "
+                        "turns lifecycle collection off: StreamLifecycle and StreamSchemaRegistry "
+                        "are not opened")
+    p.add_argument("--schema-registry-port", default=str(d.schema_registry_port),
+                   help="the local liaison's client gRPC port serving the schema registry, read "
+                        "when the proxy asks this agent (default 17912); 0: none")
+    p.add_argument("--lifecycle-report-dir", default=d.lifecycle_report_dir,
+                   help="where the lifecycle sidecar writes its *.json reports; the 5 greatest "
+                        "names of at most 5 MiB each are sent (default /tmp/lifecycle-reports)")
+    p.add_argument("--lifecycle-cache-ttl", default=dur(d.lifecycle_cache_ttl),
+                   help="how long collected lifecycle data is reused (default 10m; 0: never)")
     p.add_argument("--crash-source-dir", action="append", default=None,
                    help="a directory where the node writes its panic records (its "
                         "--panic-diagnostics-dir); repeat for several. Given, the agent watches "
@@ -426,6 +454,10 @@ def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
         node_pid=pid,
         grpc_max_msg_size=parse_size(ns.grpc_max_msg_size, flag="--grpc-max-msg-size"),
         log_level=ns.log_level,
+        lifecycle_port=parse_int(ns.lifecycle_port, "--lifecycle-port"),
+        schema_registry_port=parse_int(ns.schema_registry_port, "--schema-registry-port"),
+        lifecycle_report_dir=ns.lifecycle_report_dir,
+        lifecycle_cache_ttl=parse_duration(ns.lifecycle_cache_ttl, flag="--lifecycle-cache-ttl"),
         crash_source_dirs=tuple(ns.crash_source_dir or ()),
         crash_max_records=parse_int(ns.crash_max_records, "--crash-max-records"),
         crash_poll_interval=parse_duration(ns.crash_poll_interval, flag="--crash-poll-interval"),

@@ -29,6 +29,12 @@ from fodcproxy.agent.config import (
     parse_size,
 )
 from fodcproxy.agent.crashwatch import CrashDiagnosticsService, CrashWatcher
+from fodcproxy.agent.lifecycle import (
+    LifecycleCollector,
+    LifecycleService,
+    LifecycleSettings,
+    SchemaRegistryService,
+)
 from fodcproxy.agent.nodeconfig import NodeConfigWatcher
 from fodcproxy.agent.recorder import FlightRecorder, RecorderStatistics, stamp_labels
 from fodcproxy.agent.scrape import Watchdog, WatchdogStatistics
@@ -108,19 +114,34 @@ class Agent:
         if config.proxy_tls or config.proxy_tls_ca_file is not None:
             self._ssl_context = client_context(config.proxy_tls_ca_file,
                                                flag="--proxy-tls-ca-file", alpn=["h2"])
-        # The pod agent's other streams, opened after StreamMetrics (see AgentService).
-        self.services: list[AgentService] = []
+        self._stop = trio.Event()
+        self._client: AgentClient | None = None
+        # Lifecycle and schema consistency, on unless --lifecycle-port 0 (as upstream's agent).
+        self.lifecycle: LifecycleService | None = None
+        self.schema_registry: SchemaRegistryService | None = None
+        if config.lifecycle_port > 0:
+            collector = LifecycleCollector(LifecycleSettings(
+                lifecycle_port=config.lifecycle_port,
+                registry_port=config.schema_registry_port,
+                report_dir=config.lifecycle_report_dir,
+                cache_ttl=config.lifecycle_cache_ttl,
+                max_message_size=config.grpc_max_msg_size))
+            self.lifecycle = LifecycleService(collector, pod_name=config.pod_name or "")
+            self.schema_registry = SchemaRegistryService(collector)
         # Crash records: watched, and StreamCrashDiagnostics opened, only with --crash-source-dir
         # (then the proxy can tell "no crash directory" from "no crash").
         self.crash_watcher: CrashWatcher | None = None
+        self.crash_service: CrashDiagnosticsService | None = None
         if config.crash_source_dirs:
             self.crash_watcher = CrashWatcher(config.crash_source_dirs,
                                               max_records=config.crash_max_records,
                                               poll_interval=config.crash_poll_interval)
-            self.services.append(CrashDiagnosticsService(
-                self.crash_watcher.records, max_message_size=config.grpc_max_msg_size))
-        self._stop = trio.Event()
-        self._client: AgentClient | None = None
+            self.crash_service = CrashDiagnosticsService(
+                self.crash_watcher.records, max_message_size=config.grpc_max_msg_size)
+        # The pod agent's other streams, opened after StreamMetrics in upstream's order
+        # (lifecycle, schema registry, crash diagnostics; see AgentService).
+        self.services: list[AgentService] = [
+            s for s in (self.lifecycle, self.schema_registry, self.crash_service) if s is not None]
 
     @property
     def client(self) -> AgentClient:

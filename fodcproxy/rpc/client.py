@@ -76,6 +76,12 @@ class ClientCall:
                 return event.data
             elif isinstance(event, ResponseEnded):
                 self.status = (int(event.status.int_value), event.status.status_message)
+            elif isinstance(event, wire.MessageTooLarge):
+                # A reply over our max_message_length: the call can take no more (without this
+                # the call would wait for an end that never comes).
+                self.status = (int(GrpcCode.RESOURCE_EXHAUSTED),
+                               f"a reply of {event.size} bytes is over the "
+                               f"{event.limit}-byte message limit")
         return None
 
     def raise_for_status(self) -> None:

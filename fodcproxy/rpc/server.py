@@ -221,6 +221,9 @@ class GrpcServer:
     `limits` bounds what one connection may hold and for how long (`wire.ServerLimits`);
     `buffer_budget` bounds the bytes of unconsumed messages of all connections together;
     `max_connections` bounds concurrent connections (more are accepted and closed at once).
+
+    Raises ValueError when `buffer_budget` cannot hold two whole messages (a message waiting for
+    budget that can never be granted would stall its connection).
     """
 
     def __init__(self, methods: Mapping[str, Method], *, max_message_length: int = 4 * 1024 * 1024,
@@ -230,6 +233,10 @@ class GrpcServer:
         self._ssl_context = ssl_context
         self.limits = limits or ServerLimits(max_message_length=max_message_length)
         self.max_message_length = self.limits.max_message_length
+        if buffer_budget is not None and buffer_budget < 2 * (self.max_message_length + 5):
+            raise ValueError(
+                f"buffer_budget={buffer_budget} must hold at least two messages of "
+                f"max_message_length ({2 * (self.max_message_length + 5)} bytes)")
         self.budget = ByteBudget(buffer_budget or max(32 * 1024 * 1024,
                                                       4 * (self.max_message_length + 5)))
         # An eighth of it for connections with no registered agent (at least what one may hold).

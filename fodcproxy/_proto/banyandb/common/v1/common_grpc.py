@@ -1,2 +1,5 @@
 import purerpc
 from fodcproxy._proto.banyandb.common.v1 import common_pb2 as banyandb_dot_common_dot_v1_dot_common__pb2
+import google.protobuf.duration_pb2 as google_dot_protobuf_dot_duration__pb2
+import google.protobuf.struct_pb2 as google_dot_protobuf_dot_struct__pb2
+import google.protobuf.timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2

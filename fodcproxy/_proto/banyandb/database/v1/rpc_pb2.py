@@ -22,10 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from fodcproxy._proto.banyandb.common.v1 import common_pb2 as banyandb_dot_common_dot_v1_dot_common__pb2
 from fodcproxy._proto.banyandb.database.v1 import database_pb2 as banyandb_dot_database_dot_v1_dot_database__pb2
+from fodcproxy._proto.banyandb.database.v1 import schema_pb2 as banyandb_dot_database_dot_v1_dot_schema__pb2
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62\x61nyandb/database/v1/rpc.proto\x12\x14\x62\x61nyandb.database.v1\x1a#banyandb/database/v1/database.proto\"\x86\x01\n\x08\x44\x61taInfo\x12(\n\x04node\x18\x01 \x01(\x0b\x32\x1a.banyandb.database.v1.Node\x12\x37\n\x0csegment_info\x18\x02 \x03(\x0b\x32!.banyandb.database.v1.SegmentInfo\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x03 \x01(\x03\"\xca\x01\n\x0bSegmentInfo\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x18\n\x10time_range_start\x18\x02 \x01(\t\x12\x16\n\x0etime_range_end\x18\x03 \x01(\t\x12\x33\n\nshard_info\x18\x04 \x03(\x0b\x32\x1f.banyandb.database.v1.ShardInfo\x12@\n\x11series_index_info\x18\x05 \x01(\x0b\x32%.banyandb.database.v1.SeriesIndexInfo\">\n\x0fSeriesIndexInfo\x12\x12\n\ndata_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x02 \x01(\x03\"\xf0\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x12\n\ndata_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x03 \x01(\x03\x12\x12\n\npart_count\x18\x04 \x01(\x03\x12\x44\n\x13inverted_index_info\x18\x05 \x01(\x0b\x32\'.banyandb.database.v1.InvertedIndexInfo\x12\x31\n\tsidx_info\x18\x06 \x01(\x0b\x32\x1e.banyandb.database.v1.SIDXInfo\x12\x17\n\x0f\x66ile_part_count\x18\x07 \x01(\x03\"@\n\x11InvertedIndexInfo\x12\x12\n\ndata_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x02 \x01(\x03\"K\n\x08SIDXInfo\x12\x12\n\ndata_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x02 \x01(\x03\x12\x12\n\npart_count\x18\x03 \x01(\x03\x42\x46ZDgithub.com/apache/skywalking-banyandb/api/proto/banyandb/database/v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62\x61nyandb/database/v1/rpc.proto\x12\x14\x62\x61nyandb.database.v1\x1a\x1f\x62\x61nyandb/common/v1/common.proto\x1a#banyandb/database/v1/database.proto\x1a!banyandb/database/v1/schema.proto\x1a\x19google/protobuf/any.proto\"\x86\x01\n\x08\x44\x61taInfo\x12(\n\x04node\x18\x01 \x01(\x0b\x32\x1a.banyandb.database.v1.Node\x12\x37\n\x0csegment_info\x18\x02 \x03(\x0b\x32!.banyandb.database.v1.SegmentInfo\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x03 \x01(\x03\"\xca\x01\n\x0bSegmentInfo\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x18\n\x10time_range_start\x18\x02 \x01(\t\x12\x16\n\x0etime_range_end\x18\x03 \x01(\t\x12\x33\n\nshard_info\x18\x04 \x03(\x0b\x32\x1f.banyandb.database.v1.ShardInfo\x12@\n\x11series_index_info\x18\x05 \x01(\x0b\x32%.banyandb.database.v1.SeriesIndexInfo\">\n\x0fSeriesIndexInfo\x12\x12\n\ndata_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x02 \x01(\x03\"\xf0\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x12\n\ndata_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x03 \x01(\x03\x12\x12\n\npart_count\x18\x04 \x01(\x03\x12\x44\n\x13inverted_index_info\x18\x05 \x01(\x0b\x32\'.banyandb.database.v1.InvertedIndexInfo\x12\x31\n\tsidx_info\x18\x06 \x01(\x0b\x32\x1e.banyandb.database.v1.SIDXInfo\x12\x17\n\x0f\x66ile_part_count\x18\x07 \x01(\x03\"@\n\x11InvertedIndexInfo\x12\x12\n\ndata_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x02 \x01(\x03\"K\n\x08SIDXInfo\x12\x12\n\ndata_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x02 \x01(\x03\x12\x12\n\npart_count\x18\x03 \x01(\x03\"!\n\x1fGroupRegistryServiceListRequest\"L\n GroupRegistryServiceListResponse\x12(\n\x05group\x18\x01 \x03(\x0b\x32\x19.banyandb.common.v1.Group\"4\n#IndexRuleRegistryServiceListRequest\x12\r\n\x05group\x18\x01 \x01(\t\"[\n$IndexRuleRegistryServiceListResponse\x12\x33\n\nindex_rule\x18\x01 \x03(\x0b\x32\x1f.banyandb.database.v1.IndexRule\";\n*IndexRuleBindingRegistryServiceListRequest\x12\r\n\x05group\x18\x01 \x01(\t\"q\n+IndexRuleBindingRegistryServiceListResponse\x12\x42\n\x12index_rule_binding\x18\x01 \x03(\x0b\x32&.banyandb.database.v1.IndexRuleBinding\"1\n StreamRegistryServiceListRequest\x12\r\n\x05group\x18\x01 \x01(\t\"Q\n!StreamRegistryServiceListResponse\x12,\n\x06stream\x18\x01 \x03(\x0b\x32\x1c.banyandb.database.v1.Stream\"2\n!MeasureRegistryServiceListRequest\x12\r\n\x05group\x18\x01 \x01(\t\"T\n\"MeasureRegistryServiceListResponse\x12.\n\x07measure\x18\x01 \x03(\x0b\x32\x1d.banyandb.database.v1.Measure\"0\n\x1fTraceRegistryServiceListRequest\x12\r\n\x05group\x18\x01 \x01(\t\"N\n TraceRegistryServiceListResponse\x12*\n\x05trace\x18\x01 \x03(\x0b\x32\x1b.banyandb.database.v1.Trace\".\n\x1dStreamGroupSchemaStateRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\xde\x01\n\x1eStreamGroupSchemaStateResponse\x12\x36\n\x06object\x18\x01 \x01(\x0b\x32$.banyandb.database.v1.ObjectSnapshotH\x00\x12>\n\x07trailer\x18\x02 \x01(\x0b\x32+.banyandb.database.v1.SchemaSnapshotTrailerH\x00\x12;\n\nrule_table\x18\x03 \x01(\x0b\x32%.banyandb.database.v1.SchemaRuleTableH\x00\x42\x07\n\x05\x65vent\"P\n\x0fSchemaRuleTable\x12\r\n\x05group\x18\x01 \x01(\t\x12.\n\x05rules\x18\x02 \x03(\x0b\x32\x1f.banyandb.database.v1.IndexRule\"R\n\nSchemaBody\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x1d\n\x15\x62ound_index_rule_refs\x18\x02 \x03(\r\"\x9f\x01\n\x0eObjectSnapshot\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12/\n\x05\x63\x61\x63he\x18\x04 \x01(\x0b\x32 .banyandb.database.v1.SchemaBody\x12\x31\n\x07runtime\x18\x05 \x01(\x0b\x32 .banyandb.database.v1.SchemaBody\"Z\n\x15SchemaSnapshotTrailer\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x14\n\x0cobject_count\x18\x04 \x01(\r\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t2\x8d\x01\n\x14GroupRegistryService\x12u\n\x04List\x12\x35.banyandb.database.v1.GroupRegistryServiceListRequest\x1a\x36.banyandb.database.v1.GroupRegistryServiceListResponse2\x99\x01\n\x18IndexRuleRegistryService\x12}\n\x04List\x12\x39.banyandb.database.v1.IndexRuleRegistryServiceListRequest\x1a:.banyandb.database.v1.IndexRuleRegistryServiceListResponse2\xaf\x01\n\x1fIndexRuleBindingRegistryService\x12\x8b\x01\n\x04List\x12@.banyandb.database.v1.IndexRuleBindingRegistryServiceListRequest\x1a\x41.banyandb.database.v1.IndexRuleBindingRegistryServiceListResponse2\x90\x01\n\x15StreamRegistryService\x12w\n\x04List\x12\x36.banyandb.database.v1.StreamRegistryServiceListRequest\x1a\x37.banyandb.database.v1.StreamRegistryServiceListResponse2\x93\x01\n\x16MeasureRegistryService\x12y\n\x04List\x12\x37.banyandb.database.v1.MeasureRegistryServiceListRequest\x1a\x38.banyandb.database.v1.MeasureRegistryServiceListResponse2\x8d\x01\n\x14TraceRegistryService\x12u\n\x04List\x12\x35.banyandb.database.v1.TraceRegistryServiceListRequest\x1a\x36.banyandb.database.v1.TraceRegistryServiceListResponse2\xa0\x01\n\x16NodeSchemaStateService\x12\x85\x01\n\x16StreamGroupSchemaState\x12\x33.banyandb.database.v1.StreamGroupSchemaStateRequest\x1a\x34.banyandb.database.v1.StreamGroupSchemaStateResponse0\x01\x42\x46ZDgithub.com/apache/skywalking-banyandb/api/proto/banyandb/database/v1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +36,66 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'banyandb.database.v1.rpc_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZDgithub.com/apache/skywalking-banyandb/api/proto/banyandb/database/v1'
-  _globals['_DATAINFO']._serialized_start=94
-  _globals['_DATAINFO']._serialized_end=228
-  _globals['_SEGMENTINFO']._serialized_start=231
-  _globals['_SEGMENTINFO']._serialized_end=433
-  _globals['_SERIESINDEXINFO']._serialized_start=435
-  _globals['_SERIESINDEXINFO']._serialized_end=497
-  _globals['_SHARDINFO']._serialized_start=500
-  _globals['_SHARDINFO']._serialized_end=740
-  _globals['_INVERTEDINDEXINFO']._serialized_start=742
-  _globals['_INVERTEDINDEXINFO']._serialized_end=806
-  _globals['_SIDXINFO']._serialized_start=808
-  _globals['_SIDXINFO']._serialized_end=883
+  _globals['_DATAINFO']._serialized_start=189
+  _globals['_DATAINFO']._serialized_end=323
+  _globals['_SEGMENTINFO']._serialized_start=326
+  _globals['_SEGMENTINFO']._serialized_end=528
+  _globals['_SERIESINDEXINFO']._serialized_start=530
+  _globals['_SERIESINDEXINFO']._serialized_end=592
+  _globals['_SHARDINFO']._serialized_start=595
+  _globals['_SHARDINFO']._serialized_end=835
+  _globals['_INVERTEDINDEXINFO']._serialized_start=837
+  _globals['_INVERTEDINDEXINFO']._serialized_end=901
+  _globals['_SIDXINFO']._serialized_start=903
+  _globals['_SIDXINFO']._serialized_end=978
+  _globals['_GROUPREGISTRYSERVICELISTREQUEST']._serialized_start=980
+  _globals['_GROUPREGISTRYSERVICELISTREQUEST']._serialized_end=1013
+  _globals['_GROUPREGISTRYSERVICELISTRESPONSE']._serialized_start=1015
+  _globals['_GROUPREGISTRYSERVICELISTRESPONSE']._serialized_end=1091
+  _globals['_INDEXRULEREGISTRYSERVICELISTREQUEST']._serialized_start=1093
+  _globals['_INDEXRULEREGISTRYSERVICELISTREQUEST']._serialized_end=1145
+  _globals['_INDEXRULEREGISTRYSERVICELISTRESPONSE']._serialized_start=1147
+  _globals['_INDEXRULEREGISTRYSERVICELISTRESPONSE']._serialized_end=1238
+  _globals['_INDEXRULEBINDINGREGISTRYSERVICELISTREQUEST']._serialized_start=1240
+  _globals['_INDEXRULEBINDINGREGISTRYSERVICELISTREQUEST']._serialized_end=1299
+  _globals['_INDEXRULEBINDINGREGISTRYSERVICELISTRESPONSE']._serialized_start=1301
+  _globals['_INDEXRULEBINDINGREGISTRYSERVICELISTRESPONSE']._serialized_end=1414
+  _globals['_STREAMREGISTRYSERVICELISTREQUEST']._serialized_start=1416
+  _globals['_STREAMREGISTRYSERVICELISTREQUEST']._serialized_end=1465
+  _globals['_STREAMREGISTRYSERVICELISTRESPONSE']._serialized_start=1467
+  _globals['_STREAMREGISTRYSERVICELISTRESPONSE']._serialized_end=1548
+  _globals['_MEASUREREGISTRYSERVICELISTREQUEST']._serialized_start=1550
+  _globals['_MEASUREREGISTRYSERVICELISTREQUEST']._serialized_end=1600
+  _globals['_MEASUREREGISTRYSERVICELISTRESPONSE']._serialized_start=1602
+  _globals['_MEASUREREGISTRYSERVICELISTRESPONSE']._serialized_end=1686
+  _globals['_TRACEREGISTRYSERVICELISTREQUEST']._serialized_start=1688
+  _globals['_TRACEREGISTRYSERVICELISTREQUEST']._serialized_end=1736
+  _globals['_TRACEREGISTRYSERVICELISTRESPONSE']._serialized_start=1738
+  _globals['_TRACEREGISTRYSERVICELISTRESPONSE']._serialized_end=1816
+  _globals['_STREAMGROUPSCHEMASTATEREQUEST']._serialized_start=1818
+  _globals['_STREAMGROUPSCHEMASTATEREQUEST']._serialized_end=1864
+  _globals['_STREAMGROUPSCHEMASTATERESPONSE']._serialized_start=1867
+  _globals['_STREAMGROUPSCHEMASTATERESPONSE']._serialized_end=2089
+  _globals['_SCHEMARULETABLE']._serialized_start=2091
+  _globals['_SCHEMARULETABLE']._serialized_end=2171
+  _globals['_SCHEMABODY']._serialized_start=2173
+  _globals['_SCHEMABODY']._serialized_end=2255
+  _globals['_OBJECTSNAPSHOT']._serialized_start=2258
+  _globals['_OBJECTSNAPSHOT']._serialized_end=2417
+  _globals['_SCHEMASNAPSHOTTRAILER']._serialized_start=2419
+  _globals['_SCHEMASNAPSHOTTRAILER']._serialized_end=2509
+  _globals['_GROUPREGISTRYSERVICE']._serialized_start=2512
+  _globals['_GROUPREGISTRYSERVICE']._serialized_end=2653
+  _globals['_INDEXRULEREGISTRYSERVICE']._serialized_start=2656
+  _globals['_INDEXRULEREGISTRYSERVICE']._serialized_end=2809
+  _globals['_INDEXRULEBINDINGREGISTRYSERVICE']._serialized_start=2812
+  _globals['_INDEXRULEBINDINGREGISTRYSERVICE']._serialized_end=2987
+  _globals['_STREAMREGISTRYSERVICE']._serialized_start=2990
+  _globals['_STREAMREGISTRYSERVICE']._serialized_end=3134
+  _globals['_MEASUREREGISTRYSERVICE']._serialized_start=3137
+  _globals['_MEASUREREGISTRYSERVICE']._serialized_end=3284
+  _globals['_TRACEREGISTRYSERVICE']._serialized_start=3287
+  _globals['_TRACEREGISTRYSERVICE']._serialized_end=3428
+  _globals['_NODESCHEMASTATESERVICE']._serialized_start=3431
+  _globals['_NODESCHEMASTATESERVICE']._serialized_end=3591
 # @@protoc_insertion_point(module_scope)

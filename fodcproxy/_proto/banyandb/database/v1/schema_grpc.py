@@ -1,0 +1,4 @@
+import purerpc
+from fodcproxy._proto.banyandb.database.v1 import schema_pb2 as banyandb_dot_database_dot_v1_dot_schema__pb2
+from fodcproxy._proto.banyandb.common.v1 import common_pb2 as banyandb_dot_common_dot_v1_dot_common__pb2
+import google.protobuf.timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
