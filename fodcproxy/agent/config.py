@@ -396,7 +396,8 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
                         f"(default {d.crash_max_records})")
     p.add_argument("--crash-poll-interval", default=dur(d.crash_poll_interval),
                    help=f"how often each crash directory is listed; a new record is read "
-                        f"within it (default {dur(d.crash_poll_interval)}, at least 100ms)")
+                        f"within it plus 250ms (default {dur(d.crash_poll_interval)}, at least "
+                        f"100ms)")
     p.add_argument("--log-level", default=d.log_level,
                    help="debug, info, warning or error (default info)")
     return p
