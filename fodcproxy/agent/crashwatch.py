@@ -129,8 +129,8 @@ def list_crash_dir(root: str, *, max_dirs: int = MAX_ARTIFACT_DIRS,
                     continue  # vanished between the listing and the check
         names.sort()
         if len(names) > max_dirs:
-            problems[""] = (f"{len(names)} sub-directories: only the newest {max_dirs} (by name) "
-                            "are looked at")
+            problems[""] = (f"more than {max_dirs} sub-directories: only the newest {max_dirs} "
+                            "(by name) are looked at")
             names = names[-max_dirs:]
         artifacts = []
         for name in names:
