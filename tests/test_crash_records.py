@@ -317,13 +317,29 @@ def test_newest_records_are_kept_and_removed_ones_forgotten() -> None:
     keeper.observe([*listing, late])
     [req] = keeper.observe([*listing, late])
     assert keeper.deliver(req, record_bytes("2026-04-15T07:00:00Z"), now=0.0) is None
-    # The node pruned a-3: it is dropped; c-1 is not brought back (it was already read).
-    rest = [entry for entry in listing if entry.name != "a-3"]
+    # The node pruned a-3 and b-2: their records stay (the evidence outlives the files); c-1
+    # is not brought back (it was already read).
+    rest = [entry for entry in listing if entry.name == "c-1"]
     assert keeper.observe(rest) == []
-    assert [r.artifact_dir for r in keeper.records()] == ["b-2"]
-    # a-3 comes back: it is a new artifact again.
+    assert [r.artifact_dir for r in keeper.records()] == ["a-3", "b-2"]
+    # a-3 comes back: it is a new artifact again, read again, and replaces its old record.
+    back = [entry for entry in listing if entry.name != "b-2"]
+    keeper.observe(back)
+    [req] = keeper.observe(back)
+    assert req.artifact_dir == "a-3"
+    assert keeper.deliver(req, record_bytes(docs["a-3"], component="C"), now=0.0)
+    assert [r.component for r in keeper.records()] == ["C", "c"]
+
+
+def test_records_under_the_cap_are_all_kept() -> None:
+    # A negative slice once evicted all but the newest while fewer than max_records - 1 were held.
+    keeper = CrashKeeper(source="s", max_records=5)
+    docs = {f"n{i}": f"2026-04-15T0{i}:00:00Z" for i in range(1, 5)}
+    listing = [artifact(name, len(record_bytes(t))) for name, t in docs.items()]
     keeper.observe(listing)
-    assert [r.artifact_dir for r in keeper.observe(listing)] == ["a-3"]
+    for req in keeper.observe(listing):
+        keeper.deliver(req, record_bytes(docs[req.artifact_dir]), now=0.0)
+    assert [r.artifact_dir for r in keeper.records()] == ["n4", "n3", "n2", "n1"]
 
 
 def test_a_record_without_a_time_is_ordered_by_the_file_mtime() -> None:

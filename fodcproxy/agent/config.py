@@ -35,6 +35,8 @@ DEFAULT_METRICS_ENDPOINT = "http://localhost:2121/metrics"
 _MIN_MESSAGE_SIZE = 4096  # the client keeps 1 KiB of every message for framing
 _MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
 _MIN_BUDGET = 1024
+_MAX_CRASH_RECORDS = 1024
+_MIN_CRASH_POLL = 0.1  # a listing per 100 ms at most: watching, not spinning
 # The proxy's own rules (fodcproxy.core.registry), checked here so a bad flag fails at start
 # instead of as a registration the proxy refuses forever.
 _ROLE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -201,6 +203,10 @@ class AgentConfig:
     schema_registry_port: int = 17912
     lifecycle_report_dir: str = "/tmp/lifecycle-reports"
     lifecycle_cache_ttl: float = 600.0
+    # Crash records (docs/agent.md "Crash records"): watched only when directories are given.
+    crash_source_dirs: tuple[str, ...] = ()
+    crash_max_records: int = 32
+    crash_poll_interval: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         self.validate()
@@ -280,9 +286,31 @@ class AgentConfig:
             raise ConfigError("--lifecycle-report-dir", "give a directory")
         if self.lifecycle_cache_ttl < 0:
             raise ConfigError("--lifecycle-cache-ttl", "must be 0 (no cache) or more")
+        self._validate_crash()
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError("--log-level",
                               f"{self.log_level!r} is not one of debug, info, warning, error")
+
+    def _validate_crash(self) -> None:
+        seen: dict[str, str] = {}
+        for d in self.crash_source_dirs:
+            try:
+                d.encode("utf-8")  # it is sent as source_endpoint, a protobuf string
+            except UnicodeEncodeError:
+                raise ConfigError("--crash-source-dir", f"{d!r} is not UTF-8") from None
+            if not d.strip() or not d.isprintable():
+                raise ConfigError("--crash-source-dir", f"{d!r} is not a directory name")
+            key = os.path.normpath(d)
+            if key in seen:
+                raise ConfigError("--crash-source-dir", f"{d!r} is given twice"
+                                  + (f" (as {seen[key]!r})" if seen[key] != d else ""))
+            seen[key] = d
+        if not 1 <= self.crash_max_records <= _MAX_CRASH_RECORDS:
+            raise ConfigError("--crash-max-records",
+                              f"must be between 1 and {_MAX_CRASH_RECORDS}")
+        if not self.crash_poll_interval >= _MIN_CRASH_POLL:
+            raise ConfigError("--crash-poll-interval",
+                              f"must be at least {format_duration(_MIN_CRASH_POLL)}")
 
     @property
     def is_pod(self) -> bool:
@@ -460,6 +488,17 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
                         "names of at most 5 MiB each are sent (default /tmp/lifecycle-reports)")
     p.add_argument("--lifecycle-cache-ttl", default=dur(d.lifecycle_cache_ttl),
                    help="how long collected lifecycle data is reused (default 10m; 0: never)")
+    p.add_argument("--crash-source-dir", action="append", default=None,
+                   help="a directory where the node writes its panic records (its "
+                        "--panic-diagnostics-dir); repeat for several. Given, the agent watches "
+                        "it and answers the proxy's StreamCrashDiagnostics")
+    p.add_argument("--crash-max-records", default=str(d.crash_max_records),
+                   help=f"how many crash records to keep, the newest of all directories "
+                        f"(default {d.crash_max_records})")
+    p.add_argument("--crash-poll-interval", default=dur(d.crash_poll_interval),
+                   help=f"how often each crash directory is listed; a new record is read "
+                        f"within it plus 250ms (default {dur(d.crash_poll_interval)}, at least "
+                        f"100ms)")
     p.add_argument("--log-level", default=d.log_level,
                    help="debug, info, warning or error (default info)")
     return p
@@ -522,6 +561,9 @@ def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
         schema_registry_port=parse_int(ns.schema_registry_port, "--schema-registry-port"),
         lifecycle_report_dir=ns.lifecycle_report_dir,
         lifecycle_cache_ttl=parse_duration(ns.lifecycle_cache_ttl, flag="--lifecycle-cache-ttl"),
+        crash_source_dirs=tuple(ns.crash_source_dir or ()),
+        crash_max_records=parse_int(ns.crash_max_records, "--crash-max-records"),
+        crash_poll_interval=parse_duration(ns.crash_poll_interval, flag="--crash-poll-interval"),
     )
     # Neither: an address agent with the detected ip and port 17912, as it always was.
     return config

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -24,12 +25,13 @@ from typing import Any
 
 import attrs
 
+from fodcproxy._proto.banyandb.fodc.v1 import rpc_pb2
 from fodcproxy.errors import FodcError, GrpcCode
 
 __all__ = [
     "PANIC_FILE", "ArtifactListing", "Breadcrumb", "CrashKeeper", "CrashLimits", "CrashRecord",
-    "CrashRecordError", "FileStat", "Instant", "ReadRequest", "parse_crash_record",
-    "to_proto_fields",
+    "CrashRecordError", "FileStat", "Instant", "ReadRequest", "encode_record", "fit_record", "record_cost",
+    "parse_crash_record", "to_proto_fields",
 ]
 
 PANIC_FILE = "panic.json"
@@ -402,6 +404,114 @@ def to_proto_fields(record: CrashRecord) -> dict[str, Any]:
     return fields
 
 
+_OBJECT_COST = 64  # a Breadcrumb, a mapping proxy, a tuple: roughly, per object
+
+
+def record_cost(record: CrashRecord) -> int:
+    """The memory `record` holds, in bytes: ``sys.getsizeof`` of each of its strings (CPython
+    spends 1, 2 or 4 bytes per character, by the widest character of the string, so one emoji
+    in a 256 Ki stack makes it 1 MiB), the dict entries of its maps, and a flat cost per object.
+    tests/test_crash_watch.py checks it against tracemalloc."""
+    strings: list[str] = [record.component, record.panic_value, record.goroutine_stack,
+                          record.artifact_dir, record.source, *record.files]
+    maps = [record.process_metadata]
+    for crumb in record.breadcrumbs:
+        strings += (crumb.stage, crumb.component)
+        maps.append(crumb.fields)
+    cost = 512 + _OBJECT_COST * (len(record.breadcrumbs) * 3 + len(record.files))
+    for mapping in maps:
+        strings += mapping.keys()
+        strings += mapping.values()
+        cost += sys.getsizeof(dict(mapping)) + _OBJECT_COST
+    return cost + sum(sys.getsizeof(text) for text in strings)
+
+
+def encode_record(record: CrashRecord) -> bytes:
+    """`record` as a serialized ``StreamCrashDiagnosticsRequest``."""
+    return rpc_pb2.StreamCrashDiagnosticsRequest(**to_proto_fields(record)).SerializeToString()
+
+
+TRIM_MARK = "\n... [trimmed by the FODC agent to fit a {limit}-byte gRPC message: {what}]"
+MIN_FIT_BYTES = 2048
+_MARK_ROOM = 320  # bytes kept free for TRIM_MARK
+_LAST_RESORT = 256  # bytes each string keeps when nothing else is left to cut
+
+
+def fit_record(record: CrashRecord, max_bytes: int) -> tuple[bytes, tuple[str, ...]]:
+    """Encode `record` in at most `max_bytes` (what one gRPC message may carry), trimming it if
+    it is larger; returns the bytes and what was cut, for the log (empty when nothing was).
+
+    Cut in this order until it fits: the goroutine stack down to a quarter of the room and the
+    panic value down to an eighth (their heads are kept: the panicking frames come first), then
+    breadcrumbs (oldest first: the stages right before the panic are kept), the process
+    metadata, the files other than ``panic.json``, then the stack and the panic value further,
+    and last every remaining string down to 256 bytes. The stack of a trimmed record ends with a
+    mark saying what was cut. Raises ValueError for `max_bytes` under `MIN_FIT_BYTES`.
+    """
+    if max_bytes < MIN_FIT_BYTES:
+        raise ValueError(f"max_bytes must be at least {MIN_FIT_BYTES}")
+    data = encode_record(record)
+    if len(data) <= max_bytes:
+        return data, ()
+    target = max_bytes - _MARK_ROOM
+    cut_bytes = {"stack": 0, "panic value": 0}
+    cuts: list[str] = []
+    size = len(data)
+
+    def cut_text(rec: CrashRecord, field: str, label: str, floor: int) -> CrashRecord:
+        nonlocal size
+        raw = getattr(rec, field).encode("utf-8")
+        keep = max(floor, len(raw) - (size - target), 0)
+        if keep >= len(raw):
+            return rec
+        rec = attrs.evolve(rec, **{field: raw[:keep].decode("utf-8", "ignore")})
+        cut_bytes[label] += len(raw) - len(getattr(rec, field).encode("utf-8"))
+        size = len(encode_record(rec))
+        return rec
+
+    record = attrs.evolve(record, stack_truncated=True)
+    record = cut_text(record, "goroutine_stack", "stack", target // 4)
+    if size > target:
+        record = cut_text(record, "panic_value", "panic value", target // 8)
+    if size > target and record.breadcrumbs:
+        crumbs = list(record.breadcrumbs)
+        dropped = 0
+        while crumbs and size > target:
+            crumbs.pop(0)
+            dropped += 1
+            size = len(encode_record(attrs.evolve(record, breadcrumbs=tuple(crumbs))))
+        record = attrs.evolve(record, breadcrumbs=tuple(crumbs))
+        cuts.append(f"{dropped} oldest breadcrumbs dropped")
+    if size > target and record.process_metadata:
+        record = attrs.evolve(record, process_metadata={})
+        cuts.append("process metadata dropped")
+        size = len(encode_record(record))
+    if size > target and len(record.files) > 1:
+        kept = tuple(f for f in record.files if f == PANIC_FILE)
+        cuts.append(f"{len(record.files) - len(kept)} file names dropped")
+        record = attrs.evolve(record, files=kept)
+        size = len(encode_record(record))
+    if size > target:
+        record = cut_text(record, "goroutine_stack", "stack", 0)
+    if size > target:
+        record = cut_text(record, "panic_value", "panic value", 0)
+    cuts[:0] = [f"{label} cut by {n} bytes" for label, n in cut_bytes.items() if n]
+    if size > target:
+        def short(text: str) -> str:
+            return text.encode("utf-8")[:_LAST_RESORT].decode("utf-8", "ignore")
+        record = attrs.evolve(record, component=short(record.component),
+                              artifact_dir=short(record.artifact_dir), source=short(record.source),
+                              goroutine_stack="", panic_value="", breadcrumbs=(),
+                              process_metadata={}, files=())
+        cuts.append(f"every field cut to {_LAST_RESORT} bytes")
+    what = "; ".join(cuts)[:160]
+    record = attrs.evolve(record, goroutine_stack=record.goroutine_stack
+                          + TRIM_MARK.format(limit=max_bytes, what=what))
+    data = encode_record(record)
+    assert len(data) <= max_bytes, (len(data), max_bytes)
+    return data, tuple(cuts)
+
+
 def _breadcrumb_fields(crumb: Breadcrumb) -> dict[str, Any]:
     out: dict[str, Any] = {"stage": crumb.stage, "component": crumb.component,
                            "fields": dict(crumb.fields)}
@@ -422,12 +532,16 @@ class FileStat:
     mtime: float
 
 
+def _file_stats(files: Iterable[FileStat]) -> tuple[FileStat, ...]:
+    return tuple(files)
+
+
 @attrs.frozen
 class ArtifactListing:
     """One sub-directory of the crash directory and the files in it (sub-directories left out)."""
 
     name: str
-    files: tuple[FileStat, ...] = attrs.field(converter=tuple)
+    files: tuple[FileStat, ...] = attrs.field(converter=_file_stats)
 
 
 @attrs.frozen
@@ -452,7 +566,9 @@ class CrashKeeper:
     - ``panic.json`` is read only once two listings in a row show it with the same size and
       mtime (the node writes it with a plain ``write``, so a reader could see it half-written);
     - an accepted artifact (kept, evicted, or refused as bad) is not read again while it is
-      listed with that size and mtime; one that disappears from a listing is forgotten;
+      listed with that size and mtime; one that disappears from a listing is forgotten (read
+      again if it comes back), but its record is kept: the node prunes its oldest artifacts, and
+      the first occurrence is the evidence FODC exists to keep (upstream's agent keeps them too);
     - records are ordered by `occurred_at` (the file's mtime when the record has no time), then by
       name; past `max_records` the oldest are dropped.
 
@@ -460,22 +576,25 @@ class CrashKeeper:
     """
 
     def __init__(self, *, source: str, max_records: int, limits: CrashLimits = CrashLimits(),
-                 max_listed: int = 1024) -> None:
+                 max_listed: int = 1024, max_bytes: int | None = None) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
         self.source = source
         self.max_records = max_records
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self.limits = limits
         self.max_listed = max_listed
         self._pending: dict[str, FileStat] = {}   # seen once, waiting for a second look
         self._done: dict[str, FileStat] = {}      # read (kept, evicted or bad) at this stat
-        self._records: dict[str, CrashRecord] = {}
+        # name -> (order key, record); a record outlives its artifact on disk
+        self._records: dict[str, tuple[tuple[Instant, str], CrashRecord, int]] = {}
 
     def observe(self, listing: Iterable[ArtifactListing]) -> list[ReadRequest]:
         """Take a full listing of the crash directory; return the reads to do now.
 
-        Records of artifacts no longer listed are dropped. Only the `max_listed` newest names
-        (names start with the time, so the greatest) are considered."""
+        Artifacts no longer listed are forgotten (their records are kept). Only the
+        `max_listed` newest names (names start with the time, so the greatest) are considered."""
         current: dict[str, ArtifactListing] = {}
         for entry in listing:
             if _safe_name(entry.name):
@@ -483,7 +602,7 @@ class CrashKeeper:
         if len(current) > self.max_listed:
             keep = sorted(current)[-self.max_listed:]
             current = {name: current[name] for name in keep}
-        for table in (self._pending, self._done, self._records):
+        for table in (self._pending, self._done):
             for name in [n for n in table if n not in current]:
                 del table[name]
         reads = []
@@ -522,11 +641,30 @@ class CrashKeeper:
         record = parse_crash_record(
             data, artifact_dir=name, files=request.files, source=self.source,
             fetched_at=Instant.from_unix(now), limits=self.limits)
-        self._records[name] = record
+        when = record.occurred_at or Instant.from_unix(request.stat.mtime)
+        self._forget(name)
+        self._records[name] = ((when, name), record, record_cost(record))
+        self._bytes += self._records[name][2]
         ordered = self._ordered()
-        for old in ordered[:len(ordered) - self.max_records]:
-            del self._records[old.artifact_dir]
+        evict = max(0, len(ordered) - self.max_records)
+        for old in ordered[:evict]:
+            self._forget(old.artifact_dir)
+        if self.max_bytes is not None:
+            for old in ordered[evict:-1]:  # the newest stays, whatever it costs
+                if self._bytes <= self.max_bytes:
+                    break
+                self._forget(old.artifact_dir)
         return record if name in self._records else None
+
+    def _forget(self, name: str) -> None:
+        held = self._records.pop(name, None)
+        if held is not None:
+            self._bytes -= held[2]
+
+    @property
+    def bytes_held(self) -> int:
+        """The memory the kept records hold, by `record_cost`."""
+        return self._bytes
 
     def records(self) -> tuple[CrashRecord, ...]:
         """The kept records, newest first."""
@@ -543,10 +681,11 @@ class CrashKeeper:
 
     def _ordered(self) -> list[CrashRecord]:
         """Oldest first."""
-        def key(record: CrashRecord) -> tuple[Instant, str]:
-            when = record.occurred_at or Instant.from_unix(self._done[record.artifact_dir].mtime)
-            return when, record.artifact_dir
-        return sorted(self._records.values(), key=key)
+        return [held[1] for held in sorted(self._records.values(), key=lambda held: held[0])]
+
+    def sort_key(self, record: CrashRecord) -> tuple[Instant, str]:
+        """How `record` (one of `records()`) is ordered: its time, then its artifact's name."""
+        return self._records[record.artifact_dir][0]
 
 
 def _safe_name(name: str) -> bool:

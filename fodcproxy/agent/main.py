@@ -28,6 +28,7 @@ from fodcproxy.agent.config import (
     parse_proxy_addr,
     parse_size,
 )
+from fodcproxy.agent.crashwatch import CrashDiagnosticsService, CrashWatcher
 from fodcproxy.agent.lifecycle import (
     LifecycleCollector,
     LifecycleService,
@@ -140,9 +141,20 @@ class Agent:
             self.lifecycle = LifecycleService(collector, pod_name=config.pod_name or "")
             self.schema_registry = SchemaRegistryService(collector)
         self.pressure = _pressure_profiler(config, self.recorder)
-        # In upstream's order: lifecycle, schema registry, crash diagnostics, pressure profiles.
+        # Crash records: watched, and StreamCrashDiagnostics opened, only with --crash-source-dir
+        # (then the proxy can tell "no crash directory" from "no crash").
+        self.crash_watcher: CrashWatcher | None = None
+        self.crash_service: CrashDiagnosticsService | None = None
+        if config.crash_source_dirs:
+            self.crash_watcher = CrashWatcher(config.crash_source_dirs,
+                                              max_records=config.crash_max_records,
+                                              poll_interval=config.crash_poll_interval)
+            self.crash_service = CrashDiagnosticsService(
+                self.crash_watcher.records, max_message_size=config.grpc_max_msg_size)
+        # The pod agent's other streams, opened after StreamMetrics in upstream's order
+        # (lifecycle, schema registry, crash diagnostics, pressure profiles; see AgentService).
         self.services: list[AgentService] = [
-            s for s in (self.lifecycle, self.schema_registry) if s is not None]
+            s for s in (self.lifecycle, self.schema_registry, self.crash_service) if s is not None]
         self.services.append(PressureProfilesService(self.pressure.store if self.pressure else None))
 
     @property
@@ -215,6 +227,8 @@ class Agent:
             await nursery.start(self.watchdog.run)
             if self.pressure is not None:
                 await nursery.start(self.pressure.run, self.watchdog.wait_polls)
+            if self.crash_watcher is not None:
+                await nursery.start(self.crash_watcher.run)
             await nursery.start(self._serve, nursery.cancel_scope)
             task_status.started(self)
         log.info("agent stopped")
