@@ -39,7 +39,12 @@ from fodcproxy.agent.main import Agent
 from fodcproxy.core.model import TimeWindow
 from fodcproxy.errors import GrpcCode
 from fodcproxy.rpc.convert import pb
-from fodcproxy.rpc.methods import REGISTER, STREAM_CRASH_DIAGNOSTICS, STREAM_METRICS
+from fodcproxy.rpc.methods import (
+    REGISTER,
+    STREAM_CRASH_DIAGNOSTICS,
+    STREAM_METRICS,
+    STREAM_PRESSURE_PROFILES,
+)
 from fodcproxy.rpc.server import GrpcServer, Method, ServerCall
 from helpers import wait_for
 from test_crash_records import go_marshal, node_record
@@ -69,6 +74,8 @@ class ProxySide:
             STREAM_METRICS: Method(pb.StreamMetricsRequest, self.hold_metrics),
             # Decoded as Empty: every field stays an unknown field, re-serialized byte for byte.
             STREAM_CRASH_DIAGNOSTICS: Method(empty_pb2.Empty, self.crash),
+            # The agent's pressure-profile stream (always opened), held.
+            STREAM_PRESSURE_PROFILES: Method(empty_pb2.Empty, self.hold_metrics),
         }
 
     async def register(self, call: ServerCall) -> None:
@@ -278,7 +285,7 @@ def test_the_crash_stream_is_opened_only_with_a_crash_directory(tmp_path: pathli
     assert not [s for s in Agent(AgentConfig(**base)).services
                 if isinstance(s, CrashDiagnosticsService)]
     agent = Agent(AgentConfig(**base, crash_source_dirs=(str(tmp_path),)))
-    service = agent.services[-1]  # opened last, as upstream's agent does
+    service = agent.services[-2]  # opened before pressure profiles, as upstream's agent does
     assert isinstance(service, CrashDiagnosticsService) and service is agent.crash_service
     assert agent.crash_watcher is not None and agent.crash_watcher.dirs == (str(tmp_path),)
 
