@@ -1,0 +1,308 @@
+"""Lifecycle and schema consistency, the hub's side (issue 16): two streams and one collection.
+
+- `LifecycleReportStream` (StreamLifecycle): a request is `request_lifecycle`, the reply one
+  `StreamLifecycleRequest`, decoded into a `core.lifecycle.AgentLifecycle`.
+- `RegistryStream` (StreamSchemaRegistry): a request is `request_registry`, the reply every
+  `StreamSchemaRegistryRequest` up to the one with `done`, each group chunk decoded into a
+  `core.schema.RegistryChunk`. The chunks' serialized bytes are summed: a reply over
+  `max_reply_bytes` (--max-reply-bytes) is refused and its later chunks dropped.
+- `LifecycleCollector.collect(entries)` asks every selected agent holding a StreamLifecycle, and
+  at the same time ONE liaison for the registry (liaisons holding a StreamSchemaRegistry are
+  tried in agent id order until one answers in full, as upstream's proxy does), all under one
+  deadline (--lifecycle-timeout), then judges the schema with `core.schema.judge`. One
+  collection runs at a time. Only a collection over every agent (no filter) advances the
+  two-round suppression streaks and replaces the verdicts `/metrics` shows: a filtered one
+  judges with the streaks as they are and leaves them.
+
+Both streams' replies carry no request id (see each class for how they are matched); what an
+agent sends while nothing is asked is dropped before it is decoded. The message is decoded by the gRPC adapter
+(`fodcproxy.rpc.lifecycle_convert`), called only for a wanted reply; when it raises, the
+request fails and the exception ends that call only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attrs
+import trio
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_om
+
+from fodcproxy.core import lifecycle as merge
+from fodcproxy.core.registry import AgentEntry, AgentStatus, Registry
+from fodcproxy.core.roles import LIAISON, kind_of
+from fodcproxy.core.schema import (
+    RegistryChunk,
+    RegistryRead,
+    Streaks,
+    Verdicts,
+    judge,
+    merge_registry_chunks,
+)
+from fodcproxy.hub import AgentHub, AgentSession, Report
+from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream, _Waiter
+
+log = logging.getLogger(__name__)
+
+# Default of --lifecycle-timeout: upstream waits 40 s for a liaison's InspectAll plus 10 s.
+LIFECYCLE_TIMEOUT = 50.0
+
+NO_LIAISON = "no schema-serving (liaison) agent available to read the registry"
+
+
+class LifecycleReportStream(ReportStream):
+    """StreamLifecycle of one agent.
+
+    Its replies carry no request id and every request asks the same thing (the agent's data
+    now), so any reply that arrives while a request waits answers it, as upstream's proxy takes
+    whatever arrives during a collection; a reply while nobody waits is dropped. (The tracker's
+    stricter rule for windows would lose the next round after an agent skipped one.)
+    """
+
+    max_reply_bytes = MAX_REPLY_BYTES  # set per proxy by the handler (--max-reply-bytes)
+
+    def _waiting(self) -> _Waiter[Any] | None:
+        w = self._waiter
+        if w is None or w.over:
+            self._dropped(0)
+            return None
+        self.tracker.expire(w.request_id)  # answered (or refused): the request is closed
+        return w
+
+    def on_message(self, size: int, decode: Callable[[], merge.AgentLifecycle]) -> None:
+        """One StreamLifecycleRequest of `size` serialized bytes; `decode` is called only when
+        a request waits for it.
+
+        Raises whatever `decode` raises (the request fails first).
+        """
+        w = self._waiting()
+        if w is None:
+            return
+        if size > self.max_reply_bytes:
+            w.fail(f"lifecycle reply of {size} bytes is over --max-reply-bytes="
+                   f"{self.max_reply_bytes}")
+            log.warning("agent %s: lifecycle reply refused (%d bytes)", self.agent_id, size)
+            return
+        try:
+            w.result = decode()
+        except Exception as exc:
+            w.fail(f"malformed lifecycle reply: {exc}")
+            raise
+        w.done.set()
+
+
+class RegistryStream(ReportStream):
+    """StreamSchemaRegistry of one agent; its reply is the list of chunks before `done`.
+
+    No request ids here either: the chunks that arrive while a request waits are its reply, up
+    to `done`. A reply that was cut short (deadline, refusal) or began unasked leaves the stream
+    *stale*: its chunks are dropped until its `done` comes, so the rest of an old reply never
+    passes for the start of a new one.
+    """
+
+    max_reply_bytes = MAX_REPLY_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stale = False
+
+    def _new_result(self, payload: Any) -> Any:
+        return []
+
+    async def request(self, deadline: float) -> Any:
+        """The chunks of one registry reply, complete by `deadline`.
+
+        Raises:
+            AgentGone: the stream ended, or the reply was refused or malformed.
+        """
+        complete = False
+        try:
+            result = await super().request(deadline)
+            complete = True
+            return result
+        finally:
+            if not complete:
+                self.stale = True  # what is left of its reply may still come
+
+    def on_message(self, size: int, done: bool,
+                   decode: Callable[[], RegistryChunk | None]) -> None:
+        """One StreamSchemaRegistryRequest of `size` bytes; `done` ends the reply; `decode` gives
+        its group chunk (None when it has none), called only when a request waits for it.
+
+        Raises whatever `decode` raises (the request fails first).
+        """
+        w = self._waiter
+        if w is None or w.over or self.stale:
+            self.stale = not done  # an old or unasked reply goes on until its done
+            self._dropped(0)
+            return
+        w.size += size
+        if w.size > self.max_reply_bytes:
+            self.tracker.expire(w.request_id)
+            w.fail(f"registry reply over --max-reply-bytes={self.max_reply_bytes} bytes")
+            log.warning("agent %s: registry reply refused (over %d bytes)", self.agent_id,
+                        self.max_reply_bytes)
+            return
+        try:
+            chunk = decode()
+        except Exception as exc:
+            self.tracker.expire(w.request_id)
+            w.fail(f"malformed registry chunk: {exc}")
+            raise
+        if chunk is not None:
+            w.result.append(chunk)
+        if done:
+            self.tracker.expire(w.request_id)
+            w.done.set()
+
+
+@attrs.frozen(eq=False)
+class Collection:
+    """One collection: who was asked and answered, the registry read, the verdicts."""
+
+    summary: merge.AgentSummary
+    answers: tuple[merge.AgentLifecycle, ...]
+    failures: tuple[tuple[str, str], ...]  # (agent id, why) of agents asked that did not answer
+    registry: RegistryRead
+    registry_agent: str  # the liaison whose registry was used ("" when none)
+    verdicts: Verdicts
+
+    def body(self) -> merge.Json:
+        """The body of `GET /cluster/lifecycle`."""
+        return merge.body(self.summary, self.answers, self.verdicts)
+
+
+def _liaisons(entries: Iterable[AgentEntry]) -> list[RegistryStream]:
+    """The registry streams of online liaison agents, in agent id order."""
+    out = []
+    for e in sorted(entries, key=lambda e: e.agent_id):
+        session = e.owner
+        if (e.status is AgentStatus.ONLINE and isinstance(session, AgentSession)
+                and kind_of(e.role, e.labels).kind == LIAISON):
+            stream = session.stream(RegistryStream)
+            if stream is not None:
+                out.append(stream)
+    return out
+
+
+class LifecycleCollector:
+    """Runs collections (one at a time) and keeps what the next one and `/metrics` need."""
+
+    def __init__(self, hub: AgentHub, registry: Registry, *,
+                 timeout: float = LIFECYCLE_TIMEOUT,
+                 clock: Callable[[], float] = trio.current_time) -> None:
+        self.hub = hub
+        self.registry = registry
+        self.timeout = timeout
+        self._clock = clock
+        self._lock = trio.Lock()
+        self._streaks = Streaks()
+        self.latest: Verdicts | None = None  # of the last unfiltered collection
+        self.collections = 0
+
+    async def collect(self, entries: Sequence[AgentEntry], *, everyone: bool) -> Collection:
+        """Ask `entries` (the request's selection) and one liaison; `everyone` when no filter
+        narrowed the selection (then the streaks and `latest` are updated)."""
+        async with self._lock:
+            deadline = self._clock() + self.timeout
+            reports: list[Report] = []
+            read = RegistryRead.unavailable(NO_LIAISON)
+            used = ""
+
+            async def lifecycle() -> None:
+                reports.extend(await self.hub.collect_reports(
+                    entries, LifecycleReportStream, timeout=self.timeout))
+
+            async def registry() -> None:
+                nonlocal read, used
+                read, used = await self._read_registry(deadline)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lifecycle)
+                nursery.start_soon(registry)
+            answers = tuple(r.report for r in reports if r.report is not None)
+            failures = tuple((r.entry.agent_id, r.error) for r in reports if r.report is None)
+            for agent_id, why in failures:
+                log.info("agent %s gave no lifecycle data: %s", agent_id, why)
+            summary = merge.AgentSummary(total=len(entries), requested=len(reports),
+                                         responded=len(answers))
+            verdicts = judge(read, merge.schema_reports(answers),
+                             silent=[a for a, _ in failures], streaks=self._streaks)
+            if everyone:
+                self._streaks = verdicts.streaks
+                self.latest = verdicts
+                self.collections += 1
+            return Collection(summary, answers, failures, read, used, verdicts)
+
+    async def _read_registry(self, deadline: float) -> tuple[RegistryRead, str]:
+        """The registry truth from the first liaison (in agent id order) that answers in full
+        by `deadline`, and that liaison's agent id."""
+        streams = _liaisons(self.registry)
+        if not streams:
+            return RegistryRead.unavailable(NO_LIAISON), ""
+        last = ""
+        asking = ""
+        tried = 0
+        with trio.move_on_at(deadline) as waited:
+            for stream in streams:
+                asking = stream.agent_id
+                tried += 1
+                try:
+                    chunks = await stream.request(deadline)
+                except AgentGone as exc:
+                    last = f"agent {asking}: {exc}"
+                    continue
+                read = merge_registry_chunks(chunks)
+                if read.fatal:
+                    last = f"agent {asking} registry read failed: {read.fatal}"
+                    continue
+                return read, asking
+        if waited.cancelled_caught:
+            last = (f"agent {asking} sent no complete registry reply within "
+                    f"--lifecycle-timeout={self.timeout:g}s")
+        log.warning("schema registry unavailable: %s", last)
+        on = f"all {tried}" if tried == len(streams) else f"{tried} of {len(streams)}"
+        return RegistryRead.unavailable(
+            f"schema registry read failed on {on} liaison agent(s): {last}"), ""
+
+
+class _SchemaCollector:
+    def __init__(self, verdicts: Verdicts) -> None:
+        self._verdicts = verdicts
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        status = GaugeMetricFamily(
+            "banyandb_fodc_schema_consistency_status",
+            "Schema consistency verdict per group of the last lifecycle collection "
+            "(1=CONSISTENT, 2=INCONSISTENT, 3=UNKNOWN).", labels=["group"])
+        for group, value in sorted(self._verdicts.statuses().items()):
+            status.add_metric([group], float(value))
+        yield status
+        issues = GaugeMetricFamily(
+            "banyandb_fodc_schema_issues",
+            "Schema issues per group and type reported by the last lifecycle collection.",
+            labels=["group", "type"])
+        for (group, kind), n in sorted(merge.issue_counts(self._verdicts).items()):
+            issues.add_metric([group, kind], float(n))
+        yield issues
+
+
+def render_schema_metrics(verdicts: Verdicts | None, *, openmetrics: bool = False) -> str:
+    """The schema gauges of the last unfiltered collection as exposition text ("" before one;
+    OpenMetrics without its `# EOF`)."""
+    if verdicts is None or not verdicts.groups:
+        return ""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_SchemaCollector(verdicts))
+    if openmetrics:
+        text = generate_latest_om(reg).decode()
+        return text[: -len("# EOF\n")] if text.endswith("# EOF\n") else text
+    return generate_latest(reg).decode()
