@@ -269,8 +269,10 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                      help="largest node_config of one registration, serialized bytes "
                           "(default 262144)")
     lim.add_argument("--max-reply-bytes", default=str(d.max_reply_bytes),
-                     help="largest metrics reply of one agent, its chunks' serialized bytes "
-                          "summed; a bigger reply shows that agent as up 0 (default 268435456)")
+                     help="largest metrics, lifecycle or schema registry reply of one agent, its "
+                          "chunks' serialized bytes summed; a bigger reply is refused (metrics: "
+                          "that agent is up 0; lifecycle: it did not respond; registry: the next "
+                          "liaison is asked) (default 268435456)")
 
 
 def _readable(path: str | None, flag: str) -> str | None:

@@ -100,16 +100,18 @@ class RegistryStream(ReportStream):
     """StreamSchemaRegistry of one agent; its reply is the list of chunks before `done`.
 
     No request ids here either: the chunks that arrive while a request waits are its reply, up
-    to `done`. A reply that was cut short (deadline, refusal) or began unasked leaves the stream
-    *stale*: its chunks are dropped until its `done` comes, so the rest of an old reply never
-    passes for the start of a new one.
+    to `done`. When a request is sent while the agent is in the middle of another reply (one
+    that was cut short by a deadline or a refusal, or began unasked), that reply's chunks are
+    dropped until its `done`, so the rest of an old reply never passes for the start of the new
+    one; the request then takes the chunks after it.
     """
 
     max_reply_bytes = MAX_REPLY_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stale = False
+        self.mid_reply = False  # the agent has sent chunks of a reply and not yet its done
+        self.stale = False  # the reply under way when the open request was sent goes on
 
     def _new_result(self, payload: Any) -> Any:
         return []
@@ -120,14 +122,8 @@ class RegistryStream(ReportStream):
         Raises:
             AgentGone: the stream ended, or the reply was refused or malformed.
         """
-        complete = False
-        try:
-            result = await super().request(deadline)
-            complete = True
-            return result
-        finally:
-            if not complete:
-                self.stale = True  # what is left of its reply may still come
+        self.stale = self.mid_reply
+        return await super().request(deadline)
 
     def on_message(self, size: int, done: bool,
                    decode: Callable[[], RegistryChunk | None]) -> None:
@@ -136,9 +132,11 @@ class RegistryStream(ReportStream):
 
         Raises whatever `decode` raises (the request fails first).
         """
+        self.mid_reply = not done
         w = self._waiter
         if w is None or w.over or self.stale:
-            self.stale = not done  # an old or unasked reply goes on until its done
+            if done:
+                self.stale = False  # the old reply is over: the next chunks are the answer
             self._dropped(0)
             return
         w.size += size

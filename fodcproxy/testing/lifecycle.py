@@ -15,10 +15,12 @@ fingerprints, which start equal to the registry's and can be made to drift (`dri
 As upstream's agents do, a liaison's lifecycle answer carries every data node's `data_info`
 (what its InspectAll sees), a data node's only its own; each sends the schema partial of its own
 node. Hostile knobs, on the service objects, may be changed at any time:
-`FakeLifecycle`: `silent` (never answers), `delay`, `unasked` (one answer sent as soon as the
-stream opens), `malformed` (the next answer is not protobuf), `oversized` (bytes of padding in a
-report); `FakeRegistry`: `never_done`, `fatal` (the whole read fails), `group_errors`,
-`malformed`, `oversized`, `chunk_size` (objects per message; upstream's agent sends 50).
+`FakeLifecycle`: `silent` (never answers), `delay`, `unasked` (an answer with a report named
+`unasked.json`, sent as soon as the stream opens), `malformed` (answers are not protobuf),
+`oversized` (bytes of padding in a report); `FakeRegistry`: `never_done`, `fatal` (the whole
+read fails), `group_errors`, `malformed`, `oversized` (bytes of padding in a last chunk),
+`unasked` (every group failed with "unasked", then done, as soon as the stream opens),
+`chunk_size` (objects per message; upstream's agent sends 50).
 """
 
 from __future__ import annotations
@@ -186,8 +188,10 @@ class FakeLifecycle:
         return pb.StreamLifecycleRequest(pod_name=self.node, lifecycle_data=data)
 
     async def serve(self, call: ClientCall) -> None:
-        if self.unasked:
-            await call.send(self.answer())
+        if self.unasked:  # marked, so a test can tell it apart from an answer
+            unasked = self.answer()
+            unasked.lifecycle_data.reports.append(pb.LifecycleReport(filename="unasked.json"))
+            await call.send(unasked)
         while (msg := await call.receive()) is not None:
             if not msg.request_lifecycle:
                 continue
@@ -218,6 +222,7 @@ class FakeRegistry:
         self.group_errors: dict[str, str] = {}
         self.malformed = False
         self.oversized = 0
+        self.unasked = False
 
     def messages(self) -> Iterable[Any]:
         if self.fatal:
@@ -239,6 +244,11 @@ class FakeRegistry:
             yield pb.StreamSchemaRegistryRequest(done=True)
 
     async def serve(self, call: ClientCall) -> None:
+        if self.unasked:  # a reply nobody asked for: a group error, then done
+            for g in self.world.groups:
+                await call.send(pb.StreamSchemaRegistryRequest(group=pb.SchemaRegistryGroup(
+                    group=g.name, error="unasked")))
+            await call.send(pb.StreamSchemaRegistryRequest(done=True))
         while (msg := await call.receive()) is not None:
             if not msg.request_registry:
                 continue
