@@ -10,7 +10,7 @@
   at the same time ONE liaison for the registry (liaisons holding a StreamSchemaRegistry are
   tried in agent id order until one answers in full, as upstream's proxy does), all under one
   deadline (--lifecycle-timeout), then judges the schema with `core.schema.judge`. One
-  collection runs at a time. Only a collection over every agent (no filter) advances the
+  collection runs at a time; identical requests arriving while one runs share its result. Only a collection over every agent (no filter) advances the
   two-round suppression streaks and replaces the verdicts `/metrics` shows: a filtered one
   judges with the streaks as they are and leaves them.
 
@@ -23,7 +23,7 @@ request fails and the exception ends that call only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -175,6 +175,14 @@ class Collection:
         return merge.body(self.summary, self.answers, self.verdicts)
 
 
+class _Flight:
+    """A collection in flight, for identical requests to join."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: Collection | None = None
+
+
 def _liaisons(entries: Iterable[AgentEntry]) -> list[RegistryStream]:
     """The registry streams of online liaison agents, in agent id order."""
     out = []
@@ -200,12 +208,35 @@ class LifecycleCollector:
         self._clock = clock
         self._lock = trio.Lock()
         self._streaks = Streaks()
+        self._flights: dict[Hashable, _Flight] = {}
         self.latest: Verdicts | None = None  # of the last unfiltered collection
         self.collections = 0
 
-    async def collect(self, entries: Sequence[AgentEntry], *, everyone: bool) -> Collection:
+    async def collect(self, entries: Sequence[AgentEntry], *, everyone: bool,
+                      key: Hashable = None) -> Collection:
         """Ask `entries` (the request's selection) and one liaison; `everyone` when no filter
-        narrowed the selection (then the streaks and `latest` are updated)."""
+        narrowed the selection (then the streaks and `latest` are updated).
+
+        A call with a `key` (not None) that finds a collection of the same key in flight waits
+        for it and shares its result instead of running another (a burst of identical requests
+        costs one collection, and does not queue one deadline after another).
+        """
+        while key is not None and (flight := self._flights.get(key)) is not None:
+            await flight.done.wait()
+            if flight.result is not None:
+                return flight.result
+            # it was cancelled before it finished: run our own (or join the next one)
+        if key is None:
+            return await self._collect(entries, everyone)
+        flight = self._flights[key] = _Flight()
+        try:
+            flight.result = await self._collect(entries, everyone)
+            return flight.result
+        finally:
+            del self._flights[key]
+            flight.done.set()
+
+    async def _collect(self, entries: Sequence[AgentEntry], everyone: bool) -> Collection:
         async with self._lock:
             deadline = self._clock() + self.timeout
             reports: list[Report] = []

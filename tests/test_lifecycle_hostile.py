@@ -194,15 +194,28 @@ async def test_http_timeouts_never_cut_a_collection_inside_its_deadline():
             assert doc["agent_summary"]["responded"] == 3
 
 
-async def test_a_client_going_away_frees_the_collection_for_the_next():
+async def test_a_client_going_away_costs_one_collection_and_others_join_it():
+    """The HTTP server does not cancel a handler whose client left: its collection runs to the
+    deadline (bounded), and identical requests meanwhile join it instead of queueing."""
     with trio.fail_after(30):
-        async with cluster(lifecycle_timeout=20.0) as c:
-            c.lifecycle[DATA0].delay = 20.0
+        async with cluster(lifecycle_timeout=2.0) as c:
+            c.lifecycle[DATA0].silent = True
             with trio.move_on_after(0.5):
                 await http_get(c.proxy.http_url + "/cluster/lifecycle", timeout=30)
-            c.lifecycle[DATA0].delay = 0.0
+            docs: list[dict] = []
+
+            async def ask() -> None:
+                docs.append((await c.get())[2])
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(ask)
+            assert c.proxy.proxy.lifecycle.collections == 1  # all three joined the first
+            assert [d["agent_summary"]["not_responded"] for d in docs] == [1, 1, 1]
+            c.lifecycle[DATA0].silent = False
             _, _, doc = await c.get()
             assert doc["agent_summary"]["responded"] == 3
+            assert c.proxy.proxy.lifecycle.collections == 2
 
 
 HOSTILE = 'sw"\\n}\n{evil="1"} # HELP'

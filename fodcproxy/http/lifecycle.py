@@ -38,7 +38,7 @@ def register_lifecycle(app: QuartTrio, proxy: HttpServices,
             return Response(json.dumps({"error": "this proxy collects no lifecycle data"}),
                             status=503, content_type="application/json")
         entries = proxy.hub.select(chosen.matches)
-        result = await collector.collect(entries, everyone=not chosen.narrowed)
+        result = await collector.collect(entries, everyone=not chosen.narrowed, key=chosen)
         response = Response(json.dumps(result.body(), separators=(",", ":")), status=200,
                             content_type="application/json")
         summary = result.summary
