@@ -10,14 +10,15 @@
   at the same time ONE liaison for the registry (liaisons holding a StreamSchemaRegistry are
   tried in agent id order until one answers in full, as upstream's proxy does), all under one
   deadline (--lifecycle-timeout), then judges the schema with `core.schema.judge`. One
-  collection runs at a time; identical requests arriving while one runs share its result. Only a collection over every agent (no filter) advances the
-  two-round suppression streaks and replaces the verdicts `/metrics` shows: a filtered one
-  judges with the streaks as they are and leaves them.
+  collection runs at a time; identical requests arriving while one runs share its result.
+  Only a collection over every agent (no filter) advances the two-round suppression streaks
+  and replaces the verdicts `/metrics` shows: a filtered one judges with the streaks as they
+  are and leaves them.
 
 Both streams' replies carry no request id (see each class for how they are matched); what an
-agent sends while nothing is asked is dropped before it is decoded. The message is decoded by the gRPC adapter
-(`fodcproxy.rpc.lifecycle_convert`), called only for a wanted reply; when it raises, the
-request fails and the exception ends that call only.
+agent sends while nothing is asked is dropped before it is decoded. Messages are decoded by the
+gRPC adapter (`fodcproxy.rpc.lifecycle_convert`), only for a wanted reply; when decoding raises,
+the request fails and the exception ends that call only.
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ async def test_consistent_cluster_body_and_gauges():
                 ("group", "sw_stream"), ("indexRule", "trace_id"), ("stream", "log"),
                 ("stream", "segment")]
             assert objects[3]["registry_fingerprint"] == "2201"
-            assert [n["node"] for n in objects[3]["node_fingerprints"]] == [DATA0, DATA1, LIAISON]  # by node
+            nodes = [n["node"] for n in objects[3]["node_fingerprints"]]
+            assert nodes == [DATA0, DATA1, LIAISON]  # by node
             assert sorted(s["pod_name"] for s in doc["lifecycle_statuses"]) == [DATA0, DATA1]
             assert doc["lifecycle_statuses"][0]["reports"][0]["filename"].endswith(".json")
             assert headers["x-fodc-registry-agent"] == c.agents[LIAISON].agent_id

@@ -37,8 +37,8 @@ from helpers import wait_for
 from test_upstream_agents import Running, up  # noqa: F401  (the compiled proto, a fixture)
 from upstream_agent import STREAMS, UPSTREAM, UpstreamLikeAgent
 
-pytestmark = pytest.mark.skipif(not UPSTREAM.exists(),
-                                reason="upstream's proto (../shared/upstream) is not beside the checkout")
+pytestmark = pytest.mark.skipif(
+    not UPSTREAM.exists(), reason="upstream's proto (../shared/upstream) is not beside the checkout")
 
 
 def node_json(name: str) -> dict:
@@ -126,16 +126,17 @@ def data_info(m):
 
 
 def sw_stream(m, node: str, objects: list[tuple[str, str, int, int]], errors: list[str]):
-    g = m.GroupLifecycleInfo(name="sw_stream", catalog="CATALOG_STREAM", data_info=data_info(m), errors=errors)
+    g = m.GroupLifecycleInfo(name="sw_stream", catalog="CATALOG_STREAM", data_info=data_info(m),
+                             errors=errors)
     g.resource_opts.shard_num = 2
     g.resource_opts.segment_interval.unit = 2
     g.resource_opts.segment_interval.num = 1
     g.resource_opts.ttl.unit = 2
     g.resource_opts.ttl.num = 7
     for kind, name, cache, runtime in objects:
-        g.schema_consistency.objects.append(m.ObjectConsistency(kind=kind, name=name,
-            node_fingerprints=[m.NodeFingerprint(node=node, cache_fingerprint=cache,
-                                                 runtime_fingerprint=runtime)]))
+        nf = m.NodeFingerprint(node=node, cache_fingerprint=cache, runtime_fingerprint=runtime)
+        g.schema_consistency.objects.append(
+            m.ObjectConsistency(kind=kind, name=name, node_fingerprints=[nf]))
     return g
 
 

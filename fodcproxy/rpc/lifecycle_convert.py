@@ -16,20 +16,29 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from fodcproxy.core.lifecycle import AgentGroup, AgentLifecycle
-from fodcproxy.core.schema import GroupReport, NodeFingerprint, ObjectConsistency, RegistryChunk, RegistryObject
+from fodcproxy.core.schema import (
+    GroupReport,
+    NodeFingerprint,
+    ObjectConsistency,
+    RegistryChunk,
+    RegistryObject,
+)
 from fodcproxy.rpc.convert import pb
 
 _MESSAGE = FieldDescriptor.TYPE_MESSAGE
 
 
 def _json(message: Message) -> dict[str, Any]:
-    try:
-        doc = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                        always_print_fields_with_no_presence=True)
-    except TypeError:  # protobuf < 5.26 names the option differently
-        doc = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                        including_default_value_fields=True)  # type: ignore[call-arg]
-    return doc
+    # protobuf >= 5.26 calls the option always_print_fields_with_no_presence, older ones
+    # including_default_value_fields.
+    for option in ("always_print_fields_with_no_presence", "including_default_value_fields"):
+        try:
+            doc: dict[str, Any] = json_format.MessageToDict(
+                message, preserving_proto_field_name=True, **{option: True})
+            return doc
+        except TypeError:
+            continue
+    raise RuntimeError("this protobuf's MessageToDict cannot emit zero values")
 
 
 def _fill_nulls(message: Message, doc: dict[str, Any]) -> None:

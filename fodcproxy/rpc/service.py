@@ -1,14 +1,16 @@
 """FODCService: the handlers of the agents' streams (SPEC section 3).
 
 RegisterAgent and StreamMetrics for every agent; for pod agents (upstream BanyanDB's agent) also
-StreamClusterTopology (asked by `GET /cluster/topology`) and StreamLifecycle,
-StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles, which are accepted, bound to
-the registering connection and held for the agent's life (their requests come with the features
-that use them; until then what an agent sends on them unasked is dropped).
+StreamClusterTopology (asked by `GET /cluster/topology`), StreamLifecycle and
+StreamSchemaRegistry (asked by `GET /cluster/lifecycle`, see `fodcproxy.lifecycle`), and
+StreamCrashDiagnostics, StreamPressureProfiles, which are accepted, bound to the registering
+connection and held for the agent's life (their requests come with the features that use them;
+until then what an agent sends on them unasked is dropped).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +33,7 @@ from fodcproxy.streams import (
     PressureProfilesStream,
     TopologyStream,
 )
+from fodcproxy.core.lifecycle import AgentLifecycle
 from fodcproxy.lifecycle import LifecycleReportStream, RegistryStream
 from fodcproxy.rpc import lifecycle_convert
 from fodcproxy.rpc import convert, replies
@@ -196,12 +199,13 @@ class FodcService:
         stream.max_reply_bytes = self.hub.max_reply_bytes
         try:
             while (msg := await call.receive()) is not None:
-                stream.on_message(msg.ByteSize(), lambda m=msg: self._decode_lifecycle(m, agent_id))
+                stream.on_message(msg.ByteSize(),
+                                  functools.partial(self._decode_lifecycle, msg, agent_id))
         finally:
             self.hub.call_ended(stream.session, agent_call)
 
     @staticmethod
-    def _decode_lifecycle(msg: Any, agent_id: str) -> Any:
+    def _decode_lifecycle(msg: Any, agent_id: str) -> AgentLifecycle:
         try:
             return lifecycle_convert.lifecycle_from_proto(msg, agent_id)
         except (ValueError, TypeError) as exc:
@@ -217,8 +221,8 @@ class FodcService:
         stream.max_reply_bytes = self.hub.max_reply_bytes
         try:
             while (msg := await call.receive()) is not None:
-                stream.on_message(msg.ByteSize(), msg.done,
-                                  lambda m=msg: lifecycle_convert.registry_chunk_from_proto(m))
+                stream.on_message(msg.ByteSize(), msg.done, functools.partial(
+                    lifecycle_convert.registry_chunk_from_proto, msg))
         finally:
             self.hub.call_ended(stream.session, agent_call)
 

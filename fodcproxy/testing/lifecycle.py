@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 import trio
 
+from fodcproxy._proto.banyandb.common.v1 import common_pb2
 from fodcproxy._proto.banyandb.database.v1 import database_pb2, rpc_pb2 as db
 from fodcproxy.rpc.client import ClientCall
 from fodcproxy.rpc.convert import pb
@@ -82,10 +83,12 @@ class SchemaWorld:
 
     # -- drift on tap ----------------------------------------------------------------------
 
-    def drift(self, node: str, group: str, kind: str, name: str, *, runtime_only: bool = False) -> None:
+    def drift(self, node: str, group: str, kind: str, name: str, *,
+              runtime_only: bool = False) -> None:
         """The node's cache (or only its runtime) of one object differs from the registry."""
         fp = self.group(group).objects[(kind, name)]
-        self.overrides[(node, group, kind, name)] = (fp, fp + 7) if runtime_only else (fp + 7, fp + 7)
+        key = (node, group, kind, name)
+        self.overrides[key] = (fp, fp + 7) if runtime_only else (fp + 7, fp + 7)
 
     def forget(self, node: str, group: str, kind: str, name: str) -> None:
         """The node does not hold the object (MISSING_IN_CACHE)."""
@@ -113,7 +116,8 @@ class SchemaWorld:
             if o is not None:
                 out.append((kind, name, *o))
         for (n, g, kind, name), o in self.overrides.items():
-            if n == node and g == group.name and (kind, name) not in group.objects and o is not None:
+            extra = (kind, name) not in group.objects
+            if n == node and g == group.name and extra and o is not None:
                 out.append((kind, name, *o))
         return out
 
@@ -142,9 +146,9 @@ class SchemaWorld:
         for g in self.groups:
             info = pb.GroupLifecycleInfo(name=g.name, catalog=g.catalog)
             info.resource_opts.shard_num = g.shards
-            info.resource_opts.segment_interval.unit = 2  # UNIT_DAY
+            info.resource_opts.segment_interval.unit = common_pb2.IntervalRule.UNIT_DAY
             info.resource_opts.segment_interval.num = 1
-            info.resource_opts.ttl.unit = 2
+            info.resource_opts.ttl.unit = common_pb2.IntervalRule.UNIT_DAY
             info.resource_opts.ttl.num = 7
             info.data_info.extend(self.data_info(n, g) for n in holders)
             sc = info.schema_consistency
