@@ -37,7 +37,7 @@ from fodcproxy.rpc.client import ClientCall
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.methods import STREAM_LIFECYCLE, STREAM_SCHEMA_REGISTRY
 
-__all__ = ["FakeLifecycle", "FakeRegistry", "SchemaWorld"]
+__all__ = ["FakeLifecycle", "FakeRegistry", "SchemaWorld", "demo_world", "services_for"]
 
 ObjectId = tuple[str, str]  # (kind, name)
 
@@ -262,3 +262,19 @@ class FakeRegistry:
                 continue
             for m in self.messages():
                 await call.send(m)
+
+
+def services_for(world: SchemaWorld, node: str) -> list[FakeLifecycle | FakeRegistry]:
+    """The lifecycle and registry services of `node`'s fake pod agent (every pod agent opens
+    both streams, as upstream's does; the proxy asks only a liaison for the registry)."""
+    return [FakeLifecycle(world, node), FakeRegistry(world)]
+
+
+def demo_world(*, liaison: str, data_nodes: list[str]) -> SchemaWorld:
+    """The demo's cluster: the sample groups on `data_nodes`, and one drifted object (the last
+    data node's cache of stream `segment` in `sw_stream` is behind the registry)."""
+    world = SchemaWorld.sample()
+    world.data_nodes = list(data_nodes)
+    world.liaisons = [liaison]
+    world.drift(data_nodes[-1], "sw_stream", "stream", "segment")
+    return world
