@@ -155,3 +155,24 @@ async def test_bad_query_parameters_are_400(query, message):
             r = await http_get(proxy.http_url + "/cluster/lifecycle" + query)
             assert r.status == 400
             assert message in json.loads(r.body)["error"]
+
+
+def _config(*argv: str):
+    import argparse
+
+    from fodcproxy.config import add_proxy_flags, proxy_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_proxy_flags(parser)
+    return proxy_config_from_args(parser.parse_args(list(argv)))
+
+
+def test_lifecycle_timeout_flag():
+    from fodcproxy.errors import ConfigError
+
+    assert _config().lifecycle_timeout == 50.0  # upstream: 40 s inspection + 10 s slack
+    assert _config("--lifecycle-timeout", "2m").lifecycle_timeout == 120.0
+    for bad in ("0s", "soon", "-1s"):
+        with pytest.raises(ConfigError) as caught:
+            _config(f"--lifecycle-timeout={bad}")
+        assert "--lifecycle-timeout" in str(caught.value)
