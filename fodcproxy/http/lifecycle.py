@@ -4,8 +4,8 @@ Upstream's endpoint and body (see `fodcproxy.core.lifecycle`): always 200 with a
 `"error"` in it when nothing could be gathered. The same node filters as the other endpoints
 (`role` of either generation, `pod_name`, `address`, `agent_id`) narrow which agents are asked;
 the registry is read from a liaison whatever the filter. The collection waits up to
---lifecycle-timeout; no HTTP timeout cuts it (docs/http-timeouts.md). Headers say which agents
-were asked and which answered, and which liaison's registry was used.
+--lifecycle-timeout; no HTTP timeout cuts it (docs/http-timeouts.md). Headers say how many agents
+were asked and answered, which missed (the first 20), and which liaison's registry was used.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def register_lifecycle(app: QuartTrio, proxy: HttpServices,
         summary = result.summary
         response.headers["X-Fodc-Agents-Asked"] = str(summary.requested)
         response.headers["X-Fodc-Agents-Answered"] = str(summary.responded)
-        if result.failures:
-            response.headers["X-Fodc-Agents-Missed"] = ",".join(a for a, _ in result.failures)
+        missed = [a for a, _ in result.failures]
+        if missed:  # the first 20, as the fan-outs' header
+            response.headers["X-Fodc-Agents-Missed"] = (
+                ",".join(missed[:20]) + (",..." if len(missed) > 20 else ""))
         if result.registry_agent:
             response.headers["X-Fodc-Registry-Agent"] = result.registry_agent
         return response
