@@ -9,7 +9,10 @@
 - `LifecycleCollector.collect(entries)` asks every selected agent holding a StreamLifecycle, and
   at the same time ONE liaison for the registry (liaisons holding a StreamSchemaRegistry are
   tried in agent id order until one answers in full, as upstream's proxy does), all under one
-  deadline (--lifecycle-timeout), then judges the schema with `core.schema.judge`. One
+  deadline (--lifecycle-timeout), then judges the schema with `core.schema.judge`: agents asked
+  that did not answer are silent, and so (beyond upstream, which only counts the agents it could
+  ask) are selected agents that answered an earlier collection but cannot be asked now (offline,
+  say), so a lost node makes the verdicts UNKNOWN rather than letting the rest pass. One
   collection runs at a time; identical requests arriving while one runs share its result.
   Only a collection over every agent (no filter) advances the two-round suppression streaks
   and replaces the verdicts `/metrics` shows: a filtered one judges with the streaks as they
@@ -167,6 +170,9 @@ class Collection:
     summary: merge.AgentSummary
     answers: tuple[merge.AgentLifecycle, ...]
     failures: tuple[tuple[str, str], ...]  # (agent id, why) of agents asked that did not answer
+    # Selected agents that answered an earlier collection but could not be asked this time
+    # (offline, or their StreamLifecycle not reopened yet): silent too, for the verdict.
+    absent: tuple[str, ...]
     registry: RegistryRead
     registry_agent: str  # the liaison whose registry was used ("" when none)
     verdicts: Verdicts
@@ -212,6 +218,9 @@ class LifecycleCollector:
         self._flights: dict[Hashable, _Flight] = {}
         self.latest: Verdicts | None = None  # of the last unfiltered collection
         self.collections = 0
+        # Agents that have answered a collection: one of them that cannot be asked later is
+        # missing evidence, not an agent without lifecycle data (forgotten once unregistered).
+        self._answered: set[str] = set()
 
     async def collect(self, entries: Sequence[AgentEntry], *, everyone: bool,
                       key: Hashable = None) -> Collection:
@@ -261,13 +270,19 @@ class LifecycleCollector:
                 log.info("agent %s gave no lifecycle data: %s", agent_id, why)
             summary = merge.AgentSummary(total=len(entries), requested=len(reports),
                                          responded=len(answers))
+            asked = {r.entry.agent_id for r in reports}
+            absent = tuple(e.agent_id for e in entries
+                           if e.agent_id in self._answered and e.agent_id not in asked)
             verdicts = judge(read, merge.schema_reports(answers),
-                             silent=[a for a, _ in failures], streaks=self._streaks)
+                             silent=[a for a, _ in failures] + list(absent),
+                             streaks=self._streaks)
+            self._answered.update(a.agent_id for a in answers)
+            self._answered.intersection_update(e.agent_id for e in self.registry)
             if everyone:
                 self._streaks = verdicts.streaks
                 self.latest = verdicts
                 self.collections += 1
-            return Collection(summary, answers, failures, read, used, verdicts)
+            return Collection(summary, answers, failures, absent, read, used, verdicts)
 
     async def _read_registry(self, deadline: float) -> tuple[RegistryRead, str]:
         """The registry truth from the first liaison (in agent id order) that answers in full

@@ -38,7 +38,7 @@ from test_upstream_agents import Running, up  # noqa: F401  (the compiled proto,
 from upstream_agent import STREAMS, UPSTREAM, UpstreamLikeAgent
 
 pytestmark = pytest.mark.skipif(
-    not UPSTREAM.exists(), reason="upstream's proto (../shared/upstream) is not beside the checkout")
+    not UPSTREAM.exists(), reason="upstream's proto (../shared/upstream) is not beside the repo")
 
 
 def node_json(name: str) -> dict:

@@ -285,3 +285,33 @@ async def test_no_liaison_means_no_registry_truth(autojump_clock):
             "registry",)
         assert rc.requests.statistics().current_buffer_used == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_an_agent_that_answered_before_and_is_now_offline_keeps_groups_unknown(
+        autojump_clock):
+    """Beyond upstream (which counts only the agents it could ask): a node lost since the last
+    collection is missing evidence, not a node without data."""
+    hub = make_hub()
+    liaison, d0 = await pod(hub, "l-0", "ROLE_LIAISON"), await pod(hub, "d-0")
+    collector = LifecycleCollector(hub, hub.registry, timeout=7.0)
+    async with trio.open_nursery() as nursery:
+        for agent, node in ((liaison, "l-0"), (d0, "d-0")):
+            s, c = await attach(hub, agent, LifecycleReportStream)
+            nursery.start_soon(serve_lifecycle, s, c, answer(agent.agent_id, node, sw(node, 1)))
+        rs, rc = await attach(hub, liaison, RegistryStream)
+        nursery.start_soon(serve_registry, rs, rc, 1)
+        first = await collector.collect(hub.select(lambda meta: True), everyone=True)
+        assert first.verdicts.groups[0].status.name == "CONSISTENT"
+        d0.disconnect()  # lost without a goodbye: offline, still registered
+        second = await collector.collect(hub.select(lambda meta: True), everyone=True)
+        assert second.summary.json() == {"total": 2, "requested": 1, "responded": 1,
+                                         "not_responded": 0}  # upstream's counts
+        assert second.absent == (d0.agent_id,)
+        (verdict,) = second.verdicts.groups
+        assert verdict.status.name == "UNKNOWN"
+        assert [c.value for c in verdict.unknown_causes] == ["agents-silent"]
+        # once it is removed from the registry, it is forgotten
+        hub.remove(d0.agent_id, reason="test")
+        third = await collector.collect(hub.select(lambda meta: True), everyone=True)
+        assert third.absent == () and third.verdicts.groups[0].status.name == "CONSISTENT"
+        nursery.cancel_scope.cancel()
