@@ -77,6 +77,9 @@ class ProxyConfig:
     # GET /cluster/lifecycle's deadline for the agents' lifecycle data and the registry read
     # (upstream: 40 s for a liaison's InspectAll plus 10 s).
     lifecycle_timeout: float = 50.0
+    # Collect lifecycle data in the background this often (seconds), keeping the schema gauges
+    # of /metrics current; 0: only when GET /cluster/lifecycle asks (upstream).
+    lifecycle_interval: float = 0.0
     log_level: str = "info"
     # Security, off by default (see README "Operating").
     grpc_tls_cert_file: str | None = None
@@ -158,6 +161,8 @@ class ProxyConfig:
                             ("--lifecycle-timeout", self.lifecycle_timeout)):
             if not value > 0:
                 raise ConfigError(flag, "must be greater than 0")
+        if not self.lifecycle_interval >= 0:
+            raise ConfigError("--lifecycle-interval", "must be 0 (off) or more")
         if not self.shutdown_grace >= 0:
             raise ConfigError("--shutdown-grace", "must be 0 or more")
         if self.advertise_http_addr is not None:
@@ -227,6 +232,10 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lifecycle-timeout", default=dur(d.lifecycle_timeout),
                    help="GET /cluster/lifecycle's deadline for the agents' lifecycle data and the "
                         "schema registry read; HTTP timeouts never cut it (default 50s)")
+    p.add_argument("--lifecycle-interval", default=dur(d.lifecycle_interval),
+                   help="also collect lifecycle data in the background this often, so the "
+                        "schema gauges on /metrics stay current; 0 = only when "
+                        "GET /cluster/lifecycle asks, as upstream (default 0s)")
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
     sec = p.add_argument_group("security (off by default)")
     sec.add_argument("--grpc-tls-cert-file", help="serve gRPC over TLS with this certificate (PEM)")
@@ -299,6 +308,7 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         http_write_timeout=parse_duration(ns.http_write_timeout, flag="--http-write-timeout"),
         collect_timeout=parse_duration(ns.collect_timeout, flag="--collect-timeout"),
         lifecycle_timeout=parse_duration(ns.lifecycle_timeout, flag="--lifecycle-timeout"),
+        lifecycle_interval=parse_duration(ns.lifecycle_interval, flag="--lifecycle-interval"),
         log_level=ns.log_level,
         grpc_tls_cert_file=_readable(ns.grpc_tls_cert_file, "--grpc-tls-cert-file"),
         grpc_tls_key_file=_readable(ns.grpc_tls_key_file, "--grpc-tls-key-file"),

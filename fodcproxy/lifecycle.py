@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 LIFECYCLE_TIMEOUT = 50.0
 
 NO_LIAISON = "no schema-serving (liaison) agent available to read the registry"
+# The key under which collections over every agent share a flight (HTTP and the periodic one).
+EVERYONE = "everyone"
 
 
 class LifecycleReportStream(ReportStream):
@@ -283,6 +285,16 @@ class LifecycleCollector:
                 self.latest = verdicts
                 self.collections += 1
             return Collection(summary, answers, failures, absent, read, used, verdicts)
+
+    async def run_periodic(self, interval: float) -> None:
+        """Collect over every agent every `interval` seconds (from the end of one collection to
+        the start of the next) until cancelled: --lifecycle-interval."""
+        while True:
+            await trio.sleep(interval)
+            result = await self.collect(self.hub.select(lambda meta: True), everyone=True,
+                                        key=EVERYONE)
+            log.debug("periodic lifecycle collection: %d of %d agents answered",
+                      result.summary.responded, result.summary.requested)
 
     async def _read_registry(self, deadline: float) -> tuple[RegistryRead, str]:
         """The registry truth from the first liaison (in agent id order) that answers in full

@@ -184,6 +184,8 @@ class Proxy:
                                                         self._http_stopped)
             self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port,
                                             "https" if cfg.http_tls_cert_file else "http")
+            if cfg.lifecycle_interval > 0:
+                root.start_soon(self.lifecycle.run_periodic, cfg.lifecycle_interval)
             task_status.started(self.addresses)
             log.info("proxy ready: gRPC %s, HTTP %s", self.addresses.grpc_address,
                      self.addresses.http_url)

@@ -172,7 +172,26 @@ def test_lifecycle_timeout_flag():
 
     assert _config().lifecycle_timeout == 50.0  # upstream: 40 s inspection + 10 s slack
     assert _config("--lifecycle-timeout", "2m").lifecycle_timeout == 120.0
+    assert _config("--lifecycle-interval", "1m").lifecycle_interval == 60.0
+    assert _config().lifecycle_interval == 0.0  # off: only GET /cluster/lifecycle collects
+    with pytest.raises(ConfigError, match="--lifecycle-interval"):
+        _config("--lifecycle-interval=-1s")
     for bad in ("0s", "soon", "-1s"):
         with pytest.raises(ConfigError) as caught:
             _config(f"--lifecycle-timeout={bad}")
         assert "--lifecycle-timeout" in str(caught.value)
+
+
+async def test_lifecycle_interval_keeps_the_gauges_current_without_requests():
+    with trio.fail_after(30):
+        async with cluster(lifecycle_interval=0.1) as c:
+            collector = c.proxy.proxy.lifecycle
+            await wait_for(lambda: collector.collections >= 1)
+            assert gauge(await c.metrics(), "banyandb_fodc_schema_consistency_status") == {
+                (("group", "sw_metric"),): 1.0, (("group", "sw_property"),): 1.0,
+                (("group", "sw_stream"),): 1.0}
+            c.world.drift(DATA0, "sw_metric", "measure", "service_cpm_minute", runtime_only=True)
+            seen = collector.collections
+            await wait_for(lambda: collector.collections >= seen + 3)  # two rounds with the drift
+            issues = gauge(await c.metrics(), "banyandb_fodc_schema_issues")
+            assert issues[(("group", "sw_metric"), ("type", "runtime_not_applied"))] == 1.0

@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 
 from fodcproxy.core import query
 from fodcproxy.http.selection import NodeSelection
+from fodcproxy.lifecycle import EVERYONE
 
 if TYPE_CHECKING:
     from fodcproxy.http.services import HttpServices
@@ -38,7 +39,9 @@ def register_lifecycle(app: QuartTrio, proxy: HttpServices,
             return Response(json.dumps({"error": "this proxy collects no lifecycle data"}),
                             status=503, content_type="application/json")
         entries = proxy.hub.select(chosen.matches)
-        result = await collector.collect(entries, everyone=not chosen.narrowed, key=chosen)
+        everyone = not chosen.narrowed
+        result = await collector.collect(entries, everyone=everyone,
+                                         key=EVERYONE if everyone else chosen)
         response = Response(json.dumps(result.body(), separators=(",", ":")), status=200,
                             content_type="application/json")
         summary = result.summary

@@ -233,7 +233,7 @@ class Demo:
 
 
 async def _warm_up_lifecycle(proxy: Proxy, pods: int) -> None:
-    from fodcproxy.lifecycle import LifecycleReportStream, RegistryStream
+    from fodcproxy.lifecycle import EVERYONE, LifecycleReportStream, RegistryStream
 
     def ready() -> int:
         return sum(1 for s in proxy.hub.sessions.values()
@@ -244,7 +244,7 @@ async def _warm_up_lifecycle(proxy: Proxy, pods: int) -> None:
             await trio.sleep(0.02)
     for _ in range(2):
         await proxy.lifecycle.collect(proxy.hub.select(lambda meta: True), everyone=True,
-                                      key="demo")
+                                      key=EVERYONE)
 
 
 def demo_main(argv: Sequence[str], prog: str = "python -m fodcproxy demo") -> None:
