@@ -20,8 +20,10 @@
 
 Both streams' replies carry no request id (see each class for how they are matched); what an
 agent sends while nothing is asked is dropped before it is decoded. Messages are decoded by the
-gRPC adapter (`fodcproxy.rpc.lifecycle_convert`), only for a wanted reply; when decoding raises,
-the request fails and the exception ends that call only.
+gRPC adapter (`fodcproxy.rpc.lifecycle_convert`), only for a wanted reply: a registry chunk at
+once (when that raises, the request fails and the exception ends that call only), a lifecycle
+answer in a worker thread once collected (when that raises, that agent has not responded). A
+message that is not protobuf never gets here: the gRPC layer ends its call.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream, _Waiter
 
 log = logging.getLogger(__name__)
 
+# Worker threads decoding lifecycle answers at once (per proxy).
+DECODE_THREADS = 2
 # Default of --lifecycle-timeout: upstream waits 40 s for a liaison's InspectAll plus 10 s.
 LIFECYCLE_TIMEOUT = 50.0
 
@@ -81,10 +85,11 @@ class LifecycleReportStream(ReportStream):
         return w
 
     def on_message(self, size: int, decode: Callable[[], merge.AgentLifecycle]) -> None:
-        """One StreamLifecycleRequest of `size` serialized bytes; `decode` is called only when
-        a request waits for it.
+        """One StreamLifecycleRequest of `size` serialized bytes, and how to decode it.
 
-        Raises whatever `decode` raises (the request fails first).
+        The waiting request gets `decode` itself, not called: decoding a big answer takes a
+        while (about a second for 2 MB of segments), so the collection runs it in a worker
+        thread; a message nobody waits for is dropped undecoded.
         """
         w = self._waiting()
         if w is None:
@@ -94,11 +99,7 @@ class LifecycleReportStream(ReportStream):
                    f"{self.max_reply_bytes}")
             log.warning("agent %s: lifecycle reply refused (%d bytes)", self.agent_id, size)
             return
-        try:
-            w.result = decode()
-        except Exception as exc:
-            w.fail(f"malformed lifecycle reply: {exc}")
-            raise
+        w.result = decode
         w.done.set()
 
 
@@ -216,6 +217,7 @@ class LifecycleCollector:
         self.timeout = timeout
         self._clock = clock
         self._lock = trio.Lock()
+        self._decoding = trio.CapacityLimiter(DECODE_THREADS)
         self._streaks = Streaks()
         self._flights: dict[Hashable, _Flight] = {}
         self.latest: Verdicts | None = None  # of the last unfiltered collection
@@ -266,8 +268,10 @@ class LifecycleCollector:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(lifecycle)
                 nursery.start_soon(registry)
-            answers = tuple(r.report for r in reports if r.report is not None)
-            failures = tuple((r.entry.agent_id, r.error) for r in reports if r.report is None)
+            decoded = await self._decode(reports)
+            answers = tuple(a for a in decoded if isinstance(a, merge.AgentLifecycle))
+            failures = tuple((r.entry.agent_id, a) for r, a in zip(reports, decoded)
+                             if isinstance(a, str))
             for agent_id, why in failures:
                 log.info("agent %s gave no lifecycle data: %s", agent_id, why)
             summary = merge.AgentSummary(total=len(entries), requested=len(reports),
@@ -285,6 +289,24 @@ class LifecycleCollector:
                 self.latest = verdicts
                 self.collections += 1
             return Collection(summary, answers, failures, absent, read, used, verdicts)
+
+    async def _decode(self, reports: Sequence[Report]) -> list[merge.AgentLifecycle | str]:
+        """Each report decoded in a worker thread (at most DECODE_THREADS at once, so the event
+        loop keeps its turns), or why there is none."""
+        out: list[merge.AgentLifecycle | str] = [r.error or "no answer" for r in reports]
+
+        async def one(i: int, decode: Callable[[], merge.AgentLifecycle]) -> None:
+            try:
+                out[i] = await trio.to_thread.run_sync(decode, limiter=self._decoding)
+            except Exception as exc:  # a message that decodes as protobuf but not as data
+                out[i] = f"malformed lifecycle reply: {exc}"
+                log.warning("agent %s: %s", reports[i].entry.agent_id, out[i])
+
+        async with trio.open_nursery() as nursery:
+            for i, r in enumerate(reports):
+                if r.report is not None:
+                    nursery.start_soon(one, i, r.report)
+        return out
 
     async def run_periodic(self, interval: float) -> None:
         """Collect over every agent every `interval` seconds (from the end of one collection to

@@ -200,7 +200,8 @@ async def test_lifecycle_reply_while_waiting_answers_unasked_and_late_ones_are_d
         await call.requests.receive()
         await call.requests.receive()
         stream.on_message(10, answer(agent.agent_id, "d-0"))
-    assert [a.pod_name for a in got] == ["d-0"]  # the skipped request costs no later round
+    # the answer's decoder (called by the collection, in a thread)
+    assert [a().pod_name for a in got] == ["d-0"]  # the skipped request costs no later round
 
 
 async def test_lifecycle_reply_over_the_cap_fails_its_request(autojump_clock):
@@ -314,4 +315,22 @@ async def test_an_agent_that_answered_before_and_is_now_offline_keeps_groups_unk
         hub.remove(d0.agent_id, reason="test")
         third = await collector.collect(hub.select(lambda meta: True), everyone=True)
         assert third.absent == () and third.verdicts.groups[0].status.name == "CONSISTENT"
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_answer_that_does_not_decode_is_not_responded(autojump_clock):
+    hub = make_hub()
+    d0 = await pod(hub, "d-0")
+    collector = LifecycleCollector(hub, hub.registry, timeout=7.0)
+
+    def bad() -> Any:
+        raise ValueError("not lifecycle data")
+
+    async with trio.open_nursery() as nursery:
+        s, c = await attach(hub, d0, LifecycleReportStream)
+        nursery.start_soon(serve_lifecycle, s, c, bad)
+        result = await collector.collect(hub.select(lambda meta: True), everyone=True)
+        assert result.failures == ((d0.agent_id, "malformed lifecycle reply: not lifecycle data"),)
+        assert result.summary.responded == 0
+        assert not s.ended  # the stream stays for the next collection
         nursery.cancel_scope.cancel()

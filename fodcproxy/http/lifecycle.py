@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
@@ -42,8 +43,11 @@ def register_lifecycle(app: QuartTrio, proxy: HttpServices,
         everyone = not chosen.narrowed
         result = await collector.collect(entries, everyone=everyone,
                                          key=EVERYONE if everyone else chosen)
-        response = Response(json.dumps(result.body(), separators=(",", ":")), status=200,
-                            content_type="application/json")
+        # Merging and writing a big cluster's body takes a while: in a worker thread, so the
+        # event loop keeps its turns.
+        text = await trio.to_thread.run_sync(
+            lambda: json.dumps(result.body(), separators=(",", ":")))
+        response = Response(text, status=200, content_type="application/json")
         summary = result.summary
         response.headers["X-Fodc-Agents-Asked"] = str(summary.requested)
         response.headers["X-Fodc-Agents-Answered"] = str(summary.responded)

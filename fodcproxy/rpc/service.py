@@ -191,7 +191,7 @@ class FodcService:
 
     async def stream_lifecycle(self, call: ServerCall) -> None:
         """StreamLifecycle: `request_lifecycle` asked by `GET /cluster/lifecycle`, answered by one
-        StreamLifecycleRequest (decoded only when asked for; a bad one ends this call)."""
+        StreamLifecycleRequest (decoded later, in a worker thread, only when asked for)."""
         self._authenticate(call)
         agent_id = self._agent_id(call)
         agent_call = GrpcRequestCall(call, lifecycle_convert.request_lifecycle)
