@@ -279,9 +279,12 @@ class LifecycleCollector:
             asked = {r.entry.agent_id for r in reports}
             absent = tuple(e.agent_id for e in entries
                            if e.agent_id in self._answered and e.agent_id not in asked)
-            verdicts = judge(read, merge.schema_reports(answers),
-                             silent=[a for a, _ in failures] + list(absent),
-                             streaks=self._streaks)
+            silent = [a for a, _ in failures] + list(absent)
+            streaks = self._streaks
+            # Pure, and a large cluster has tens of thousands of fingerprints: off the loop.
+            verdicts = await trio.to_thread.run_sync(
+                lambda: judge(read, merge.schema_reports(answers), silent=silent,
+                              streaks=streaks))
             self._answered.update(a.agent_id for a in answers)
             self._answered.intersection_update(e.agent_id for e in self.registry)
             if everyone:

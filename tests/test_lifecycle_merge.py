@@ -176,3 +176,37 @@ def test_message_json_emits_zero_values_and_null_for_unset_messages():
     assert converted.body["resource_opts"] == {"shard_num": 0, "segment_interval": None,
                                                "ttl": None, "stages": [], "default_stages": [],
                                                "replicas": 0}
+
+
+def _messages() -> list:
+    from fodcproxy._proto.banyandb.database.v1 import database_pb2
+    from fodcproxy.testing.lifecycle import SchemaWorld
+
+    world = SchemaWorld.sample()
+    world.drift("banyandb-data-hot-0", "sw_stream", "stream", "segment")
+    lifecycle = pb.StreamLifecycleRequest(pod_name="p",
+                                          lifecycle_data=world.lifecycle_data("banyandb-liaison-0"))
+    lifecycle.timestamp.FromSeconds(1_800_000_000)
+    node = database_pb2.Node(grpc_address="a:1", labels={"type": "hot", "zone": "b"},
+                             roles=[database_pb2.ROLE_DATA, 99])  # 99: an enum number unknown
+    node.created_at.FromNanoseconds(1_800_000_000_123_456_789)
+    chunk = pb.PressureProfileChunk(request_id="r", data=b"\x00\xff binary", last=True)
+    return [
+        lifecycle,
+        pb.StreamLifecycleRequest(),  # everything unset
+        node,
+        pb.Metric(name="m", value=float("nan"), labels={"a": "b"}),
+        pb.Metric(name="m", value=float("-inf")),
+        chunk,
+        pb.StreamPressureProfilesRequest(chunk=chunk),  # a oneof member set
+        pb.StreamPressureProfilesRequest(),  # ... and none
+        pb.SchemaConsistency(status=2, objects=[pb.ObjectConsistency(
+            kind="k", name="n", registry_fingerprint=2**64 - 1)]),
+    ]
+
+
+@pytest.mark.parametrize("message", _messages(), ids=lambda m: type(m).__name__)
+def test_fast_protojson_equals_json_format_with_nulls(message):
+    from fodcproxy.rpc.lifecycle_convert import reference_json
+
+    assert message_json(message) == reference_json(message)
