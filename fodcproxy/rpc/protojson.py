@@ -32,7 +32,7 @@ _FLOAT = {_F.TYPE_FLOAT, _F.TYPE_DOUBLE}
 _WELL_KNOWN = "google.protobuf."
 
 Convert = Callable[[Any], Any]
-# Per message type: (field name, how to read it from a message, converter of the value read).
+# Per message type: (field name, how to read that field of a message as JSON).
 _Plan = list[tuple[str, Callable[[Message], Any]]]
 _PLANS: dict[Descriptor, _Plan] = {}
 
@@ -109,7 +109,8 @@ def _reader(field: FieldDescriptor) -> Callable[[Message], Any]:
 def _plan(desc: Descriptor) -> _Plan:
     plan = _PLANS.get(desc)
     if plan is None:
-        plan = []
-        _PLANS[desc] = plan  # before its fields: a message type may contain itself
-        plan.extend((field.name, _reader(field)) for field in desc.fields)
+        # Built whole, then published: worker threads may build the same plan at once, and must
+        # never see one half made. (Sub-messages look theirs up when converted, not here.)
+        plan = [(field.name, _reader(field)) for field in desc.fields]
+        _PLANS[desc] = plan
     return plan
