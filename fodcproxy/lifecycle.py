@@ -1,7 +1,7 @@
 """Lifecycle and schema consistency, the hub's side (issue 16): two streams and one collection.
 
 - `LifecycleReportStream` (StreamLifecycle): a request is `request_lifecycle`, the reply one
-  `StreamLifecycleRequest`, decoded into a `core.lifecycle.AgentLifecycle`.
+  `StreamLifecycleRequest`, decoded (in a worker thread) into a `core.lifecycle.AgentLifecycle`.
 - `RegistryStream` (StreamSchemaRegistry): a request is `request_registry`, the reply every
   `StreamSchemaRegistryRequest` up to the one with `done`, each group chunk decoded into a
   `core.schema.RegistryChunk`. The chunks' serialized bytes are summed: a reply over
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -51,7 +51,10 @@ from fodcproxy.core.schema import (
     merge_registry_chunks,
 )
 from fodcproxy.hub import AgentHub, AgentSession, Report
-from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream, _Waiter
+from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream
+
+if TYPE_CHECKING:
+    from fodcproxy.streams import _Waiter
 
 log = logging.getLogger(__name__)
 
