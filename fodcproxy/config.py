@@ -74,6 +74,12 @@ class ProxyConfig:
     http_read_timeout: float = 10.0
     http_write_timeout: float = 10.0
     collect_timeout: float = 8.0
+    # GET /cluster/lifecycle's deadline for the agents' lifecycle data and the registry read
+    # (upstream: 40 s for a liaison's InspectAll plus 10 s).
+    lifecycle_timeout: float = 50.0
+    # Collect lifecycle data in the background this often (seconds), keeping the schema gauges
+    # of /metrics current; 0: only when GET /cluster/lifecycle asks (upstream).
+    lifecycle_interval: float = 0.0
     log_level: str = "info"
     # Security, off by default (see README "Operating").
     grpc_tls_cert_file: str | None = None
@@ -151,9 +157,12 @@ class ProxyConfig:
             raise ConfigError("--grpc-max-msg-size", "must be between 1024 and 1073741824 bytes")
         for flag, value in (("--http-read-timeout", self.http_read_timeout),
                             ("--http-write-timeout", self.http_write_timeout),
-                            ("--collect-timeout", self.collect_timeout)):
+                            ("--collect-timeout", self.collect_timeout),
+                            ("--lifecycle-timeout", self.lifecycle_timeout)):
             if not value > 0:
                 raise ConfigError(flag, "must be greater than 0")
+        if not self.lifecycle_interval >= 0:
+            raise ConfigError("--lifecycle-interval", "must be 0 (off) or more")
         if not self.shutdown_grace >= 0:
             raise ConfigError("--shutdown-grace", "must be 0 or more")
         if self.advertise_http_addr is not None:
@@ -220,6 +229,13 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collect-timeout", default=dur(d.collect_timeout),
                    help="metrics fan-out deadline; lowered by X-Prometheus-Scrape-Timeout-Seconds "
                         "(default 8s)")
+    p.add_argument("--lifecycle-timeout", default=dur(d.lifecycle_timeout),
+                   help="GET /cluster/lifecycle's deadline for the agents' lifecycle data and the "
+                        "schema registry read; HTTP timeouts never cut it (default 50s)")
+    p.add_argument("--lifecycle-interval", default=dur(d.lifecycle_interval),
+                   help="also collect lifecycle data in the background this often, so the "
+                        "schema gauges on /metrics stay current; 0 = only when "
+                        "GET /cluster/lifecycle asks, as upstream (default 0s)")
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
     sec = p.add_argument_group("security (off by default)")
     sec.add_argument("--grpc-tls-cert-file", help="serve gRPC over TLS with this certificate (PEM)")
@@ -262,8 +278,10 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                      help="largest node_config of one registration, serialized bytes "
                           "(default 262144)")
     lim.add_argument("--max-reply-bytes", default=str(d.max_reply_bytes),
-                     help="largest metrics reply of one agent, its chunks' serialized bytes "
-                          "summed; a bigger reply shows that agent as up 0 (default 268435456)")
+                     help="largest metrics, lifecycle or schema registry reply of one agent, its "
+                          "chunks' serialized bytes summed; a bigger reply is refused (metrics: "
+                          "that agent is up 0; lifecycle: it did not respond; registry: the next "
+                          "liaison is asked) (default 268435456)")
 
 
 def _readable(path: str | None, flag: str) -> str | None:
@@ -289,6 +307,8 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         http_read_timeout=parse_duration(ns.http_read_timeout, flag="--http-read-timeout"),
         http_write_timeout=parse_duration(ns.http_write_timeout, flag="--http-write-timeout"),
         collect_timeout=parse_duration(ns.collect_timeout, flag="--collect-timeout"),
+        lifecycle_timeout=parse_duration(ns.lifecycle_timeout, flag="--lifecycle-timeout"),
+        lifecycle_interval=parse_duration(ns.lifecycle_interval, flag="--lifecycle-interval"),
         log_level=ns.log_level,
         grpc_tls_cert_file=_readable(ns.grpc_tls_cert_file, "--grpc-tls-cert-file"),
         grpc_tls_key_file=_readable(ns.grpc_tls_key_file, "--grpc-tls-key-file"),

@@ -27,6 +27,7 @@ from fodcproxy.core.windows import WindowsCache
 from fodcproxy.errors import ConfigError
 from fodcproxy.http.services import HttpServices
 from fodcproxy.hub import AgentHub
+from fodcproxy.lifecycle import LifecycleCollector
 from fodcproxy.metrics import ProxyMetrics, TransportCollector
 from fodcproxy.process import (
     PROGRAMS_HELP,
@@ -137,8 +138,11 @@ class Proxy:
             max_connections=connection_limit(config.grpc_connection_limit),
         )
         self.metrics.registry.register(TransportCollector(self.grpc.statistics))
+        self.lifecycle = LifecycleCollector(self.hub, self.registry,
+                                            timeout=config.lifecycle_timeout)
         self.http_services = HttpServices(
             config=config, registry=self.registry, hub=self.hub, metrics=self.metrics,
+            lifecycle=self.lifecycle,
             exposition_cache=self.exposition_cache, windows_cache=self.windows_cache,
             started_at=self.started_at,
             http_bound=lambda: (None if self.addresses is None
@@ -180,6 +184,8 @@ class Proxy:
                                                         self._http_stopped)
             self.addresses = ProxyAddresses(grpc_host, grpc_port, http_host, http_port,
                                             "https" if cfg.http_tls_cert_file else "http")
+            if cfg.lifecycle_interval > 0:
+                root.start_soon(self.lifecycle.run_periodic, cfg.lifecycle_interval)
             task_status.started(self.addresses)
             log.info("proxy ready: gRPC %s, HTTP %s", self.addresses.grpc_address,
                      self.addresses.http_url)

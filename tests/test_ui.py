@@ -50,6 +50,7 @@ ASSETS = {
     "format.js": "text/javascript",
     "proxy.js": "text/javascript",
     "topology.js": "text/javascript",
+    "lifecycle.js": "text/javascript",
     "app.css": "text/css",
     "favicon.svg": "image/svg+xml",
     "vendor/uPlot.esm.js": "text/javascript",

@@ -15,7 +15,17 @@ What it does, as upstream's agent does (the facts are in `../shared/upstream/REA
   non-empty `agent_id`; heartbeats resend the full request (`upgrade()` changes it);
 - answers each metrics request with one reply carrying no request id, stamped with
   `node_role`, `pod_name`, `container_name`; `skip_next()` makes it ignore one request;
-- answers `request_topology` with the topology it was given; holds the other streams idle;
+- answers `request_topology` with the topology it was given;
+- when given `lifecycle` (a function of the message module returning its `LifecycleData`, or
+  None for a collection that failed, after which upstream's agent sends nothing, or bytes to
+  send as they are), answers
+  `request_lifecycle` with one `StreamLifecycleRequest{timestamp, pod_name, lifecycle_data}`;
+- when given `registry` (a function returning its `SchemaRegistryGroup`s, or a string: the
+  fatal whole-read error), answers `request_registry` as upstream's `sendSchemaRegistry` does: a
+  failed group as one message with its error, a group's objects in chunks of `registry_chunk`
+  (50 upstream; an empty group still one message), or the fatal error as one chunk with an empty
+  group name; then a message with only `done`;
+- holds the other streams idle;
 - if any stream ends, it records why (upstream's agent would tear everything down and register
   again: a test asserts that never happens while it is healthy).
 """
@@ -86,7 +96,8 @@ class UpstreamLikeAgent:
                  labels: dict[str, str] | None = None, containers: tuple[str, ...] = ("data",),
                  heartbeat: float = 0.2, topology: Any = None,
                  streams: tuple[str, ...] = STREAMS, answer_topology: bool = True,
-                 unasked: bytes | None = None) -> None:
+                 unasked: bytes | None = None, lifecycle: Any = None, registry: Any = None,
+                 registry_chunk: int = 50) -> None:
         self.target = target
         self.m = m
         self.pod_name = pod_name
@@ -99,6 +110,11 @@ class UpstreamLikeAgent:
         self.answer_topology = answer_topology
         # Sent on StreamClusterTopology as soon as it opens, unasked (raw bytes of one message).
         self.unasked = unasked
+        self.lifecycle = lifecycle
+        self.registry = registry
+        self.registry_chunk = registry_chunk
+        self.lifecycle_requests = 0
+        self.registry_requests = 0
         self.agent_id = ""
         self.registered = threading.Event()
         self.opened = threading.Event()  # every stream is open
@@ -223,6 +239,21 @@ class UpstreamLikeAgent:
                         type=m.METRIC_TYPE_GAUGE, description="seconds up",
                         labels={"node_role": role, "pod_name": self.pod_name,
                                 "container_name": self.containers[0]})]))
+                elif name == "StreamLifecycle" and req.request_lifecycle:
+                    self.lifecycle_requests += 1
+                    data = self.lifecycle(m) if self.lifecycle is not None else None
+                    if isinstance(data, bytes):  # sent as it is: a malformed message
+                        q.put(_Raw(data))
+                    elif data is not None:
+                        request = m.StreamLifecycleRequest(pod_name=self.pod_name,
+                                                           lifecycle_data=data)
+                        request.timestamp.GetCurrentTime()
+                        q.put(request)
+                elif name == "StreamSchemaRegistry" and req.request_registry:
+                    self.registry_requests += 1
+                    if self.registry is not None:
+                        for message in self._registry_messages(self.registry(m)):
+                            q.put(message)
                 elif name == "StreamClusterTopology" and req.request_topology:
                     self.topology_requests += 1
                     if self.answer_topology:
@@ -231,6 +262,31 @@ class UpstreamLikeAgent:
         except grpc.RpcError as exc:
             if not self.stopping.is_set():
                 self.ended.append((name, exc.code()))
+
+
+    def _registry_messages(self, groups: Any) -> list[Any]:
+        """Upstream's `sendSchemaRegistry` and `sendSchemaRegistryGroup`, message by message."""
+        m = self.m
+        out = []
+        if isinstance(groups, str):
+            out.append(m.StreamSchemaRegistryRequest(group=m.SchemaRegistryGroup(error=groups)))
+        else:
+            for g in groups:
+                if g.error:
+                    out.append(m.StreamSchemaRegistryRequest(group=m.SchemaRegistryGroup(
+                        group=g.group, error=g.error)))
+                    continue
+                objects = list(g.objects)
+                start = 0
+                while True:
+                    end = min(start + self.registry_chunk, len(objects))
+                    out.append(m.StreamSchemaRegistryRequest(group=m.SchemaRegistryGroup(
+                        group=g.group, objects=objects[start:end])))
+                    if end == len(objects):
+                        break
+                    start = end
+        out.append(m.StreamSchemaRegistryRequest(done=True))
+        return out
 
 
 class _Raw:

@@ -72,6 +72,8 @@ import attrs
 
 REPORT_AFTER_ROUNDS = 2  # upstream's consecutiveCyclesToReport
 
+_Key = tuple[str, str]  # (kind, name): `ObjectKey` inside `judge`, as a plain tuple
+
 
 class ConsistencyStatus(enum.IntEnum):
     """The group-level rollup; the numbers of upstream's `ConsistencyStatus` enum."""
@@ -313,15 +315,20 @@ def judge(
     if report_after < 1:
         raise ValueError(f"report_after must be at least 1, not {report_after}")
     # group -> node -> [(kind, name, cache, runtime)], in input order
-    by_group: dict[str, dict[str, list[tuple[ObjectKey, int, int]]]] = {}
+    # Objects are keyed by plain (kind, name) tuples here: hashing and ordering them is done in
+    # C, which matters with tens of thousands of fingerprints per round.
+    by_group: dict[str, dict[str, list[tuple[_Key, int, int]]]] = {}
     for report in reports:
         nodes = by_group.setdefault(report.group, {})
         for obj in report.objects:
-            key = ObjectKey(obj.kind, obj.name)
+            key = (obj.kind, obj.name)
             for nf in obj.node_fingerprints:
                 nodes.setdefault(nf.node, []).append((key, nf.cache, nf.runtime))
 
     counts = dict(streaks.counts)
+    previous: dict[str, list[tuple[str, str, str, str]]] = {}  # the streaks' keys by group
+    for streak_key in counts:
+        previous.setdefault(streak_key[0], []).append(streak_key)
     errors: dict[str, list[str]] = {}
     if not registry.fatal:
         for g in registry.groups:
@@ -338,12 +345,13 @@ def judge(
         if truth is not None and truth.error:
             verdicts.append(_unknown(group, UnknownCause.REGISTRY_ERROR))
             continue
-        fingerprints = truth.fingerprints() if truth is not None else {}
+        fingerprints = ({(o.kind, o.name): o.fingerprint for o in truth.objects}
+                        if truth is not None else {})
         if not fingerprints:
             verdicts.append(_unknown(group, UnknownCause.REGISTRY_MISSING))
             continue
-        verdicts.append(_check(group, fingerprints, by_group[group], counts, report_after,
-                               shortfall=bool(silent)))
+        verdicts.append(_check(group, fingerprints, by_group[group], counts,
+                               previous.get(group, []), report_after, shortfall=bool(silent)))
     return Verdicts(
         tuple(verdicts),
         tuple((g, tuple(errs)) for g, errs in sorted(errors.items())),
@@ -368,31 +376,32 @@ def _classify(registry_fp: int, reported: tuple[int, int] | None) -> SchemaIssue
 
 def _check(
     group: str,
-    registry: Mapping[ObjectKey, int],
-    nodes: Mapping[str, list[tuple[ObjectKey, int, int]]],
+    registry: Mapping[_Key, int],
+    nodes: Mapping[str, list[tuple[_Key, int, int]]],
     counts: dict[tuple[str, str, str, str], int],
+    previous: list[tuple[str, str, str, str]],
     report_after: int,
     *,
     shortfall: bool,
 ) -> GroupVerdict:
     """Upstream's `Checker.Check` for one group whose registry truth is known; updates `counts`."""
-    table: dict[ObjectKey, list[NodeFingerprint]] = {key: [] for key in registry}
+    table: dict[_Key, list[NodeFingerprint]] = {key: [] for key in registry}
     issues: list[SchemaIssue] = []
     live: set[tuple[str, str, str, str]] = set()
     suppressed = False
 
-    def diverges(node: str, key: ObjectKey, kind: SchemaIssueType) -> None:
+    def diverges(node: str, key: _Key, kind: SchemaIssueType) -> None:
         nonlocal suppressed
-        streak_key = (group, node, key.kind, key.name)
+        streak_key = (group, node, key[0], key[1])
         live.add(streak_key)
         counts[streak_key] = counts.get(streak_key, 0) + 1
         if counts[streak_key] < report_after:
             suppressed = True
         else:
-            issues.append(SchemaIssue(key.kind, key.name, node, kind))
+            issues.append(SchemaIssue(key[0], key[1], node, kind))
 
     for node, objects in nodes.items():
-        reported: dict[ObjectKey, tuple[int, int]] = {}
+        reported: dict[_Key, tuple[int, int]] = {}
         for key, cache, runtime in objects:
             reported[key] = (cache, runtime)  # last report wins, as upstream's map
             table.setdefault(key, []).append(NodeFingerprint(node, cache, runtime))
@@ -404,12 +413,13 @@ def _check(
             if key not in registry:
                 diverges(node, key, SchemaIssueType.ORPHAN)
 
-    for streak_key in [k for k in counts if k[0] == group and k not in live]:
-        del counts[streak_key]
+    for streak_key in previous:
+        if streak_key not in live:
+            del counts[streak_key]
 
     objects_out = tuple(
         ObjectConsistency(
-            key.kind, key.name, registry.get(key, 0),
+            key[0], key[1], registry.get(key, 0),
             tuple(sorted(table[key], key=lambda nf: (nf.node, nf.cache, nf.runtime))),
         )
         for key in sorted(table)

@@ -23,6 +23,8 @@ from fodcproxy.core.registry import AgentEntry
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
 from fodcproxy.http import documents, negotiation
+from fodcproxy.http.lifecycle import register_lifecycle
+from fodcproxy.lifecycle import render_schema_metrics
 from fodcproxy.http.selection import NodeSelection
 from fodcproxy.http.status import CollectLog, status_json
 from fodcproxy.http.ui import register_ui
@@ -163,7 +165,7 @@ def create_app(proxy: HttpServices) -> QuartTrio:
         code = exc.code or 500
         if code == 404:
             msg = (f"no such path {request.path!r}: try /metrics, /metrics-windows, /cluster, "
-                   "/cluster/config, /cluster/nodes/<agent_id> (DELETE), /sd, /status, /health, "
+                   "/cluster/config, /cluster/topology, /cluster/lifecycle, /cluster/nodes/<agent_id> (DELETE), /sd, /status, /health, "
                    "or / for the console")
         elif code == 405:
             allowed = sorted(set(getattr(exc, "valid_methods", None) or ["GET"]) - {"HEAD", "OPTIONS"})
@@ -184,7 +186,8 @@ def create_app(proxy: HttpServices) -> QuartTrio:
     # share its rendered body too; held only while one of them still streams it.
     bodies: weakref.WeakValueDictionary[Any, _Body] = weakref.WeakValueDictionary()
 
-    async def metrics_body(key: Any, results: list[AgentResult], openmetrics: bool) -> _Body:
+    async def metrics_body(key: Any, results: list[AgentResult], openmetrics: bool,
+                           schema: bool = False) -> _Body:
         body = bodies.get(key)
         if body is not None and body.results is results:
             await body.done.wait()
@@ -194,7 +197,8 @@ def create_app(proxy: HttpServices) -> QuartTrio:
         try:
             batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration) for r in results]
             rendering = exposition.Rendering(batches, openmetrics=openmetrics,
-                                             tail=proxy.metrics.render(openmetrics=openmetrics),
+                                             tail=proxy.metrics.render(openmetrics=openmetrics)
+                                             + (schema_gauges(openmetrics) if schema else ""),
                                              cache=proxy.exposition_cache)
             # In steps, so /health and the gRPC side stay prompt while 100k samples render.
             for _ in rendering.steps():
@@ -209,6 +213,12 @@ def create_app(proxy: HttpServices) -> QuartTrio:
         return body
 
     collect_log = CollectLog()
+
+    def schema_gauges(openmetrics: bool) -> str:
+        collector = proxy.lifecycle
+        if collector is None:
+            return ""
+        return render_schema_metrics(collector.latest, openmetrics=openmetrics)
 
     def known_hosts() -> set[str]:
         return {e.meta.ip for e in proxy.registry if e.meta.ip}
@@ -269,7 +279,9 @@ def create_app(proxy: HttpServices) -> QuartTrio:
         openmetrics = negotiation.wants_openmetrics(request.headers.get("Accept"))
         key = ("latest", chosen)
         results, duration = await collect(entries, LATEST, key)
-        body = await metrics_body((key, openmetrics), results, openmetrics)
+        # The schema verdicts are cluster-wide: only an unfiltered /metrics shows them (upstream).
+        body = await metrics_body((key, openmetrics), results, openmetrics,
+                                  schema=not chosen.narrowed)
         gzip = _wants_gzip()
         headers = _collect_headers(results, duration)
         if gzip:
@@ -407,5 +419,6 @@ def create_app(proxy: HttpServices) -> QuartTrio:
             groups.append({"targets": [target], "labels": labels})
         return _json(groups)
 
+    register_lifecycle(app, proxy, selection)
     register_ui(app)
     return app

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from fodcproxy.core.registry import Registry
     from fodcproxy.core.windows import WindowsCache
     from fodcproxy.hub import AgentHub
+    from fodcproxy.lifecycle import LifecycleCollector
     from fodcproxy.metrics import ProxyMetrics
 
 
@@ -31,3 +32,6 @@ class HttpServices:
     started_at: float  # Unix seconds
     # Where the HTTP server is bound once it is: (host, port), or None before.
     http_bound: Callable[[], tuple[str, int] | None]
+    # GET /cluster/lifecycle's collections and the schema verdicts /metrics shows; None: the
+    # endpoint answers 503 and /metrics has no schema gauges.
+    lifecycle: LifecycleCollector | None = None

@@ -1,14 +1,16 @@
 """FODCService: the handlers of the agents' streams (SPEC section 3).
 
 RegisterAgent and StreamMetrics for every agent; for pod agents (upstream BanyanDB's agent) also
-StreamClusterTopology (asked by `GET /cluster/topology`) and StreamLifecycle,
-StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles, which are accepted, bound to
-the registering connection and held for the agent's life (their requests come with the features
-that use them; until then what an agent sends on them unasked is dropped).
+StreamClusterTopology (asked by `GET /cluster/topology`), StreamLifecycle and
+StreamSchemaRegistry (asked by `GET /cluster/lifecycle`, see `fodcproxy.lifecycle`), and
+StreamCrashDiagnostics, StreamPressureProfiles, which are accepted, bound to the registering
+connection and held for the agent's life (their requests come with the features that use them;
+until then what an agent sends on them unasked is dropped).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,11 +30,12 @@ from fodcproxy.hub import AgentHub
 from fodcproxy.streams import (
     CrashDiagnosticsStream,
     IdleStream,
-    LifecycleStream,
     PressureProfilesStream,
-    SchemaRegistryStream,
     TopologyStream,
 )
+from fodcproxy.core.lifecycle import AgentLifecycle
+from fodcproxy.lifecycle import LifecycleReportStream, RegistryStream
+from fodcproxy.rpc import lifecycle_convert
 from fodcproxy.rpc import convert, replies
 from fodcproxy.rpc.replies import Interner
 from fodcproxy.rpc.convert import pb
@@ -88,11 +91,9 @@ class FodcService:
             STREAM_METRICS: Method(replies.RawReply, self.stream_metrics),
             STREAM_CLUSTER_TOPOLOGY: Method(pb.StreamClusterTopologyRequest,
                                             self.stream_cluster_topology),
-            STREAM_LIFECYCLE: Method(pb.StreamLifecycleRequest, self._idle(
-                LifecycleStream, lambda rid, p: pb.StreamLifecycleResponse(request_lifecycle=True))),
-            STREAM_SCHEMA_REGISTRY: Method(pb.StreamSchemaRegistryRequest, self._idle(
-                SchemaRegistryStream,
-                lambda rid, p: pb.StreamSchemaRegistryResponse(request_registry=True))),
+            STREAM_LIFECYCLE: Method(pb.StreamLifecycleRequest, self.stream_lifecycle),
+            STREAM_SCHEMA_REGISTRY: Method(pb.StreamSchemaRegistryRequest,
+                                           self.stream_schema_registry),
             STREAM_CRASH_DIAGNOSTICS: Method(pb.StreamCrashDiagnosticsRequest, self._idle(
                 CrashDiagnosticsStream,
                 lambda rid, p: pb.StreamCrashDiagnosticsResponse(request_diagnostics=True))),
@@ -185,6 +186,43 @@ class FodcService:
                 if msg is None:
                     return
                 stream.on_reply(convert.topology_from_proto(msg.topology))
+        finally:
+            self.hub.call_ended(stream.session, agent_call)
+
+    async def stream_lifecycle(self, call: ServerCall) -> None:
+        """StreamLifecycle: `request_lifecycle` asked by `GET /cluster/lifecycle`, answered by one
+        StreamLifecycleRequest (decoded later, in a worker thread, only when asked for)."""
+        self._authenticate(call)
+        agent_id = self._agent_id(call)
+        agent_call = GrpcRequestCall(call, lifecycle_convert.request_lifecycle)
+        stream = await self.hub.attach(agent_id, agent_call, LifecycleReportStream)
+        stream.max_reply_bytes = self.hub.max_reply_bytes
+        try:
+            while (msg := await call.receive()) is not None:
+                stream.on_message(msg.ByteSize(),
+                                  functools.partial(self._decode_lifecycle, msg, agent_id))
+        finally:
+            self.hub.call_ended(stream.session, agent_call)
+
+    @staticmethod
+    def _decode_lifecycle(msg: Any, agent_id: str) -> AgentLifecycle:
+        try:
+            return lifecycle_convert.lifecycle_from_proto(msg, agent_id)
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(f"StreamLifecycleRequest cannot be read: {exc}") from None
+
+    async def stream_schema_registry(self, call: ServerCall) -> None:
+        """StreamSchemaRegistry: `request_registry` asked of one liaison per collection, answered
+        by group chunks up to `done`."""
+        self._authenticate(call)
+        agent_id = self._agent_id(call)
+        agent_call = GrpcRequestCall(call, lifecycle_convert.request_registry)
+        stream = await self.hub.attach(agent_id, agent_call, RegistryStream)
+        stream.max_reply_bytes = self.hub.max_reply_bytes
+        try:
+            while (msg := await call.receive()) is not None:
+                stream.on_message(msg.ByteSize(), msg.done, functools.partial(
+                    lifecycle_convert.registry_chunk_from_proto, msg))
         finally:
             self.hub.call_ended(stream.session, agent_call)
 

@@ -15,6 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,6 +25,10 @@ from fodcproxy.core.windows import rfc3339
 from fodcproxy.process import print_line, read_config, run_program, run_until_signal
 from fodcproxy.testing.config import demo_parser, pod_shape
 from fodcproxy.testing.fake import FakeAgent, Series, rolling, summary
+from fodcproxy.testing.lifecycle import SchemaWorld, demo_world, services_for
+
+if TYPE_CHECKING:
+    from fodcproxy.proxy import Proxy
 
 __all__ = ["Demo", "demo_agents", "demo_main", "demo_urls", "describe_fleet"]
 
@@ -53,7 +58,8 @@ def _latency_histogram(name: str, labels: Mapping[str, str], rate: float, since:
     return out
 
 
-def demo_agents(proxy_address: str, *, now: float | None = None) -> list[FakeAgent]:
+def demo_agents(proxy_address: str, *, now: float | None = None,
+                world: SchemaWorld | None = None) -> list[FakeAgent]:
     """The demo's agents: liaison x2, datanode-hot x2, datanode-warm, datanode-cold.
 
     The first liaison and both hot data nodes are address agents; the second liaison
@@ -62,8 +68,13 @@ def demo_agents(proxy_address: str, *, now: float | None = None) -> list[FakeAge
 
     Series look like a BanyanDB node's (counters that grow, gauges, a histogram, a summary), with a
     point every 10 s over the last 15 minutes for window queries. The two hot data nodes disagree on
-    `measure-flush-timeout`, so /cluster/config reports one inconsistency.
+    `measure-flush-timeout`, so /cluster/config reports one inconsistency. The pod agents answer
+    the lifecycle streams from `world` (by default `demo_world`: group `sw_stream` drifted on the
+    cold node, so /cluster/lifecycle shows it INCONSISTENT from its second collection on).
     """
+    if world is None:
+        world = demo_world(liaison="banyandb-liaison-0",
+                           data_nodes=["banyandb-data-warm-0", "banyandb-data-cold-0"])
     now = time.time() if now is None else now
     since = now - 6 * 3600  # the nodes have been "up" for six hours
     nodes = [  # role, ip, zone, a pod agent?
@@ -136,11 +147,12 @@ def demo_agents(proxy_address: str, *, now: float | None = None) -> list[FakeAge
         series = common + specific
         if is_pod:
             shape = pod_shape(role)
+            pod = f"banyandb-{shape.pod_prefix}-0"
             agents.append(FakeAgent(proxy_address, role=shape.role,
                                     labels={"zone": zone, **shape.labels},
-                                    pod_name=f"banyandb-{shape.pod_prefix}-0",
-                                    container_names=[shape.container], series=series,
-                                    node_config=config, keep_requests=False))
+                                    pod_name=pod, container_names=[shape.container],
+                                    series=series, node_config=config, keep_requests=False,
+                                    services=services_for(world, pod)))
         else:
             agents.append(FakeAgent(proxy_address, role=role, ip=ip, port=17912,
                                     labels={"zone": zone}, series=series, node_config=config,
@@ -174,6 +186,8 @@ def demo_urls(http_url: str, *, now: float) -> list[tuple[str, str]]:
         (f"{http_url}/metrics-windows?start_time={start}", "JSON time series: the last 15 minutes"),
         (f"{http_url}/cluster", "nodes and the calls between them"),
         (f"{http_url}/cluster/config", "node configuration, with one inconsistency"),
+        (f"{http_url}/cluster/lifecycle",
+         "groups, where their data lives, schema verdicts: sw_stream INCONSISTENT"),
         (f"{http_url}/health", "status and agent counts"),
     ]
 
@@ -202,6 +216,10 @@ class Demo:
                     fleet.start_soon(agent.run)
                 for agent in self.agents:
                     await agent.wait_registered()
+                # Two collections, so that a drift is past its one-round suppression and the
+                # first look at /cluster/lifecycle (and /metrics) already shows the verdict.
+                await _warm_up_lifecycle(proxy, len([a for a in self.agents
+                                                     if a.client.spec.is_pod]))
                 lines = [f"fodcproxy demo: a proxy and {len(self.agents)} fake agents: "
                          f"{describe_fleet(self.agents)}",
                          f"agents dial {addresses.grpc_address} (gRPC); open:"]
@@ -212,6 +230,21 @@ class Demo:
                 for agent in self.agents:
                     agent.disconnect()
             proxy.shutdown()
+
+
+async def _warm_up_lifecycle(proxy: Proxy, pods: int) -> None:
+    from fodcproxy.lifecycle import EVERYONE, LifecycleReportStream, RegistryStream
+
+    def ready() -> int:
+        return sum(1 for s in proxy.hub.sessions.values()
+                   if s.stream(LifecycleReportStream) and s.stream(RegistryStream))
+
+    with trio.move_on_after(5):
+        while ready() < pods:
+            await trio.sleep(0.02)
+    for _ in range(2):
+        await proxy.lifecycle.collect(proxy.hub.select(lambda meta: True), everyone=True,
+                                      key=EVERYONE)
 
 
 def demo_main(argv: Sequence[str], prog: str = "python -m fodcproxy demo") -> None:

@@ -35,7 +35,7 @@ function urlOf(path, params = {}) {
   return url;
 }
 
-async function get(path, params, accept) {
+async function get(path, params, accept, timeoutMs = TIMEOUT_MS) {
   const url = urlOf(path, params);
   const shown = `/${path}${url.search}`;
   let response;
@@ -43,10 +43,10 @@ async function get(path, params, accept) {
     response = await fetch(url, {
       headers: { Accept: accept, ...authorization() },
       cache: "no-store",
-      signal: AbortSignal.timeout(TIMEOUT_MS),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
-    const why = err.name === "TimeoutError" ? `no answer within ${TIMEOUT_MS / 1000} s`
+    const why = err.name === "TimeoutError" ? `no answer within ${timeoutMs / 1000} s`
       : `cannot reach the proxy (${err.message})`;
     throw new ApiError(shown, why);
   }
@@ -63,9 +63,10 @@ async function get(path, params, accept) {
   return response;
 }
 
-/** GET a JSON endpoint: resolves to {body, headers}; rejects with an ApiError. */
-export async function getJson(path, params = {}) {
-  const response = await get(path, params, "application/json");
+/** GET a JSON endpoint: resolves to {body, headers}; rejects with an ApiError. `timeoutMs`:
+ *  how long to wait for the answer (30 s unless given). */
+export async function getJson(path, params = {}, { timeoutMs = TIMEOUT_MS } = {}) {
+  const response = await get(path, params, "application/json", timeoutMs);
   try {
     return { body: await response.json(), headers: response.headers };
   } catch (err) {

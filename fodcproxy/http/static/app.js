@@ -1,9 +1,11 @@
 // The console's entry point: the state (mirrored in the URL's #fragment, so a view can be
 // bookmarked or shared), the refresh loop, the controls, and the error list. Each panel lives
-// in its own module: proxy.js, topology.js, charts.js.
+// in its own module: proxy.js, topology.js, charts.js, lifecycle.js (which collects on its own
+// schedule: once on opening, then on its button).
 
 import { collectHeaders, getJson, setToken } from "./api.js";
 import { ChartsPanel } from "./charts.js";
+import { LifecyclePanel } from "./lifecycle.js";
 import { duration, h, localTime, toLocalInput } from "./format.js";
 import { renderProxy, summarizeStatus } from "./proxy.js";
 import { TopologyPanel } from "./topology.js";
@@ -133,6 +135,9 @@ const charts = new ChartsPanel(
     state.picked = true;
     writeHash();
   });
+
+const lifecycle = new LifecyclePanel(
+  { body: $("lifecycle-body"), button: $("lifecycle-collect") }, { guard, report, clear });
 
 /** Keep a <select>'s options in step with `values`, keeping the current choice even if absent. */
 function fillSelect(select, first, values, current) {
@@ -332,6 +337,7 @@ function setUp() {
     guard("charts", () => charts.render());
   });
   refresh();
+  lifecycle.load();
 }
 
 setUp();
