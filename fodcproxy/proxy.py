@@ -15,6 +15,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import attrs
 import trio
@@ -24,6 +25,7 @@ from fodcproxy.config import ProxyConfig, add_proxy_flags, proxy_config_from_arg
 from fodcproxy.core.exposition import ExpositionCache, FamilyConflict
 from fodcproxy.core.registry import RegistrationLimits, Registry
 from fodcproxy.core.windows import WindowsCache
+from fodcproxy.diagnostics import DiagnosticsSettings, refresh_forever
 from fodcproxy.errors import ConfigError
 from fodcproxy.http.services import HttpServices
 from fodcproxy.hub import AgentHub
@@ -122,8 +124,12 @@ class Proxy:
             max_secondary_addresses=config.max_secondary_addresses,
             max_secondary_address_key_length=config.max_secondary_address_key_length,
             max_node_config_bytes=config.max_node_config_bytes)
+        self.diagnostics = DiagnosticsSettings(
+            settle=config.diagnostics_settle, chunk_timeout=config.profile_chunk_timeout,
+            max_bytes=config.max_reply_bytes)
         service = FodcService(self.hub, token=config.agent_token, limits=limits,
-                              registration_timeout=config.grpc_handshake_timeout)
+                              registration_timeout=config.grpc_handshake_timeout,
+                              diagnostics=self.diagnostics)
         self.grpc = GrpcServer(
             service.methods(),
             ssl_context=ssl_context,
@@ -140,7 +146,7 @@ class Proxy:
         self.http_services = HttpServices(
             config=config, registry=self.registry, hub=self.hub, metrics=self.metrics,
             exposition_cache=self.exposition_cache, windows_cache=self.windows_cache,
-            started_at=self.started_at,
+            started_at=self.started_at, diagnostics=self.diagnostics,
             http_bound=lambda: (None if self.addresses is None
                                 else (self.addresses.http_host, self.addresses.http_port)))
         self._stop = trio.Event()
@@ -171,6 +177,9 @@ class Proxy:
         cfg = self.config
         async with trio.open_nursery() as root:
             await root.start(self.hub.run)
+            await root.start(partial(refresh_forever, self.hub, self.diagnostics,
+                                     interval=cfg.diagnostics_refresh_interval,
+                                     timeout=cfg.collect_timeout))
             with _listening("--grpc-listen-addr", cfg.grpc_host, cfg.grpc_port):
                 grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host,
                                                         cfg.grpc_port)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from fodcproxy.core.exposition import ExpositionCache
     from fodcproxy.core.registry import Registry
     from fodcproxy.core.windows import WindowsCache
+    from fodcproxy.diagnostics import DiagnosticsSettings
     from fodcproxy.hub import AgentHub
     from fodcproxy.metrics import ProxyMetrics
 
@@ -31,3 +32,6 @@ class HttpServices:
     started_at: float  # Unix seconds
     # Where the HTTP server is bound once it is: (host, port), or None before.
     http_bound: Callable[[], tuple[str, int] | None]
+    # Crash records and pressure profiles (--diagnostics-settle, --profile-chunk-timeout, ...);
+    # None: the defaults.
+    diagnostics: DiagnosticsSettings | None = None

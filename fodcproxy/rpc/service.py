@@ -1,10 +1,11 @@
 """FODCService: the handlers of the agents' streams (SPEC section 3).
 
 RegisterAgent and StreamMetrics for every agent; for pod agents (upstream BanyanDB's agent) also
-StreamClusterTopology (asked by `GET /cluster/topology`) and StreamLifecycle,
-StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles, which are accepted, bound to
-the registering connection and held for the agent's life (their requests come with the features
-that use them; until then what an agent sends on them unasked is dropped).
+StreamClusterTopology (asked by `GET /cluster/topology`), StreamCrashDiagnostics and
+StreamPressureProfiles (`GET /diagnostics`, `/pressure-profiles`: see fodcproxy.diagnostics), and
+StreamLifecycle, StreamSchemaRegistry, which are accepted, bound to the registering connection and
+held for the agent's life (their requests come with the features that use them; until then what an
+agent sends on them unasked is dropped).
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ from fodcproxy.errors import (
     LimitExceeded,
     Unauthenticated,
 )
+from fodcproxy.diagnostics import (
+    CrashDiagnosticsStream,
+    DiagnosticsSettings,
+    PressureProfilesStream,
+)
 from fodcproxy.hub import AgentHub
 from fodcproxy.streams import (
-    CrashDiagnosticsStream,
     IdleStream,
     LifecycleStream,
-    PressureProfilesStream,
     SchemaRegistryStream,
     TopologyStream,
 )
-from fodcproxy.rpc import convert, replies
+from fodcproxy.rpc import convert, diagnostics_wire, replies
 from fodcproxy.rpc.replies import Interner
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.link import GrpcAgentCall, GrpcMetricsCall, GrpcRequestCall
@@ -61,8 +65,10 @@ class FodcService:
 
     def __init__(self, hub: AgentHub, *, token: str | None = None,
                  registration_timeout: float = 10.0,
-                 limits: RegistrationLimits = DEFAULT_LIMITS) -> None:
+                 limits: RegistrationLimits = DEFAULT_LIMITS,
+                 diagnostics: DiagnosticsSettings | None = None) -> None:
         self.hub = hub
+        self.diagnostics = diagnostics or DiagnosticsSettings(max_bytes=hub.max_reply_bytes)
         self._token = token
         self.registration_timeout = registration_timeout
         self.limits = limits
@@ -93,13 +99,10 @@ class FodcService:
             STREAM_SCHEMA_REGISTRY: Method(pb.StreamSchemaRegistryRequest, self._idle(
                 SchemaRegistryStream,
                 lambda rid, p: pb.StreamSchemaRegistryResponse(request_registry=True))),
-            STREAM_CRASH_DIAGNOSTICS: Method(pb.StreamCrashDiagnosticsRequest, self._idle(
-                CrashDiagnosticsStream,
-                lambda rid, p: pb.StreamCrashDiagnosticsResponse(request_diagnostics=True))),
-            STREAM_PRESSURE_PROFILES: Method(pb.StreamPressureProfilesRequest, self._idle(
-                PressureProfilesStream,
-                lambda rid, p: pb.StreamPressureProfilesResponse(
-                    list_profiles=pb.ListProfiles(request_id=str(rid))))),
+            STREAM_CRASH_DIAGNOSTICS: Method(pb.StreamCrashDiagnosticsRequest,
+                                             self.stream_crash_diagnostics),
+            STREAM_PRESSURE_PROFILES: Method(pb.StreamPressureProfilesRequest,
+                                             self.stream_pressure_profiles),
         }
 
     def _ack(self, agent_id: str, message: str = "") -> pb.RegisterAgentResponse:
@@ -185,6 +188,50 @@ class FodcService:
                 if msg is None:
                     return
                 stream.on_reply(convert.topology_from_proto(msg.topology))
+        finally:
+            self.hub.call_ended(stream.session, agent_call)
+
+    async def stream_crash_diagnostics(self, call: ServerCall) -> None:
+        """One message per crash record, no end marker (see fodcproxy.diagnostics)."""
+        self._authenticate(call)
+        agent_id = self._agent_id(call)
+        agent_call = GrpcRequestCall(call, diagnostics_wire.crash_request)
+        stream = await self.hub.attach(agent_id, agent_call, CrashDiagnosticsStream)
+        stream.metrics = self.hub.metrics
+        try:
+            while True:
+                msg = await call.receive()
+                if msg is None:
+                    return
+                stream.on_record(diagnostics_wire.crash_record_from_proto(msg), msg.ByteSize())
+        finally:
+            self.hub.call_ended(stream.session, agent_call)
+
+    async def stream_pressure_profiles(self, call: ServerCall) -> None:
+        """Records then list_complete (through the tracker); download chunks routed by their
+        request id, each handed over before the next message is read (back-pressure)."""
+        self._authenticate(call)
+        agent_id = self._agent_id(call)
+        agent_call = GrpcRequestCall(call, diagnostics_wire.pressure_command)
+        stream = await self.hub.attach(agent_id, agent_call, PressureProfilesStream)
+        stream.metrics = self.hub.metrics
+        stream.settings = self.diagnostics
+        try:
+            while True:
+                msg = await call.receive()
+                if msg is None:
+                    return
+                which = msg.WhichOneof("payload")
+                if which == "chunk":
+                    await stream.on_chunk(diagnostics_wire.chunk_from_proto(msg.chunk))
+                elif which == "record":
+                    stream.on_record(diagnostics_wire.profile_record_from_proto(msg.record),
+                                     msg.ByteSize())
+                elif which == "list_complete":
+                    stream.on_list_complete(msg.list_complete.request_id)
+                else:
+                    raise InvalidArgument("a StreamPressureProfilesRequest carries none of "
+                                          "record, list_complete, chunk")
         finally:
             self.hub.call_ended(stream.session, agent_call)
 
