@@ -31,7 +31,7 @@ import math
 from functools import partial
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -53,12 +53,11 @@ from fodcproxy.link import RequestCall, StreamClosed
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream
 
-if TYPE_CHECKING:
-    from fodcproxy.hub import AgentHub, AgentSession
+from fodcproxy.hub import AgentHub, AgentSession
 
 __all__ = ["FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "CrashDiagnosticsStream", "Collected",
            "DiagnosticsSettings", "FetchFailed", "PressureProfilesStream", "ProfileFetch",
-           "collect_crash_records", "collect_profiles", "counts", "refresh_forever"]
+           "collect_crash_records", "collect_profiles", "counts", "refresh_forever", "stream_of"]
 
 log = logging.getLogger(__name__)
 
@@ -388,15 +387,25 @@ class Collected:
         return not self.error
 
 
-def _streams(entries: Sequence[AgentEntry], kind: type[Any]) -> tuple[list[tuple[AgentEntry, Any]], list[AgentEntry]]:
+S = TypeVar("S", CrashDiagnosticsStream, PressureProfilesStream)
+
+
+def stream_of(entry: AgentEntry, kind: type[S]) -> S | None:
+    """The online agent's stream of `kind`, if it holds one."""
+    session = entry.owner
+    if entry.status is not AgentStatus.ONLINE or not isinstance(session, AgentSession):
+        return None
+    return session.stream(kind)
+
+
+def _streams(entries: Sequence[AgentEntry], kind: type[S]) -> tuple[list[tuple[AgentEntry, S]], list[AgentEntry]]:
     """The entries holding a stream of `kind` (with it), and the online ones without one."""
-    asked: list[tuple[AgentEntry, Any]] = []
+    asked: list[tuple[AgentEntry, S]] = []
     without: list[AgentEntry] = []
     for entry in entries:
-        session = entry.owner
-        if entry.status is not AgentStatus.ONLINE or session is None:
+        if entry.status is not AgentStatus.ONLINE or not isinstance(entry.owner, AgentSession):
             continue
-        stream = getattr(session, "streams", {}).get(kind)
+        stream = stream_of(entry, kind)
         if stream is None:
             without.append(entry)
         else:

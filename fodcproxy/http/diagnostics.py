@@ -34,6 +34,7 @@ from fodcproxy.diagnostics import (
     ProfileFetch,
     collect_crash_records,
     collect_profiles,
+    stream_of,
 )
 from fodcproxy.http import documents
 from fodcproxy.http.selection import NodeSelection
@@ -136,14 +137,12 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
                 return _error(400, f"the {name} is {len(value)} characters long: at most "
                                    f"{MAX_PATH_PART}")
         shown = f"{profile_id!r} of pod {pod_name!r}"
-        candidates = [e for e in hub.select(lambda meta: meta.pod_name == pod_name)
-                      if e.owner is not None and getattr(e.owner, "streams", {}).get(
-                          PressureProfilesStream) is not None and e.status.value == "online"]
+        candidates = [(e, s) for e in hub.select(lambda meta: meta.pod_name == pod_name)
+                      if (s := stream_of(e, PressureProfilesStream)) is not None]
         if not candidates:
             return _error(404, f"profile {shown} not found: no online agent of that pod holds "
                                "a pressure-profiles stream (see GET /pressure-profiles)")
-        entry = candidates[0]
-        stream: PressureProfilesStream = entry.owner.streams[PressureProfilesStream]  # type: ignore[union-attr]
+        entry, stream = candidates[0]
         timeout = deadline()
         listed = None
         with trio.move_on_after(timeout):
