@@ -25,6 +25,7 @@ SCENARIOS = [
     ("p5_health_latency", "P5 health-latency ", [*TINY, "--scrapes", "3"]),
     ("m1_hostile_memory", "M1 hostile memory ",
      ["--registered", "2", "--anonymous", "2", "--seconds", "1"]),
+    ("m2_profile_download", "M2 profile download ", ["--megabytes", "4"]),
 ]
 
 
