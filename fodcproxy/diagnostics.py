@@ -57,7 +57,7 @@ from fodcproxy.hub import AgentHub, AgentSession
 
 __all__ = ["FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "CrashDiagnosticsStream", "Collected",
            "DiagnosticsSettings", "FetchFailed", "PressureProfilesStream", "ProfileFetch",
-           "collect_crash_records", "collect_profiles", "counts", "refresh_forever", "stream_of"]
+           "attach", "collect_crash_records", "collect_profiles", "counts", "refresh_forever", "stream_of"]
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +366,20 @@ class PressureProfilesStream(ReportStream):
         self._abandoned.clear()
 
 
+S = TypeVar("S", CrashDiagnosticsStream, PressureProfilesStream)
+
+
+async def attach(hub: AgentHub, agent_id: str, call: RequestCall, kind: type[S],
+                 settings: DiagnosticsSettings) -> S:
+    """`hub.attach` for these streams, wired to the hub's metrics and `settings` (see
+    `AgentHub.attach` for what it raises)."""
+    stream = await hub.attach(agent_id, call, kind)
+    stream.metrics = hub.metrics
+    if isinstance(stream, PressureProfilesStream):
+        stream.settings = settings
+    return stream
+
+
 # -- collections -------------------------------------------------------------------------------
 
 
@@ -385,9 +399,6 @@ class Collected:
     @property
     def answered(self) -> bool:
         return not self.error
-
-
-S = TypeVar("S", CrashDiagnosticsStream, PressureProfilesStream)
 
 
 def stream_of(entry: AgentEntry, kind: type[S]) -> S | None:

@@ -25,6 +25,7 @@ from fodcproxy.errors import (
     LimitExceeded,
     Unauthenticated,
 )
+from fodcproxy import diagnostics
 from fodcproxy.diagnostics import (
     CrashDiagnosticsStream,
     DiagnosticsSettings,
@@ -196,8 +197,8 @@ class FodcService:
         self._authenticate(call)
         agent_id = self._agent_id(call)
         agent_call = GrpcRequestCall(call, diagnostics_wire.crash_request)
-        stream = await self.hub.attach(agent_id, agent_call, CrashDiagnosticsStream)
-        stream.metrics = self.hub.metrics
+        stream = await diagnostics.attach(self.hub, agent_id, agent_call, CrashDiagnosticsStream,
+                                          self.diagnostics)
         try:
             while True:
                 msg = await call.receive()
@@ -213,9 +214,8 @@ class FodcService:
         self._authenticate(call)
         agent_id = self._agent_id(call)
         agent_call = GrpcRequestCall(call, diagnostics_wire.pressure_command)
-        stream = await self.hub.attach(agent_id, agent_call, PressureProfilesStream)
-        stream.metrics = self.hub.metrics
-        stream.settings = self.diagnostics
+        stream = await diagnostics.attach(self.hub, agent_id, agent_call, PressureProfilesStream,
+                                          self.diagnostics)
         try:
             while True:
                 msg = await call.receive()
