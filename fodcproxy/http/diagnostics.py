@@ -51,6 +51,25 @@ MAX_PATH_PART = 253
 _SHOWN = 20
 
 
+class DownloadCut(Exception):
+    """Raised out of a download's body to make the server close the connection without the
+    body's end: the client must see a truncated download, not a short file that looks whole."""
+
+
+class _QuietCutDownloads(logging.Filter):
+    """hypercorn logs an exception out of a body ("Error in ASGI Framework") with a traceback;
+    a cut download is logged once, as a warning, by `_body`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BaseExceptionGroup):
+            return exc.split(DownloadCut)[1] is not None  # keep it if anything else is inside
+        return not isinstance(exc, DownloadCut)
+
+
+logging.getLogger("fodcproxy.http.hypercorn").addFilter(_QuietCutDownloads())
+
+
 def _error(status: int, message: str) -> Response:
     return Response(documents.dumps(documents.ErrorBody(message)), status=status,
                     content_type=JSON)
@@ -202,6 +221,6 @@ async def _body(stream: PressureProfilesStream, fetch: ProfileFetch, first: byte
         # (not a short file that looks complete).
         log.warning("download %s of profile %r from agent %s cut short after %d bytes: %s",
                     fetch.request_id, fetch.profile_id[:128], stream.agent_id, fetch.bytes, exc)
-        raise
+        raise DownloadCut(str(exc)) from None
     finally:
         stream.close(fetch)
