@@ -332,3 +332,43 @@ async def test_gauges_on_metrics_after_a_collection() -> None:
                        for ln in found)
             assert any(ln.startswith("fodc_agent_pressure_profiles{") and 'pod_name="data-0"'
                        in ln and ln.endswith(" 1") for ln in found)
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b"\xff\xff\xff", "does not decode"),  # does not parse
+    (b"", "none of record, list_complete, chunk"),  # parses, carries nothing
+])
+async def test_malformed_pressure_message_ends_only_that_stream(raw: bytes, why: str) -> None:
+    from fodcproxy.errors import GrpcCode
+
+    pressure = FakePressureService({"p1": {"heap": b"x"}})
+    with trio.fail_after(30):
+        async with open_proxy() as proxy, pod(proxy, "data-0", pressure) as a:
+            call = pressure.call
+            assert call is not None
+            await call.send_raw(raw)
+            await wait_for(lambda: call.status is not None)
+            assert call.status is not None and call.status[0] == GrpcCode.INVALID_ARGUMENT
+            assert why in call.status[1], call.status
+            # The agent starts over (as upstream's does) and is served again.
+            await wait_for(lambda: pressure.call is not call)
+            await wait_for(lambda: proxy.proxy.hub.sessions.get(a.agent_id) is not None
+                           and proxy.proxy.hub.sessions[a.agent_id].stream(
+                               PressureProfilesStream) is not None)
+            r = await http_get(proxy.http_url + "/pressure-profiles")
+            assert len(r.json()) == 1
+
+
+async def test_too_many_downloads_from_one_agent_is_503() -> None:
+    pressure = FakePressureService({"p1": {"heap": 8 << 20}}, hang_after_chunks=1)
+    with trio.fail_after(30):
+        async with open_proxy() as proxy, pod(proxy, "data-0", pressure) as a:
+            url = proxy.http_url + "/pressure-profiles/data-0/p1/heap"
+            socks = [await _open_download(url) for _ in range(4)]
+            assert all(resp.status_code == 200 for _, _, resp in socks)
+            r = await http_get(url)
+            assert r.status == 503 and "4 downloads" in r.json()["error"]
+            for sock, _, _ in socks:
+                await sock.aclose()
+            stream = proxy.proxy.hub.sessions[a.agent_id].stream(PressureProfilesStream)
+            await wait_for(lambda: stream._fetches == {})

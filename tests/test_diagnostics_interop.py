@@ -97,3 +97,43 @@ async def test_upstream_agent_profiles_listed_and_downloaded_byte_exact(up):
                 await wait_for(lambda: stream.unasked_chunks == 1)
                 # And the stream still answers.
                 assert len((await http_get(proxy.http_url + "/pressure-profiles")).json()) == 1
+
+
+@pytest.mark.parametrize("method", ["StreamCrashDiagnostics", "StreamPressureProfiles"])
+async def test_a_diagnostics_stream_from_another_connection_is_refused(up, method):
+    import grpc
+    import threading
+
+    with trio.fail_after(30):
+        async with open_proxy() as proxy:
+            async with Running(UpstreamLikeAgent(proxy.grpc_address, up, pod_name="data-0",
+                                                 streams=STREAMS)) as agent:
+                done = threading.Event()
+                req = getattr(up, method + "Request")
+                resp = getattr(up, method + "Response")
+
+                def nothing():
+                    done.wait(10)
+                    yield from ()
+
+                def hijack() -> grpc.StatusCode:
+                    options = [("grpc.use_local_subchannel_pool", 1)]
+                    with grpc.insecure_channel(proxy.grpc_address, options=options) as channel:
+                        call = channel.stream_stream(
+                            "/banyandb.fodc.v1.FODCService/" + method,
+                            request_serializer=req.SerializeToString,
+                            response_deserializer=resp.FromString)
+                        try:
+                            for _ in call(nothing(), metadata=(("agent_id", agent.agent_id),)):
+                                pass
+                        except grpc.RpcError as exc:
+                            return exc.code()
+                        finally:
+                            done.set()
+                    return grpc.StatusCode.OK
+
+                assert await trio.to_thread.run_sync(hijack) == grpc.StatusCode.PERMISSION_DENIED
+                assert not agent.ended
+                # The real agent's streams still answer.
+                r = await http_get(proxy.http_url + "/pressure-profiles")
+                assert r.headers["x-fodc-agents-answered"] == "1"
