@@ -81,6 +81,9 @@ class DiagnosticsSettings:
     max_bytes: int = MAX_REPLY_BYTES  # --max-reply-bytes
 
 
+_CANCELLED = "the collection was cancelled"
+
+
 class FetchFailed(Exception):
     """A download ended before its last chunk; says why."""
 
@@ -93,6 +96,7 @@ class CrashDiagnosticsStream(ReportStream):
         super().__init__(session, call, clock=clock)
         self.metrics: ProxyMetrics | None = None  # set by the transport's handler
         self._answer: CrashAnswer | None = None
+        self._over = trio.Event()  # set when the collection in progress is over
         self._wake = trio.Event()
         self.unasked = 0  # records that arrived while no collection ran
         self.latest_count: int | None = None
@@ -100,13 +104,27 @@ class CrashDiagnosticsStream(ReportStream):
     async def collect(self, answer: CrashAnswer) -> None:
         """Ask for the agent's crash records and fill `answer` until it is over.
 
+        A caller that comes while a collection is in progress joins it (the agent is sending its
+        records now; they are this caller's answer too) instead of asking again.
+
         Raises:
             AgentGone: the stream ended (or was gone) before the answer was over.
         """
+        while (running := self._answer) is not None:
+            over = self._over
+            await over.wait()
+            if running.failed is None and running.quiet(self._clock()):
+                answer.take(running)
+                return
+            if running.failed is not None and running.failed != _CANCELLED:
+                raise AgentGone(running.failed)
+            # The collection we joined was cut short (its caller went away, or its deadline was
+            # earlier than ours): ask ourselves.
         async with self._lock:
             if self._ended is not None:
                 raise AgentGone(self._ended)
             self._answer = answer
+            self._over = trio.Event()
             try:
                 try:
                     await self.call.send_request(0, None)
@@ -122,9 +140,16 @@ class CrashDiagnosticsStream(ReportStream):
                         await self._wake.wait()
                 if self._ended is not None:
                     raise AgentGone(self._ended)
+            except AgentGone as exc:
+                answer.failed = str(exc)
+                raise
+            except BaseException:
+                answer.failed = answer.failed or _CANCELLED
+                raise
             finally:
                 if self._answer is answer:
                     self._answer = None
+                self._over.set()
 
     def on_record(self, record: CrashRecord, size: int) -> None:
         """One StreamCrashDiagnosticsRequest (`size` serialized bytes)."""

@@ -315,3 +315,39 @@ async def test_download_chunk_deadlines_and_cancel(autojump_clock: Any) -> None:
         async for data in stream.chunks(fetch):
             got.append(data)
     assert got == [b"1"]
+
+
+async def test_concurrent_crash_collections_share_one_request(autojump_clock: Any) -> None:
+    hub = make_hub()
+    agent = await pod_agent(hub)
+    call = MemoryRequestCall(agent, "/memory/StreamCrashDiagnostics")
+    stream = await attach(hub, agent.agent_id, call, CrashDiagnosticsStream, DiagnosticsSettings())
+    out: list[Any] = []
+
+    async def ask(timeout: float) -> None:
+        out.append(await collect_crash_records(hub.select(lambda m: True),
+                                               DiagnosticsSettings(settle=0.5), timeout=timeout))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask, 8.0)
+        await call.sent.receive()
+        nursery.start_soon(ask, 8.0)
+        await trio.sleep(0.1)
+        stream.on_record(rec("a"), 10)
+    assert len(out) == 2
+    assert [[r.artifact_dir for r in res[0][0].records] for res in out] == [["a"], ["a"]]
+    assert all(res[0][0].complete for res in out)
+    with pytest.raises(trio.WouldBlock):
+        call.sent.receive_nowait()  # one request only
+
+    # The first caller goes away (its deadline is earlier): the one that joined asks itself.
+    out.clear()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask, 0.2)
+        await call.sent.receive()
+        nursery.start_soon(ask, 8.0)
+        await trio.sleep(0.3)  # the first one's deadline passed, it was cut
+        await call.sent.receive()  # the second one's own request
+        stream.on_record(rec("b"), 10)
+    second = [res for res in out if res[0][0].complete]
+    assert [[r.artifact_dir for r in res[0][0].records] for res in second] == [["b"]]

@@ -215,6 +215,7 @@ class CrashAnswer(_Capped):
         self.settle = settle
         self.last = started  # the request, or the latest record
         self.sent = False  # the request went out
+        self.failed: str | None = None  # why the collection failed, if it did
         self.records: dict[str, tuple[CrashRecord, int]] = {}  # by artifact_dir, with sizes
         self.received = 0
 
@@ -231,6 +232,13 @@ class CrashAnswer(_Capped):
         self.size += size
         self.records[record.artifact_dir] = (record, size)
         return True
+
+    def take(self, other: CrashAnswer) -> None:
+        """Become a copy of `other` (a caller that joined `other`'s collection)."""
+        self.records = dict(other.records)
+        self.size, self.truncated, self.dropped = other.size, other.truncated, other.dropped
+        self.received, self.sent, self.last = other.received, other.sent, other.last
+        self.settle, self.deadline = other.settle, other.deadline
 
     def wake_at(self) -> float:
         """When the answer is over if nothing more arrives."""
