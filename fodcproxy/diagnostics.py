@@ -172,7 +172,8 @@ class CrashDiagnosticsStream(ReportStream):
 class ProfileFetch:
     """One download from an agent: its chunks, handed over one at a time."""
 
-    def __init__(self, request_id: str, profile_id: str, type_: str, queue: int) -> None:
+    def __init__(self, request_id: str, profile_id: str, type_: str, queue: int,
+                 now: float = 0.0) -> None:
         self.request_id = request_id
         self.profile_id = profile_id
         self.type = type_
@@ -184,6 +185,7 @@ class ProfileFetch:
         self.bytes = 0
         self.chunks = 0
         self.peak_queued = 0  # most chunks held in the channel at once
+        self.touched = now  # the latest hand-off or read
 
     def fail(self, why: str) -> None:
         if self.error is None:
@@ -259,10 +261,16 @@ class PressureProfilesStream(ReportStream):
         """
         if self._ended is not None:
             raise AgentGone(self._ended)
+        now = self._clock()
+        for stale in list(self._fetches.values()):
+            # A live download is touched at least every chunk deadline (a read or a hand-off,
+            # else one of their deadlines abandons it); this one's reader never started.
+            if now - stale.touched > 2 * self.settings.chunk_timeout:
+                self._abandon(stale, "nobody read it")
         if len(self._fetches) >= MAX_FETCHES_PER_AGENT:
             raise AgentGone(f"{MAX_FETCHES_PER_AGENT} downloads from this agent are running: "
                             "try again when one is done")
-        fetch = ProfileFetch(f"fetch-{next(self._ids)}", profile_id, type_, queue)
+        fetch = ProfileFetch(f"fetch-{next(self._ids)}", profile_id, type_, queue, now)
         self._fetches[fetch.request_id] = fetch
         try:
             await self._send(0, FetchCommand(fetch.request_id, profile_id, type_, filepath))
@@ -287,6 +295,7 @@ class PressureProfilesStream(ReportStream):
             with trio.move_on_after(timeout):
                 try:
                     chunk = await fetch._receive.receive()
+                    fetch.touched = self._clock()
                 except trio.EndOfChannel:
                     raise FetchFailed(fetch.error or "the download ended") from None
             if chunk is None:
@@ -374,6 +383,7 @@ class PressureProfilesStream(ReportStream):
                                  f"--profile-chunk-timeout={timeout:g}s")
             await self._cancel(fetch)
             return
+        fetch.touched = self._clock()
         fetch.chunks += 1
         fetch.bytes += len(chunk.data)
         fetch.peak_queued = max(fetch.peak_queued,

@@ -20,7 +20,7 @@ from fodcproxy.testing.diagnostics import (
     FakePressureService,
     crash_record,
 )
-from fodcproxy.testing.http import http_get
+from fodcproxy.testing.http import http_get, http_request
 from helpers import wait_for
 
 CRASH_KEYS = {"agent_id", "pod_name", "role", "fetched_at", "source_endpoint", "artifact_dir",
@@ -159,7 +159,9 @@ async def test_bad_download_paths() -> None:
             assert (await http_get(base + "/data-0/p1/goroutine")).status == 404
             assert (await http_get(base + "/" + "x" * 300 + "/p1/heap")).status == 400
             assert (await http_get(base + "/data-0/p1/heap?x=1")).status == 400
-            assert pressure.fetches == []
+            head = await http_request("HEAD", base + "/data-0/p1/heap")
+            assert head.status == 200 and "attachment" in head.headers["content-disposition"]
+            assert pressure.fetches == []  # none of these asked for bytes
 
 
 async def test_agent_that_never_completes_its_list_misses_the_deadline() -> None:

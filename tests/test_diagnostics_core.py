@@ -351,3 +351,20 @@ async def test_concurrent_crash_collections_share_one_request(autojump_clock: An
         stream.on_record(rec("b"), 10)
     second = [res for res in out if res[0][0].complete]
     assert [[r.artifact_dir for r in res[0][0].records] for res in second] == [["b"]]
+
+
+async def test_a_download_nobody_reads_is_swept(autojump_clock: Any) -> None:
+    hub = make_hub()
+    agent = await pod_agent(hub)
+    call = MemoryRequestCall(agent, "/memory/StreamPressureProfiles")
+    stream = await attach(hub, agent.agent_id, call, PressureProfilesStream,
+                          DiagnosticsSettings(chunk_timeout=30.0))
+    # Four downloads whose readers never start and whose agent never answers.
+    for _ in range(4):
+        await stream.start_fetch("p", "heap", "/x")
+    with pytest.raises(Exception, match="4 downloads"):
+        await stream.start_fetch("p", "heap", "/x")
+    await trio.sleep(60.001)
+    fetch = await stream.start_fetch("p", "heap", "/x")  # the stale ones were abandoned
+    assert list(stream._fetches) == [fetch.request_id]
+    assert len(stream._abandoned) == 4

@@ -178,6 +178,10 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         if file is None:
             return _error(404, f"profile {shown} with a {type_} profile not found (see "
                                "GET /pressure-profiles)")
+        name = attachment_name(pod_name, entry.role, profile_id, type_)
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if request.method == "HEAD":  # the profile is there; its bytes are not asked for
+            return Response(b"", content_type="application/octet-stream", headers=headers)
         try:
             fetch = await stream.start_fetch(profile_id, type_, file.filepath)
         except AgentGone as exc:
@@ -192,10 +196,8 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         except BaseException:
             stream.close(fetch)
             raise
-        name = attachment_name(pod_name, entry.role, profile_id, type_)
         response = Response(_body(stream, fetch, first, chunks),
-                            content_type="application/octet-stream",
-                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                            content_type="application/octet-stream", headers=headers)
         # No whole-response timeout: each chunk has its own deadline (--profile-chunk-timeout).
         response.timeout = None
         return response
