@@ -315,6 +315,24 @@ async def test_agent_disconnecting_mid_download_truncates_the_body() -> None:
             await sock.aclose()
 
 
+async def test_agent_disconnecting_before_the_first_byte_is_404() -> None:
+    pressure = FakePressureService({"p1": {"heap": 8 << 20}}, hang_after_chunks=0)
+    with trio.fail_after(30):
+        async with open_proxy() as proxy, pod(proxy, "data-0", pressure):
+            answers: list[Any] = []
+
+            async def download() -> None:
+                answers.append(await http_get(proxy.http_url + "/pressure-profiles/data-0/p1/heap"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(download)
+                await wait_for(lambda: pressure.fetches != [])
+                assert pressure.call is not None
+                await pressure.call._stream.close()  # type: ignore[attr-defined]
+            (r,) = answers
+            assert r.status == 404 and "stream ended" in r.json()["error"]
+
+
 async def test_gauges_on_metrics_after_a_collection() -> None:
     crash = FakeCrashService([crash_record("/c/1"), crash_record("/c/2")])
     pressure = FakePressureService({"p1": {"heap": b"x"}})

@@ -238,6 +238,10 @@ async def test_profile_list_through_the_tracker(autojump_clock: Any) -> None:
     async def ask(timeout: float) -> None:
         out.append(await collect_profiles(hub.select(lambda m: True), timeout=timeout))
 
+    # What comes unasked is dropped and counted.
+    stream.on_record(ProfileRecord("unasked", None), 10)
+    stream.on_list_complete("")
+    assert hub.metrics.value("fodc_proxy_dropped_replies_total") == 1
     # 1: the agent does not answer in time; 2: its late answer to 1 comes while 2 is open and is
     # dropped (the tracker's id-0 rule); then 2's own answer is delivered.
     async with trio.open_nursery() as nursery:
