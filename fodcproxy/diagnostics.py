@@ -28,9 +28,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from functools import partial
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
@@ -49,15 +49,15 @@ from fodcproxy.core.diagnostics import (
 )
 from fodcproxy.core.registry import AgentEntry, AgentStatus
 from fodcproxy.core.tracker import Verdict
+from fodcproxy.hub import AgentHub, AgentSession
 from fodcproxy.link import RequestCall, StreamClosed
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream
 
-from fodcproxy.hub import AgentHub, AgentSession
-
-__all__ = ["FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "CrashDiagnosticsStream", "Collected",
+__all__ = ["FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "Collected", "CrashDiagnosticsStream",
            "DiagnosticsSettings", "FetchFailed", "PressureProfilesStream", "ProfileFetch",
-           "attach", "collect_crash_records", "collect_profiles", "counts", "refresh_forever", "stream_of"]
+           "TooManyDownloads", "attach", "collect_crash_records", "collect_profiles", "counts",
+           "refresh_forever", "stream_of"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ class DiagnosticsSettings:
 
 
 _CANCELLED = "the collection was cancelled"
+
+
+class TooManyDownloads(AgentGone):
+    """MAX_FETCHES_PER_AGENT downloads from the agent are running."""
 
 
 class FetchFailed(Exception):
@@ -257,7 +261,8 @@ class PressureProfilesStream(ReportStream):
         """Ask the agent for one profile's bytes; read them with `chunks()`, then `close()`.
 
         Raises:
-            AgentGone: the stream is gone, or MAX_FETCHES_PER_AGENT downloads are running.
+            AgentGone: the stream is gone.
+            TooManyDownloads: MAX_FETCHES_PER_AGENT downloads from the agent are running.
         """
         if self._ended is not None:
             raise AgentGone(self._ended)
@@ -268,8 +273,8 @@ class PressureProfilesStream(ReportStream):
             if now - stale.touched > 2 * self.settings.chunk_timeout:
                 self._abandon(stale, "nobody read it")
         if len(self._fetches) >= MAX_FETCHES_PER_AGENT:
-            raise AgentGone(f"{MAX_FETCHES_PER_AGENT} downloads from this agent are running: "
-                            "try again when one is done")
+            raise TooManyDownloads(f"{MAX_FETCHES_PER_AGENT} downloads from this agent are "
+                                   "running: try again when one is done")
         fetch = ProfileFetch(f"fetch-{next(self._ids)}", profile_id, type_, queue, now)
         self._fetches[fetch.request_id] = fetch
         try:

@@ -32,6 +32,7 @@ from fodcproxy.diagnostics import (
     FetchFailed,
     PressureProfilesStream,
     ProfileFetch,
+    TooManyDownloads,
     collect_crash_records,
     collect_profiles,
     stream_of,
@@ -184,9 +185,10 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
             return Response(b"", content_type="application/octet-stream", headers=headers)
         try:
             fetch = await stream.start_fetch(profile_id, type_, file.filepath)
+        except TooManyDownloads as exc:
+            return _error(503, f"profile {shown} not available now: {exc}")
         except AgentGone as exc:
-            status = 503 if "downloads from this agent" in str(exc) else 404
-            return _error(status, f"profile {shown} not available: {exc}")
+            return _error(404, f"profile {shown} not available: {exc}")
         chunks = stream.chunks(fetch)
         try:
             first = await _first(chunks)

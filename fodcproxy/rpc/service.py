@@ -25,12 +25,12 @@ from fodcproxy.errors import (
     LimitExceeded,
     Unauthenticated,
 )
-from fodcproxy import diagnostics
 from fodcproxy.diagnostics import (
     CrashDiagnosticsStream,
     DiagnosticsSettings,
     PressureProfilesStream,
 )
+from fodcproxy.diagnostics import attach as attach_diagnostics
 from fodcproxy.hub import AgentHub
 from fodcproxy.streams import (
     IdleStream,
@@ -197,8 +197,8 @@ class FodcService:
         self._authenticate(call)
         agent_id = self._agent_id(call)
         agent_call = GrpcRequestCall(call, diagnostics_wire.crash_request)
-        stream = await diagnostics.attach(self.hub, agent_id, agent_call, CrashDiagnosticsStream,
-                                          self.diagnostics)
+        stream = await attach_diagnostics(self.hub, agent_id, agent_call,
+                                          CrashDiagnosticsStream, self.diagnostics)
         try:
             while True:
                 msg = await call.receive()
@@ -214,8 +214,8 @@ class FodcService:
         self._authenticate(call)
         agent_id = self._agent_id(call)
         agent_call = GrpcRequestCall(call, diagnostics_wire.pressure_command)
-        stream = await diagnostics.attach(self.hub, agent_id, agent_call, PressureProfilesStream,
-                                          self.diagnostics)
+        stream = await attach_diagnostics(self.hub, agent_id, agent_call,
+                                          PressureProfilesStream, self.diagnostics)
         try:
             while True:
                 msg = await call.receive()
