@@ -29,7 +29,7 @@ import itertools
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -190,6 +190,7 @@ class ProfileFetch:
         self.chunks = 0
         self.peak_queued = 0  # most chunks held in the channel at once
         self.touched = now  # the latest hand-off or read
+        self.read_all = False  # the reader took the last chunk
 
     def fail(self, why: str) -> None:
         if self.error is None:
@@ -258,7 +259,7 @@ class PressureProfilesStream(ReportStream):
 
     async def start_fetch(self, profile_id: str, type_: str, filepath: str, *,
                           queue: int = FETCH_QUEUE) -> ProfileFetch:
-        """Ask the agent for one profile's bytes; read them with `chunks()`, then `close()`.
+        """Ask the agent for one profile's bytes; read them with `next_data()`, then `close()`.
 
         Raises:
             AgentGone: the stream is gone.
@@ -287,15 +288,15 @@ class PressureProfilesStream(ReportStream):
             raise
         return fetch
 
-    async def chunks(self, fetch: ProfileFetch) -> AsyncIterator[bytes]:
-        """The download's data, chunk by chunk, until its last chunk.
+    async def next_data(self, fetch: ProfileFetch) -> bytes | None:
+        """The download's next piece of data, or None after its last chunk.
 
         Raises:
             FetchFailed: the agent sent an error or a bad chunk, the stream ended, or no chunk
                 came within the chunk deadline.
         """
         timeout = self.settings.chunk_timeout
-        while True:
+        while not fetch.read_all:
             chunk: Chunk | None = None
             with trio.move_on_after(timeout):
                 try:
@@ -306,10 +307,10 @@ class PressureProfilesStream(ReportStream):
             if chunk is None:
                 self._abandon(fetch, f"no chunk within --profile-chunk-timeout={timeout:g}s")
                 raise FetchFailed(fetch.error or "no chunk in time")
+            fetch.read_all = chunk.last
             if chunk.data:
-                yield chunk.data  # outside the cancel scope: the reader may take its time
-            if chunk.last:
-                return
+                return chunk.data
+        return None
 
     def close(self, fetch: ProfileFetch) -> None:
         """The reader is done with `fetch` (read to its end or not)."""

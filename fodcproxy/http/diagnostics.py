@@ -189,36 +189,30 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
             return _error(503, f"profile {shown} not available now: {exc}")
         except AgentGone as exc:
             return _error(404, f"profile {shown} not available: {exc}")
-        chunks = stream.chunks(fetch)
         try:
-            first = await _first(chunks)
+            first = await stream.next_data(fetch)
         except FetchFailed as exc:
             stream.close(fetch)
             return _error(404, f"profile {shown} not available: {exc}")
         except BaseException:
             stream.close(fetch)
             raise
-        response = Response(_body(stream, fetch, first, chunks),
+        response = Response(_body(stream, fetch, first),
                             content_type="application/octet-stream", headers=headers)
         # No whole-response timeout: each chunk has its own deadline (--profile-chunk-timeout).
         response.timeout = None
         return response
 
 
-async def _first(chunks: AsyncIterator[bytes]) -> bytes | None:
-    """The first chunk's data (None: the profile is empty)."""
-    async for data in chunks:
-        return data
-    return None
-
-
-async def _body(stream: PressureProfilesStream, fetch: ProfileFetch, first: bytes | None,
-                chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _body(stream: PressureProfilesStream, fetch: ProfileFetch,
+                first: bytes | None) -> AsyncIterator[bytes]:
+    """The download's data as it arrives (`first` already taken); closes the fetch whatever
+    happens (quart closes the generator when the client goes away)."""
     try:
-        if first is not None:
-            yield first
-        async for data in chunks:
+        data = first
+        while data is not None:
             yield data
+            data = await stream.next_data(fetch)
     except FetchFailed as exc:
         # Bytes are on the wire already: the status cannot change. Raising makes the server
         # abort the connection without the body's end, so the client sees a truncated download
