@@ -55,7 +55,7 @@ from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream
 
 __all__ = ["FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "Collected", "CrashDiagnosticsStream",
-           "DiagnosticsSettings", "FetchFailed", "PressureProfilesStream", "ProfileFetch",
+           "DiagnosticsSettings", "DownloadAgents", "FetchFailed", "PressureProfilesStream", "ProfileFetch",
            "TooManyDownloads", "attach", "collect_crash_records", "collect_profiles", "counts",
            "refresh_forever", "stream_of"]
 
@@ -71,6 +71,37 @@ MAX_ABANDONED = 16
 CANCEL_SEND_TIMEOUT = 1.0
 
 
+class DownloadAgents:
+    """How many agents may have profile downloads in progress at once, proxy-wide.
+
+    While a download waits for its HTTP client, the agent's StreamPressureProfiles is not read,
+    so the chunks queued on it (up to one HTTP/2 stream window, two --grpc-max-msg-size
+    messages) hold their bytes of --grpc-buffer-budget, which every agent's metrics share. The
+    downloads of one agent share its stream's window; so the proxy bounds the number of agents
+    with downloads in progress (`limit`), to keep most of the budget for metrics."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._active: dict[str, int] = {}  # agent_id -> downloads in progress
+
+    def acquire(self, agent_id: str) -> bool:
+        if agent_id not in self._active and len(self._active) >= self.limit:
+            return False
+        self._active[agent_id] = self._active.get(agent_id, 0) + 1
+        return True
+
+    def release(self, agent_id: str) -> None:
+        n = self._active.get(agent_id, 0) - 1
+        if n > 0:
+            self._active[agent_id] = n
+        else:
+            self._active.pop(agent_id, None)
+
+    @property
+    def agents(self) -> int:
+        return len(self._active)
+
+
 @attrs.frozen(kw_only=True)
 class DiagnosticsSettings:
     """The proxy's settings for these streams (flags of `fodcproxy.config`)."""
@@ -79,6 +110,9 @@ class DiagnosticsSettings:
     chunk_timeout: float = 30.0  # --profile-chunk-timeout
     max_records: int = MAX_RECORDS
     max_bytes: int = MAX_REPLY_BYTES  # --max-reply-bytes
+    # Agents with downloads in progress at once, proxy-wide (see DownloadAgents): as many
+    # stream windows as fit in half of --grpc-buffer-budget (2 with the defaults).
+    download_agents: int = 2
 
 
 _CANCELLED = "the collection was cancelled"
@@ -206,6 +240,7 @@ class PressureProfilesStream(ReportStream):
         super().__init__(session, call, clock=clock)
         self.metrics: ProxyMetrics | None = None  # set by the transport's handler
         self.settings = DiagnosticsSettings()  # set by the transport's handler
+        self.downloads = DownloadAgents(self.settings.download_agents)  # shared: see attach()
         self._send_lock = trio.Lock()  # lists, fetches and cancels share the call
         self._fetches: dict[str, ProfileFetch] = {}
         self._abandoned: OrderedDict[str, ProfileFetch] = OrderedDict()
@@ -276,17 +311,29 @@ class PressureProfilesStream(ReportStream):
         if len(self._fetches) >= MAX_FETCHES_PER_AGENT:
             raise TooManyDownloads(f"{MAX_FETCHES_PER_AGENT} downloads from this agent are "
                                    "running: try again when one is done")
+        if not self.downloads.acquire(self.agent_id):
+            raise TooManyDownloads(
+                f"downloads from {self.downloads.limit} other agents are running (each holds "
+                "part of --grpc-buffer-budget while its client reads): try again when one is "
+                "done")
         fetch = ProfileFetch(f"fetch-{next(self._ids)}", profile_id, type_, queue, now)
         self._fetches[fetch.request_id] = fetch
         try:
             await self._send(0, FetchCommand(fetch.request_id, profile_id, type_, filepath))
         except StreamClosed as exc:
-            self._fetches.pop(fetch.request_id, None)
+            self._forget(fetch)
             raise AgentGone(str(exc)) from None
         except BaseException:
-            self._fetches.pop(fetch.request_id, None)
+            self._forget(fetch)
             raise
         return fetch
+
+    def _forget(self, fetch: ProfileFetch) -> bool:
+        """`fetch` is no longer in progress (its slot is freed). Returns whether it was."""
+        if self._fetches.pop(fetch.request_id, None) is None:
+            return False
+        self.downloads.release(self.agent_id)
+        return True
 
     async def next_data(self, fetch: ProfileFetch) -> bytes | None:
         """The download's next piece of data, or None after its last chunk.
@@ -321,7 +368,7 @@ class PressureProfilesStream(ReportStream):
     def _abandon(self, fetch: ProfileFetch, why: str) -> None:
         """Stop `fetch`: its later chunks are dropped, the next one sends the agent a cancel."""
         fetch.fail(why)
-        if self._fetches.pop(fetch.request_id, None) is not None and not fetch.finished:
+        if self._forget(fetch) and not fetch.finished:
             fetch.abandoned = True
             log.info("agent %s: download %s of profile %r abandoned: %s", self.agent_id,
                      fetch.request_id, fetch.profile_id[:128], why)
@@ -364,7 +411,7 @@ class PressureProfilesStream(ReportStream):
                                 data_len=len(chunk.data), error=chunk.error,
                                 want_profile_id=fetch.profile_id, want_type=fetch.type)
         if problem is not None:
-            self._fetches.pop(fetch.request_id, None)
+            self._forget(fetch)
             fetch.fail(problem)
             if not chunk.error and not chunk.last:
                 log.warning("agent %s: download %s refused: %s", self.agent_id,
@@ -396,14 +443,14 @@ class PressureProfilesStream(ReportStream):
                                 fetch._send.statistics().current_buffer_used)
         if chunk.last:
             fetch.finished = True
-            self._fetches.pop(fetch.request_id, None)
+            self._forget(fetch)
             fetch._send.close()
 
     def end(self, why: str) -> None:
         super().end(why)
         for fetch in list(self._fetches.values()):
             fetch.fail(why)
-        self._fetches.clear()
+            self._forget(fetch)
         self._abandoned.clear()
 
 
@@ -411,13 +458,15 @@ S = TypeVar("S", CrashDiagnosticsStream, PressureProfilesStream)
 
 
 async def attach(hub: AgentHub, agent_id: str, call: RequestCall, kind: type[S],
-                 settings: DiagnosticsSettings) -> S:
-    """`hub.attach` for these streams, wired to the hub's metrics and `settings` (see
-    `AgentHub.attach` for what it raises)."""
+                 settings: DiagnosticsSettings, downloads: DownloadAgents | None = None) -> S:
+    """`hub.attach` for these streams, wired to the hub's metrics, `settings` and the proxy's
+    `downloads` limit (see `AgentHub.attach` for what it raises)."""
     stream = await hub.attach(agent_id, call, kind)
     stream.metrics = hub.metrics
     if isinstance(stream, PressureProfilesStream):
         stream.settings = settings
+        if downloads is not None:
+            stream.downloads = downloads
     return stream
 
 

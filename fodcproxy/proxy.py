@@ -124,21 +124,24 @@ class Proxy:
             max_secondary_addresses=config.max_secondary_addresses,
             max_secondary_address_key_length=config.max_secondary_address_key_length,
             max_node_config_bytes=config.max_node_config_bytes)
+        server_limits = ServerLimits(
+            max_message_length=config.grpc_max_msg_size,
+            handshake_timeout=config.grpc_handshake_timeout,
+            idle_timeout=config.grpc_idle_timeout,
+            message_timeout=config.grpc_message_timeout,
+        )
         self.diagnostics = DiagnosticsSettings(
             settle=config.diagnostics_settle, chunk_timeout=config.profile_chunk_timeout,
-            max_bytes=config.max_reply_bytes)
+            max_bytes=config.max_reply_bytes,
+            # A download waiting for its client holds up to one stream window of the budget.
+            download_agents=max(1, config.grpc_buffer_budget // (2 * server_limits.stream_window)))
         service = FodcService(self.hub, token=config.agent_token, limits=limits,
                               registration_timeout=config.grpc_handshake_timeout,
                               diagnostics=self.diagnostics)
         self.grpc = GrpcServer(
             service.methods(),
             ssl_context=ssl_context,
-            limits=ServerLimits(
-                max_message_length=config.grpc_max_msg_size,
-                handshake_timeout=config.grpc_handshake_timeout,
-                idle_timeout=config.grpc_idle_timeout,
-                message_timeout=config.grpc_message_timeout,
-            ),
+            limits=server_limits,
             buffer_budget=config.grpc_buffer_budget,
             max_connections=connection_limit(config.grpc_connection_limit),
         )

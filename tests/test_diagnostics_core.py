@@ -27,8 +27,10 @@ from fodcproxy.core.registry import Registration, Registry
 from fodcproxy.diagnostics import (
     CrashDiagnosticsStream,
     DiagnosticsSettings,
+    DownloadAgents,
     FetchFailed,
     PressureProfilesStream,
+    TooManyDownloads,
     attach,
     collect_crash_records,
     collect_profiles,
@@ -369,3 +371,36 @@ async def test_a_download_nobody_reads_is_swept(autojump_clock: Any) -> None:
     fetch = await stream.start_fetch("p", "heap", "/x")  # the stale ones were abandoned
     assert list(stream._fetches) == [fetch.request_id]
     assert len(stream._abandoned) == 4
+
+
+def test_download_agents_table() -> None:
+    d = DownloadAgents(2)
+    assert d.acquire("a") and d.acquire("a")  # one agent's downloads share its stream
+    assert d.acquire("b") and not d.acquire("c")
+    d.release("a")
+    assert not d.acquire("c") and d.agents == 2
+    d.release("a")
+    assert d.acquire("c")
+    assert DownloadAgents(0).limit == 1
+
+
+async def test_downloads_are_limited_to_a_few_agents_proxy_wide(autojump_clock: Any) -> None:
+    hub = make_hub()
+    limit = DownloadAgents(1)
+    streams = []
+    for name in ("data-0", "data-1"):
+        agent = MemoryAgent(hub, Registration.build_pod(pod_name=name, role="ROLE_DATA"))
+        agent.register()
+        call = MemoryRequestCall(agent, "/memory/StreamPressureProfiles")
+        streams.append((await attach(hub, agent.agent_id, call, PressureProfilesStream,
+                                     DiagnosticsSettings(), limit), call))
+    (first, call0), (second, _) = streams
+    fetch = await first.start_fetch("p", "heap", "/x")
+    await first.start_fetch("p", "goroutine", "/y")  # the same agent: its window is shared
+    with pytest.raises(TooManyDownloads, match="other agents"):
+        await second.start_fetch("p", "heap", "/x")
+    await first.on_chunk(Chunk(fetch.request_id, "p", "heap", b"", last=True))
+    first.close(fetch)
+    hub.call_ended(first.session, call0)  # the other download ends with its stream
+    assert limit.agents == 0
+    await second.start_fetch("p", "heap", "/x")

@@ -28,6 +28,7 @@ from fodcproxy.errors import (
 from fodcproxy.diagnostics import (
     CrashDiagnosticsStream,
     DiagnosticsSettings,
+    DownloadAgents,
     PressureProfilesStream,
 )
 from fodcproxy.diagnostics import attach as attach_diagnostics
@@ -70,6 +71,8 @@ class FodcService:
                  diagnostics: DiagnosticsSettings | None = None) -> None:
         self.hub = hub
         self.diagnostics = diagnostics or DiagnosticsSettings(max_bytes=hub.max_reply_bytes)
+        # Agents with profile downloads in progress, shared by every pressure stream.
+        self.downloads = DownloadAgents(self.diagnostics.download_agents)
         self._token = token
         self.registration_timeout = registration_timeout
         self.limits = limits
@@ -215,7 +218,8 @@ class FodcService:
         agent_id = self._agent_id(call)
         agent_call = GrpcRequestCall(call, diagnostics_wire.pressure_command)
         stream = await attach_diagnostics(self.hub, agent_id, agent_call,
-                                          PressureProfilesStream, self.diagnostics)
+                                          PressureProfilesStream, self.diagnostics,
+                                          self.downloads)
         try:
             while True:
                 msg = await call.receive()
