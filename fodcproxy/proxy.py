@@ -133,8 +133,9 @@ class Proxy:
         self.diagnostics = DiagnosticsSettings(
             settle=config.diagnostics_settle, chunk_timeout=config.profile_chunk_timeout,
             max_bytes=config.max_reply_bytes,
-            # A download waiting for its client holds up to one stream window of the budget.
-            download_agents=max(1, config.grpc_buffer_budget // (2 * server_limits.stream_window)))
+            # A download waiting for its client holds up to one stream window of the budget (two
+            # messages): downloads from as many agents as such windows fit in half of it.
+            download_agents=max(1, config.grpc_buffer_budget // (4 * config.grpc_max_msg_size)))
         service = FodcService(self.hub, token=config.agent_token, limits=limits,
                               registration_timeout=config.grpc_handshake_timeout,
                               diagnostics=self.diagnostics)

@@ -393,3 +393,31 @@ async def test_too_many_downloads_from_one_agent_is_503() -> None:
                 await sock.aclose()
             stream = proxy.proxy.hub.sessions[a.agent_id].stream(PressureProfilesStream)
             await wait_for(lambda: stream._fetches == {})
+
+
+async def test_stalled_downloads_leave_the_budget_to_metrics() -> None:
+    # Two pod agents' downloads whose clients read nothing hold their streams' queued chunks;
+    # a third agent's metrics (a reply of ~600 KB, over the per-connection small allowance, so
+    # it needs the shared --grpc-buffer-budget) are still collected, and a download from a third
+    # pod agent is refused (503) instead of taking more of the budget.
+    from fodcproxy.testing import static
+
+    services = [FakePressureService({"p1": {"heap": 48 << 20}}) for _ in range(3)]
+    series = [static(f"banyandb_big_{i}", float(i), labels={"pad": "x" * 100})
+              for i in range(4000)]
+    with trio.fail_after(60):
+        async with open_proxy() as proxy, pod(proxy, "data-0", services[0]), \
+                pod(proxy, "data-1", services[1]), pod(proxy, "data-2", services[2]), \
+                open_fake_agent(proxy.grpc_address, role="liaison", ip="10.0.0.9", port=1,
+                                series=series) as liaison:
+            socks = [await _open_download(f"{proxy.http_url}/pressure-profiles/data-{i}/p1/heap")
+                     for i in range(2)]
+            await wait_for(lambda: all(s.bytes_sent >= 4 << 20 for s in services[:2]))
+            r = await http_get(proxy.http_url + "/pressure-profiles/data-2/p1/heap")
+            assert r.status == 503 and "other agents" in r.json()["error"]
+            m = await http_get(f"{proxy.http_url}/metrics?agent_id={liaison.agent_id}")
+            assert m.status == 200
+            assert m.headers["x-fodc-agents-answered"] == "1"
+            assert "banyandb_big_3999" in m.text
+            for sock, _, _ in socks:
+                await sock.aclose()
