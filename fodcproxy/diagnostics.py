@@ -499,7 +499,8 @@ def stream_of(entry: AgentEntry, kind: type[S]) -> S | None:
     return session.stream(kind)
 
 
-def _streams(entries: Sequence[AgentEntry], kind: type[S]) -> tuple[list[tuple[AgentEntry, S]], list[AgentEntry]]:
+def _streams(entries: Sequence[AgentEntry],
+             kind: type[S]) -> tuple[list[tuple[AgentEntry, S]], list[AgentEntry]]:
     """The entries holding a stream of `kind` (with it), and the online ones without one."""
     asked: list[tuple[AgentEntry, S]] = []
     without: list[AgentEntry] = []
