@@ -55,9 +55,9 @@ from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream
 
 __all__ = ["FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "Collected", "CrashDiagnosticsStream",
-           "DiagnosticsSettings", "DownloadAgents", "FetchFailed", "PressureProfilesStream", "ProfileFetch",
-           "TooManyDownloads", "attach", "collect_crash_records", "collect_profiles", "counts",
-           "refresh_forever", "stream_of"]
+           "DiagnosticsSettings", "DownloadAgents", "FetchFailed", "PressureProfilesStream",
+           "ProfileFetch", "TooManyDownloads", "attach", "collect_crash_records",
+           "collect_profiles", "counts", "refresh_forever", "stream_of"]
 
 log = logging.getLogger(__name__)
 

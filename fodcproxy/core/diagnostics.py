@@ -23,9 +23,10 @@ from typing import Any
 import attrs
 
 __all__ = ["CHUNK_LIMIT", "MAX_CHUNK_BYTES", "MAX_RECORDS", "PROFILE_TYPES", "Breadcrumb",
-           "CancelFetch", "Chunk", "CrashAnswer", "CrashRecord", "FetchCommand", "PanicRecord", "ProfileFile", "ProfileList",
-           "ProfileRecord", "Timestamp", "attachment_name", "chunk_problem", "crash_record_json",
-           "go_time", "profile_record_json", "sanitize_filename_part"]
+           "CancelFetch", "Chunk", "CrashAnswer", "CrashRecord", "FetchCommand", "PanicRecord",
+           "ProfileFile", "ProfileList", "ProfileRecord", "Timestamp", "attachment_name",
+           "chunk_problem", "crash_record_json", "go_time", "profile_record_json",
+           "sanitize_filename_part"]
 
 #: A profile download chunk of upstream's agent is at most 1 MiB of data.
 MAX_CHUNK_BYTES = 1024 * 1024
@@ -335,5 +336,6 @@ def sanitize_filename_part(text: str) -> str:
 
 def attachment_name(pod_name: str, role: str, profile_id: str, type_: str) -> str:
     """The file name of a downloaded profile: `<pod>-<role>-<id>-<type>.pprof`."""
-    return "-".join(sanitize_filename_part(p) for p in (pod_name, role, profile_id, type_)) + ".pprof"
+    parts = (pod_name, role, profile_id, type_)
+    return "-".join(sanitize_filename_part(p) for p in parts) + ".pprof"
 
