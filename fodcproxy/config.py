@@ -110,6 +110,10 @@ class ProxyConfig:
     grpc_message_timeout: float = 30.0  # a started message must finish within this
     grpc_max_connections: int = 0  # 0: --max-agents plus a quarter (at least 16 more)
     grpc_buffer_budget: int = 32 * 1024 * 1024  # bytes of unconsumed messages, all connections
+    # Crash records and pressure profiles (docs/http-api.md, "Diagnostics").
+    diagnostics_settle: float = 0.5  # an agent's crash records are complete after this quiet
+    diagnostics_refresh_interval: float = 60.0  # background collection for the gauges; 0: off
+    profile_chunk_timeout: float = 30.0  # each chunk of a profile download, both directions
 
     @property
     def grpc_connection_limit(self) -> int:
@@ -193,6 +197,12 @@ class ProxyConfig:
                 ("--max-reply-bytes", self.max_reply_bytes, 1024)):
             if value < least:
                 raise ConfigError(flag, f"must be at least {least}")
+        if not self.diagnostics_settle > 0:
+            raise ConfigError("--diagnostics-settle", "must be greater than 0")
+        if not self.diagnostics_refresh_interval >= 0:
+            raise ConfigError("--diagnostics-refresh-interval", "must be 0 (off) or more")
+        if not self.profile_chunk_timeout > 0:
+            raise ConfigError("--profile-chunk-timeout", "must be greater than 0")
         if self.max_query_window is not None and not self.max_query_window > 0:
             raise ConfigError("--max-query-window", "must be greater than 0")
         for flag, port in (("--grpc-listen-addr", self.grpc_port), ("--http-listen-addr", self.http_port)):
@@ -283,6 +293,21 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
                           "that agent is up 0; lifecycle: it did not respond; registry: the next "
                           "liaison is asked) (default 268435456)")
 
+    diag = p.add_argument_group("crash records and pressure profiles (GET /diagnostics, "
+                                "/pressure-profiles)")
+    diag.add_argument("--diagnostics-settle", default=dur(d.diagnostics_settle),
+                      help="an agent's crash records are complete once its stream has been "
+                           "quiet this long after the request (never past --collect-timeout; "
+                           "default 500ms)")
+    diag.add_argument("--diagnostics-refresh-interval",
+                      default=dur(d.diagnostics_refresh_interval),
+                      help="collect every agent's crash records and profiles this often for the "
+                           "fodc_agent_crash_records and fodc_agent_pressure_profiles gauges "
+                           "(0: only when asked over HTTP; default 1m)")
+    diag.add_argument("--profile-chunk-timeout", default=dur(d.profile_chunk_timeout),
+                      help="a profile download ends when the agent sends no chunk, or the HTTP "
+                           "client takes none, for this long (default 30s)")
+
 
 def _readable(path: str | None, flag: str) -> str | None:
     if path is not None and not os.access(path, os.R_OK):
@@ -330,6 +355,11 @@ def proxy_config_from_args(ns: argparse.Namespace) -> ProxyConfig:
         max_reply_bytes=parse_int(ns.max_reply_bytes, "--max-reply-bytes"),
         shutdown_grace=parse_duration(ns.shutdown_grace, flag="--shutdown-grace"),
         advertise_http_addr=ns.advertise_http_addr,
+        diagnostics_settle=parse_duration(ns.diagnostics_settle, flag="--diagnostics-settle"),
+        diagnostics_refresh_interval=parse_duration(ns.diagnostics_refresh_interval,
+                                                    flag="--diagnostics-refresh-interval"),
+        profile_chunk_timeout=parse_duration(ns.profile_chunk_timeout,
+                                             flag="--profile-chunk-timeout"),
     )
     # Load certificates now, so a bad one is a flag error and not a crash after binding.
     if config.grpc_tls_cert_file and config.grpc_tls_key_file:

@@ -15,6 +15,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import attrs
 import trio
@@ -24,6 +25,7 @@ from fodcproxy.config import ProxyConfig, add_proxy_flags, proxy_config_from_arg
 from fodcproxy.core.exposition import ExpositionCache, FamilyConflict
 from fodcproxy.core.registry import RegistrationLimits, Registry
 from fodcproxy.core.windows import WindowsCache
+from fodcproxy.diagnostics import DiagnosticsSettings, refresh_forever
 from fodcproxy.errors import ConfigError
 from fodcproxy.http.services import HttpServices
 from fodcproxy.hub import AgentHub
@@ -123,17 +125,25 @@ class Proxy:
             max_secondary_addresses=config.max_secondary_addresses,
             max_secondary_address_key_length=config.max_secondary_address_key_length,
             max_node_config_bytes=config.max_node_config_bytes)
+        server_limits = ServerLimits(
+            max_message_length=config.grpc_max_msg_size,
+            handshake_timeout=config.grpc_handshake_timeout,
+            idle_timeout=config.grpc_idle_timeout,
+            message_timeout=config.grpc_message_timeout,
+        )
+        self.diagnostics = DiagnosticsSettings(
+            settle=config.diagnostics_settle, chunk_timeout=config.profile_chunk_timeout,
+            max_bytes=config.max_reply_bytes,
+            # A download waiting for its client holds up to one stream window of the budget (two
+            # messages): downloads from as many agents as such windows fit in half of it.
+            download_agents=max(1, config.grpc_buffer_budget // (4 * config.grpc_max_msg_size)))
         service = FodcService(self.hub, token=config.agent_token, limits=limits,
-                              registration_timeout=config.grpc_handshake_timeout)
+                              registration_timeout=config.grpc_handshake_timeout,
+                              diagnostics=self.diagnostics)
         self.grpc = GrpcServer(
             service.methods(),
             ssl_context=ssl_context,
-            limits=ServerLimits(
-                max_message_length=config.grpc_max_msg_size,
-                handshake_timeout=config.grpc_handshake_timeout,
-                idle_timeout=config.grpc_idle_timeout,
-                message_timeout=config.grpc_message_timeout,
-            ),
+            limits=server_limits,
             buffer_budget=config.grpc_buffer_budget,
             max_connections=connection_limit(config.grpc_connection_limit),
         )
@@ -144,7 +154,7 @@ class Proxy:
             config=config, registry=self.registry, hub=self.hub, metrics=self.metrics,
             lifecycle=self.lifecycle,
             exposition_cache=self.exposition_cache, windows_cache=self.windows_cache,
-            started_at=self.started_at,
+            started_at=self.started_at, diagnostics=self.diagnostics,
             http_bound=lambda: (None if self.addresses is None
                                 else (self.addresses.http_host, self.addresses.http_port)))
         self._stop = trio.Event()
@@ -175,6 +185,9 @@ class Proxy:
         cfg = self.config
         async with trio.open_nursery() as root:
             await root.start(self.hub.run)
+            await root.start(partial(refresh_forever, self.hub, self.diagnostics,
+                                     interval=cfg.diagnostics_refresh_interval,
+                                     timeout=cfg.collect_timeout))
             with _listening("--grpc-listen-addr", cfg.grpc_host, cfg.grpc_port):
                 grpc_host, grpc_port = await root.start(self.grpc.serve, cfg.grpc_host,
                                                         cfg.grpc_port)

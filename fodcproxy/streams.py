@@ -8,8 +8,9 @@ Its waiter never sets a deadline of its own: the caller's cancel scope does (the
 for all agents), and a waiter that is cancelled expires its request in the tracker, so its reply,
 when it comes, is dropped and counted.
 
-`MetricsStream` is the StreamMetrics one. Each new stream kind (topology, lifecycle, ...) is a
-small subclass beside it: what a request carries, what a reply accumulates into.
+`MetricsStream` is the StreamMetrics one, `TopologyStream` the StreamClusterTopology one; the other
+stream kinds subclass these in the units that use them (`fodcproxy.lifecycle`,
+`fodcproxy.diagnostics`): what a request carries, what a reply accumulates into.
 """
 
 from __future__ import annotations
@@ -274,25 +275,3 @@ class ReportStream(RequestStream[RequestCall, Any]):
 
 class TopologyStream(ReportStream):
     """StreamClusterTopology: the cluster as the agent's node sees it."""
-
-
-class IdleStream(ReportStream):
-    """A report stream the proxy accepts and holds for the agent's life without asking anything
-    yet (StreamLifecycle, StreamSchemaRegistry, StreamCrashDiagnostics, StreamPressureProfiles:
-    their requests come with the features that use them). Unasked replies are dropped."""
-
-
-class LifecycleStream(IdleStream):
-    pass
-
-
-class SchemaRegistryStream(IdleStream):
-    pass
-
-
-class CrashDiagnosticsStream(IdleStream):
-    pass
-
-
-class PressureProfilesStream(IdleStream):
-    pass

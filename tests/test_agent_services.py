@@ -11,7 +11,7 @@ from fodcproxy.errors import ShuttingDown
 from fodcproxy.rpc.client import ClientCall
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.methods import STREAM_CRASH_DIAGNOSTICS
-from fodcproxy.streams import CrashDiagnosticsStream
+from fodcproxy.diagnostics import CrashDiagnosticsStream
 from fodcproxy.testing import open_fake_agent, open_proxy
 from helpers import wait_for
 

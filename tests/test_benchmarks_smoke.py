@@ -25,6 +25,7 @@ SCENARIOS = [
     ("p5_health_latency", "P5 health-latency ", [*TINY, "--scrapes", "3"]),
     ("m1_hostile_memory", "M1 hostile memory ",
      ["--registered", "2", "--anonymous", "2", "--seconds", "1"]),
+    ("m2_profile_download", "M2 profile download ", ["--megabytes", "4"]),
 ]
 
 
@@ -37,7 +38,9 @@ def test_benchmark_runs_and_prints_its_figures(module: str, prefix: str, args: l
     assert len(lines) == 1, proc.stdout
     [line] = lines
     assert line.startswith(prefix)
-    if module.startswith("m"):
+    if module == "m2_profile_download":
+        assert "peak_growth=" in line and "complete=True" in line
+    elif module.startswith("m"):
         assert "peak_growth=" in line and "real_agent_scraped=True" in line
     else:
         assert "median=" in line and "proxy_cpu=" in line and "peak_rss=" in line

@@ -47,6 +47,7 @@ ASSETS = {
     "app.js": "text/javascript",
     "api.js": "text/javascript",
     "charts.js": "text/javascript",
+    "diagnostics.js": "text/javascript",
     "format.js": "text/javascript",
     "proxy.js": "text/javascript",
     "topology.js": "text/javascript",

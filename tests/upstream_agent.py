@@ -97,7 +97,8 @@ class UpstreamLikeAgent:
                  heartbeat: float = 0.2, topology: Any = None,
                  streams: tuple[str, ...] = STREAMS, answer_topology: bool = True,
                  unasked: bytes | None = None, lifecycle: Any = None, registry: Any = None,
-                 registry_chunk: int = 50) -> None:
+                 registry_chunk: int = 50, crash_records: tuple[Any, ...] = (),
+                 profiles: dict[str, tuple[Any, dict[str, bytes]]] | None = None) -> None:
         self.target = target
         self.m = m
         self.pod_name = pod_name
@@ -115,6 +116,14 @@ class UpstreamLikeAgent:
         self.registry_chunk = registry_chunk
         self.lifecycle_requests = 0
         self.registry_requests = 0
+        # StreamCrashDiagnostics: these StreamCrashDiagnosticsRequest, one message each, no end
+        # marker, on every request_diagnostics (as upstream's sendCrashCollections).
+        self.crash_records = crash_records
+        # StreamPressureProfiles: profile id -> (PressureProfileRecord, {type: bytes}); served as
+        # upstream's handlePressureProfilesStream does, one command at a time.
+        self.profiles = dict(profiles or {})
+        self.diagnostics_requests = 0
+        self.pressure_commands: list[Any] = []
         self.agent_id = ""
         self.registered = threading.Event()
         self.opened = threading.Event()  # every stream is open
@@ -254,6 +263,13 @@ class UpstreamLikeAgent:
                     if self.registry is not None:
                         for message in self._registry_messages(self.registry(m)):
                             q.put(message)
+                elif name == "StreamCrashDiagnostics" and req.request_diagnostics:
+                    self.diagnostics_requests += 1
+                    for record in self.crash_records:
+                        q.put(record)
+                elif name == "StreamPressureProfiles":
+                    self.pressure_commands.append(req)
+                    self._pressure(q, req)
                 elif name == "StreamClusterTopology" and req.request_topology:
                     self.topology_requests += 1
                     if self.answer_topology:
@@ -287,6 +303,35 @@ class UpstreamLikeAgent:
                     start = end
         out.append(m.StreamSchemaRegistryRequest(done=True))
         return out
+    def _pressure(self, q: queue.Queue, req: Any) -> None:
+        m = self.m
+        which = req.WhichOneof("command")
+        if which == "list_profiles":
+            for record, _ in self.profiles.values():
+                q.put(m.StreamPressureProfilesRequest(record=record))
+            q.put(m.StreamPressureProfilesRequest(list_complete=m.ListComplete(
+                request_id=req.list_profiles.request_id)))
+            return
+        if which != "fetch_profile":
+            return
+        f = req.fetch_profile
+        data = None
+        for record, blobs in self.profiles.values():
+            for info in record.profiles:
+                if info.filepath and info.filepath == f.filepath:
+                    data = blobs.get(info.type)
+
+        def chunk(**fields: Any) -> Any:
+            return m.StreamPressureProfilesRequest(chunk=m.PressureProfileChunk(
+                request_id=f.request_id, profile_id=f.profile_id, type=f.type, **fields))
+
+        if data is None:  # upstream: the open error, in one last chunk
+            q.put(chunk(error=f"open {f.filepath}: no such file or directory", last=True))
+            return
+        size = 1 << 20  # upstream's pressureChunkSize; the last chunk carries no data (EOF)
+        for start in range(0, len(data), size):
+            q.put(chunk(data=data[start:start + size]))
+        q.put(chunk(last=True))
 
 
 class _Raw:

@@ -95,6 +95,11 @@ UP_FAMILY = "fodc_agent_up"
 UP_HELP = "1 if the agent answered the collection in time, 0 otherwise"
 DURATION_FAMILY = "fodc_agent_collect_duration_seconds"
 DURATION_HELP = "Seconds the proxy spent collecting this agent's samples"
+CRASH_FAMILY = "fodc_agent_crash_records"
+CRASH_HELP = "Crash records the agent reported in its latest answer (GET /diagnostics)"
+PRESSURE_FAMILY = "fodc_agent_pressure_profiles"
+PRESSURE_HELP = ("Memory-pressure capture events the agent reported in its latest answer "
+                 "(GET /pressure-profiles)")
 
 
 @attrs.frozen
@@ -104,13 +109,16 @@ class AgentBatch:
     `samples` may be protobuf `Metric` objects (only the `MetricLike` attributes are read) or,
     fastest, `DigestedSamples`.
     `up` says whether the agent answered in time; `duration` is how long its collection took, in
-    seconds.
+    seconds. `crash_records` and `pressure_profiles` are the numbers of records in the agent's
+    latest answers on those streams (None: no answer yet, no line).
     """
 
     meta: NodeMeta
     samples: Sequence[MetricLike]
     up: bool
     duration: float
+    crash_records: int | None = None
+    pressure_profiles: int | None = None
 
 
 @attrs.frozen
@@ -583,13 +591,25 @@ class Rendering:
                 yield from chunker.take()
         up_lines: dict[str, str] = {}
         duration_lines: dict[str, str] = {}
+        crash_lines: dict[str, str] = {}
+        pressure_lines: dict[str, str] = {}
         for prefix, batch in self._agents:
             if prefix not in up_lines:  # the same agent twice: one series, the first
                 up_lines[prefix] = f"{UP_FAMILY}{{{prefix}}} {1 if batch.up else 0}\n"
                 duration = format_value_or_nan(batch.duration)
                 duration_lines[prefix] = f"{DURATION_FAMILY}{{{prefix}}} {duration}\n"
+                if batch.crash_records is not None:
+                    crash_lines[prefix] = f"{CRASH_FAMILY}{{{prefix}}} {batch.crash_records}\n"
+                if batch.pressure_profiles is not None:
+                    pressure_lines[prefix] = (f"{PRESSURE_FAMILY}{{{prefix}}} "
+                                              f"{batch.pressure_profiles}\n")
         chunker.add([header(UP_FAMILY, UP_HELP, GAUGE, om), *up_lines.values()])
         chunker.add([header(DURATION_FAMILY, DURATION_HELP, GAUGE, om), *duration_lines.values()])
+        if crash_lines:
+            chunker.add([header(CRASH_FAMILY, CRASH_HELP, GAUGE, om), *crash_lines.values()])
+        if pressure_lines:
+            chunker.add([header(PRESSURE_FAMILY, PRESSURE_HELP, GAUGE, om),
+                         *pressure_lines.values()])
         yield from chunker.finish()
         tail = self.tail
         if tail:

@@ -20,6 +20,7 @@ from fodcproxy.core import exposition, query, topology, windows
 from fodcproxy.core.model import LATEST
 from fodcproxy.core.series import DigestedSamples
 from fodcproxy.core.registry import AgentEntry
+from fodcproxy.diagnostics import counts as diagnostic_counts
 from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
 from fodcproxy.http import documents, negotiation
@@ -27,6 +28,7 @@ from fodcproxy.http.lifecycle import register_lifecycle
 from fodcproxy.lifecycle import render_schema_metrics
 from fodcproxy.http.selection import NodeSelection
 from fodcproxy.http.status import CollectLog, status_json
+from fodcproxy.http.diagnostics import register_diagnostics
 from fodcproxy.http.ui import register_ui
 from fodcproxy.rpc import convert
 from fodcproxy.security import bearer_matches
@@ -165,8 +167,8 @@ def create_app(proxy: HttpServices) -> QuartTrio:
         code = exc.code or 500
         if code == 404:
             msg = (f"no such path {request.path!r}: try /metrics, /metrics-windows, /cluster, "
-                   "/cluster/config, /cluster/topology, /cluster/lifecycle, /cluster/nodes/<agent_id> (DELETE), /sd, /status, /health, "
-                   "or / for the console")
+                   "/cluster/config, /cluster/topology, /cluster/lifecycle, /cluster/nodes/<agent_id> (DELETE), "
+                   "/diagnostics, /pressure-profiles, /sd, /status, /health, or / for the console")
         elif code == 405:
             allowed = sorted(set(getattr(exc, "valid_methods", None) or ["GET"]) - {"HEAD", "OPTIONS"})
             msg = f"{request.method} is not allowed on {request.path}: use {' or '.join(allowed)}"
@@ -195,7 +197,9 @@ def create_app(proxy: HttpServices) -> QuartTrio:
                 return body
         body = bodies[key] = _Body(results)
         try:
-            batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration) for r in results]
+            batches = [exposition.AgentBatch(r.meta, r.samples, r.up, r.duration,
+                                             *diagnostic_counts(hub, r.meta.agent_id))
+                       for r in results]
             rendering = exposition.Rendering(batches, openmetrics=openmetrics,
                                              tail=proxy.metrics.render(openmetrics=openmetrics)
                                              + (schema_gauges(openmetrics) if schema else ""),
@@ -420,5 +424,6 @@ def create_app(proxy: HttpServices) -> QuartTrio:
         return _json(groups)
 
     register_lifecycle(app, proxy, selection)
+    register_diagnostics(app, proxy, select=select, deadline=deadline)
     register_ui(app)
     return app

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from fodcproxy.core.exposition import ExpositionCache
     from fodcproxy.core.registry import Registry
     from fodcproxy.core.windows import WindowsCache
+    from fodcproxy.diagnostics import DiagnosticsSettings
     from fodcproxy.hub import AgentHub
     from fodcproxy.lifecycle import LifecycleCollector
     from fodcproxy.metrics import ProxyMetrics
@@ -35,3 +36,6 @@ class HttpServices:
     # GET /cluster/lifecycle's collections and the schema verdicts /metrics shows; None: the
     # endpoint answers 503 and /metrics has no schema gauges.
     lifecycle: LifecycleCollector | None = None
+    # Crash records and pressure profiles (--diagnostics-settle, --profile-chunk-timeout, ...);
+    # None: the defaults.
+    diagnostics: DiagnosticsSettings | None = None

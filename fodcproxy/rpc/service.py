@@ -3,20 +3,18 @@
 RegisterAgent and StreamMetrics for every agent; for pod agents (upstream BanyanDB's agent) also
 StreamClusterTopology (asked by `GET /cluster/topology`), StreamLifecycle and
 StreamSchemaRegistry (asked by `GET /cluster/lifecycle`, see `fodcproxy.lifecycle`), and
-StreamCrashDiagnostics, StreamPressureProfiles, which are accepted, bound to the registering
-connection and held for the agent's life (their requests come with the features that use them;
-until then what an agent sends on them unasked is dropped).
+StreamCrashDiagnostics and StreamPressureProfiles (`GET /diagnostics`, `/pressure-profiles`:
+see `fodcproxy.diagnostics`). Each is bound to the registering connection and held for the
+agent's life; what an agent sends on one unasked is dropped.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from google.protobuf.message import Message
 
 from fodcproxy.core.registry import DEFAULT_LIMITS, RegistrationLimits
 from fodcproxy.errors import (
@@ -26,17 +24,18 @@ from fodcproxy.errors import (
     LimitExceeded,
     Unauthenticated,
 )
-from fodcproxy.hub import AgentHub
-from fodcproxy.streams import (
+from fodcproxy.diagnostics import (
     CrashDiagnosticsStream,
-    IdleStream,
+    DiagnosticsSettings,
+    DownloadAgents,
     PressureProfilesStream,
-    TopologyStream,
 )
+from fodcproxy.diagnostics import attach as attach_diagnostics
+from fodcproxy.hub import AgentHub
+from fodcproxy.streams import TopologyStream
 from fodcproxy.core.lifecycle import AgentLifecycle
 from fodcproxy.lifecycle import LifecycleReportStream, RegistryStream
-from fodcproxy.rpc import lifecycle_convert
-from fodcproxy.rpc import convert, replies
+from fodcproxy.rpc import convert, diagnostics_wire, lifecycle_convert, replies
 from fodcproxy.rpc.replies import Interner
 from fodcproxy.rpc.convert import pb
 from fodcproxy.rpc.link import GrpcAgentCall, GrpcMetricsCall, GrpcRequestCall
@@ -64,8 +63,12 @@ class FodcService:
 
     def __init__(self, hub: AgentHub, *, token: str | None = None,
                  registration_timeout: float = 10.0,
-                 limits: RegistrationLimits = DEFAULT_LIMITS) -> None:
+                 limits: RegistrationLimits = DEFAULT_LIMITS,
+                 diagnostics: DiagnosticsSettings | None = None) -> None:
         self.hub = hub
+        self.diagnostics = diagnostics or DiagnosticsSettings(max_bytes=hub.max_reply_bytes)
+        # Agents with profile downloads in progress, shared by every pressure stream.
+        self.downloads = DownloadAgents(self.diagnostics.download_agents)
         self._token = token
         self.registration_timeout = registration_timeout
         self.limits = limits
@@ -94,13 +97,10 @@ class FodcService:
             STREAM_LIFECYCLE: Method(pb.StreamLifecycleRequest, self.stream_lifecycle),
             STREAM_SCHEMA_REGISTRY: Method(pb.StreamSchemaRegistryRequest,
                                            self.stream_schema_registry),
-            STREAM_CRASH_DIAGNOSTICS: Method(pb.StreamCrashDiagnosticsRequest, self._idle(
-                CrashDiagnosticsStream,
-                lambda rid, p: pb.StreamCrashDiagnosticsResponse(request_diagnostics=True))),
-            STREAM_PRESSURE_PROFILES: Method(pb.StreamPressureProfilesRequest, self._idle(
-                PressureProfilesStream,
-                lambda rid, p: pb.StreamPressureProfilesResponse(
-                    list_profiles=pb.ListProfiles(request_id=str(rid))))),
+            STREAM_CRASH_DIAGNOSTICS: Method(pb.StreamCrashDiagnosticsRequest,
+                                             self.stream_crash_diagnostics),
+            STREAM_PRESSURE_PROFILES: Method(pb.StreamPressureProfilesRequest,
+                                             self.stream_pressure_profiles),
         }
 
     def _ack(self, agent_id: str, message: str = "") -> pb.RegisterAgentResponse:
@@ -226,20 +226,46 @@ class FodcService:
         finally:
             self.hub.call_ended(stream.session, agent_call)
 
-    def _idle(self, kind: type[IdleStream],
-              request: Callable[[int, Any], Message]) -> Callable[[ServerCall], Awaitable[None]]:
-        """A handler that binds the stream and holds it; what the agent sends unasked is dropped."""
+    async def stream_crash_diagnostics(self, call: ServerCall) -> None:
+        """One message per crash record, no end marker (see fodcproxy.diagnostics)."""
+        self._authenticate(call)
+        agent_id = self._agent_id(call)
+        agent_call = GrpcRequestCall(call, diagnostics_wire.crash_request)
+        stream = await attach_diagnostics(self.hub, agent_id, agent_call,
+                                          CrashDiagnosticsStream, self.diagnostics)
+        try:
+            while True:
+                msg = await call.receive()
+                if msg is None:
+                    return
+                stream.on_record(diagnostics_wire.crash_record_from_proto(msg), msg.ByteSize())
+        finally:
+            self.hub.call_ended(stream.session, agent_call)
 
-        async def handler(call: ServerCall) -> None:
-            self._authenticate(call)
-            agent_id = self._agent_id(call)
-            agent_call = GrpcRequestCall(call, request)
-            stream = await self.hub.attach(agent_id, agent_call, kind)
-            try:
-                while await call.receive() is not None:
-                    log.debug("agent %s: dropped an unasked %s message", agent_id,
-                              call.method.rsplit("/", 1)[-1])
-            finally:
-                self.hub.call_ended(stream.session, agent_call)
-
-        return handler
+    async def stream_pressure_profiles(self, call: ServerCall) -> None:
+        """Records then list_complete (through the tracker); download chunks routed by their
+        request id, each handed over before the next message is read (back-pressure)."""
+        self._authenticate(call)
+        agent_id = self._agent_id(call)
+        agent_call = GrpcRequestCall(call, diagnostics_wire.pressure_command)
+        stream = await attach_diagnostics(self.hub, agent_id, agent_call,
+                                          PressureProfilesStream, self.diagnostics,
+                                          self.downloads)
+        try:
+            while True:
+                msg = await call.receive()
+                if msg is None:
+                    return
+                which = msg.WhichOneof("payload")
+                if which == "chunk":
+                    await stream.on_chunk(diagnostics_wire.chunk_from_proto(msg.chunk))
+                elif which == "record":
+                    stream.on_record(diagnostics_wire.profile_record_from_proto(msg.record),
+                                     msg.ByteSize())
+                elif which == "list_complete":
+                    stream.on_list_complete(msg.list_complete.request_id)
+                else:
+                    raise InvalidArgument("a StreamPressureProfilesRequest carries none of "
+                                          "record, list_complete, chunk")
+        finally:
+            self.hub.call_ended(stream.session, agent_call)

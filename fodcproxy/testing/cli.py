@@ -27,6 +27,7 @@ from fodcproxy.testing.config import (
     fake_agents_parser,
     parse_misbehave,
 )
+from fodcproxy.testing.diagnostics import FakeCrashService, FakePressureService, crash_record
 from fodcproxy.testing.fake import FakeAgent
 from fodcproxy.testing.synthetic import SyntheticSeries
 
@@ -36,6 +37,20 @@ __all__ = ["MISBEHAVIOURS", "OVERSIZED_BYTES", "ROLES", "FakeAgentFleet", "FakeA
            "fake_agents_main", "parse_misbehave"]
 
 log = logging.getLogger(__name__)
+
+
+def fake_diagnostics(config: FakeAgentsConfig, i: int) -> list[Any]:
+    """Agent `i`'s crash and pressure services (--crash-records, --pressure-profiles)."""
+    services: list[Any] = []
+    if config.crash_records:
+        services.append(FakeCrashService([crash_record(f"/var/lib/banyandb/crash/{i}-{n:04d}")
+                                          for n in range(config.crash_records)]))
+    if config.pressure_profiles:
+        services.append(FakePressureService({
+            f"20260101T00{n // 60:02d}{n % 60:02d}.{i:09d}Z": {"heap": 64 * 1024,
+                                                              "goroutine": 64 * 1024}
+            for n in range(config.pressure_profiles)}))
+    return services
 
 
 def build_fake_agents(config: FakeAgentsConfig) -> list[FakeAgent]:
@@ -50,7 +65,8 @@ def build_fake_agents(config: FakeAgentsConfig) -> list[FakeAgent]:
         if config.shape == "pod":
             pod_name, shape = config.pod(i)
             role, labels = shape.role, {**config.labels, **shape.labels}
-            identity = {"pod_name": pod_name, "container_names": [shape.container]}
+            identity = {"pod_name": pod_name, "container_names": [shape.container],
+                        "services": fake_diagnostics(config, i)}
             # Stamped like upstream's agent, into the series' templates once (stamp=False: the
             # fake does not stamp every reply again).
             stamp = stamp_labels(role=role, labels=labels, pod_name=pod_name,

@@ -81,6 +81,8 @@ class FakeAgentsConfig:
     seed: int = 1
     log_level: str = "warning"
     shape: str = "address"
+    crash_records: int = 0  # --crash-records: per pod agent
+    pressure_profiles: int = 0  # --pressure-profiles: captures per pod agent
 
     def identity(self, i: int) -> tuple[str, int]:
         """(ip, port) of agent `i`: ports from `port_base`; past 65535 the next ip."""
@@ -163,6 +165,13 @@ def fake_agents_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--reconnect-interval", default="1s", help="first reconnect delay (default 1s)")
     p.add_argument("--seed", default="1", help="seed for values and the misbehaviour mix (default 1)")
     p.add_argument("--log-level", default="warning", help="debug, info, warning or error (default warning)")
+    p.add_argument("--crash-records", default="0",
+                   help="with --shape pod: crash records each agent reports on "
+                        "StreamCrashDiagnostics (default 0)")
+    p.add_argument("--pressure-profiles", default="0",
+                   help="with --shape pod: memory-pressure captures (a 64 KiB heap and goroutine "
+                        "profile each) each agent lists and serves on StreamPressureProfiles "
+                        "(default 0)")
     return p
 
 
@@ -205,8 +214,15 @@ def fake_agents_config_from_args(ns: argparse.Namespace) -> FakeAgentsConfig:
     shape = ns.shape.strip().lower()
     if shape not in SHAPES:
         raise ConfigError("--shape", f"{ns.shape!r} is not one of {', '.join(SHAPES)}")
+    diag = {}
+    for flag, value in (("--crash-records", ns.crash_records),
+                        ("--pressure-profiles", ns.pressure_profiles)):
+        n = parse_int(value, flag)
+        if not 0 <= n <= 256:
+            raise ConfigError(flag, "must be between 0 and 256")
+        diag[flag[2:].replace("-", "_")] = n
     return FakeAgentsConfig(
-        shape=shape,
+        shape=shape, **diag,
         proxy_host=host, proxy_port=port, count=count, series=series, roles=roles,
         labels=parse_labels(ns.labels, flag="--labels"), history_points=history_points,
         history_step=history_step, ip_base=str(ip), port_base=port_base,

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -24,6 +24,7 @@ from fodcproxy.core.model import MetricType, NodeConfig
 from fodcproxy.core.windows import rfc3339
 from fodcproxy.process import print_line, read_config, run_program, run_until_signal
 from fodcproxy.testing.config import demo_parser, pod_shape
+from fodcproxy.testing.diagnostics import FakeCrashService, FakePressureService, crash_record
 from fodcproxy.testing.fake import FakeAgent, Series, rolling, summary
 from fodcproxy.testing.lifecycle import SchemaWorld, demo_world, services_for
 
@@ -83,7 +84,7 @@ def demo_agents(proxy_address: str, *, now: float | None = None,
         ("datanode-warm", "10.0.3.1", "a", True), ("datanode-cold", "10.0.4.1", "a", True),
     ]
     write_rate = {"datanode-hot": 1200.0, "datanode-warm": 150.0, "datanode-cold": 20.0}
-    agents = []
+    agents: list[FakeAgent] = []
     for k, (role, ip, zone, is_pod) in enumerate(nodes):
         r = random.Random(k)
         common = [
@@ -148,16 +149,29 @@ def demo_agents(proxy_address: str, *, now: float | None = None,
         if is_pod:
             shape = pod_shape(role)
             pod = f"banyandb-{shape.pod_prefix}-0"
+            # The first pod agent has one crash record and one pressure capture on tap
+            # (GET /diagnostics, GET /pressure-profiles, the console's Diagnostics panel).
+            first_pod = not any(a.client.spec.is_pod for a in agents)
             agents.append(FakeAgent(proxy_address, role=shape.role,
                                     labels={"zone": zone, **shape.labels},
                                     pod_name=pod, container_names=[shape.container],
                                     series=series, node_config=config, keep_requests=False,
-                                    services=services_for(world, pod)))
+                                    services=[*services_for(world, pod),
+                                              *(demo_diagnostics(since) if first_pod else ())]))
         else:
             agents.append(FakeAgent(proxy_address, role=role, ip=ip, port=17912,
                                     labels={"zone": zone}, series=series, node_config=config,
                                     keep_requests=False))
     return agents
+
+
+def demo_diagnostics(since: float) -> list[Any]:
+    """One crash record and one memory-pressure capture (a heap and a goroutine profile)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(since)) + ".000000000Z"
+    return [FakeCrashService([crash_record("/var/lib/banyandb/crash/" + stamp,
+                                           occurred_at=since - 3600)]),
+            FakePressureService({stamp: {"heap": b"\x1f\x8b demo heap profile\n" * 64,
+                                         "goroutine": b"\x1f\x8b demo goroutines\n" * 32}})]
 
 
 def describe_fleet(agents: Sequence[FakeAgent]) -> str:

@@ -7,6 +7,7 @@ import { collectHeaders, getJson, setToken } from "./api.js";
 import { ChartsPanel } from "./charts.js";
 import { LifecyclePanel } from "./lifecycle.js";
 import { duration, h, localTime, toLocalInput } from "./format.js";
+import { renderDiagnostics } from "./diagnostics.js";
 import { renderProxy, summarizeStatus } from "./proxy.js";
 import { TopologyPanel } from "./topology.js";
 
@@ -193,11 +194,14 @@ async function load() {
     getJson("cluster/config"),
     getJson("status"),
     win ? getJson("metrics-windows", windowParams) : Promise.resolve(null),
+    getJson("diagnostics"),
+    getJson("pressure-profiles"),
   ]);
   // 401: the proxy wants a token (only /health answers without one); ask for it.
   $("token-form").hidden = !answers.some((r) => r.status === "rejected" && r.reason?.status === 401);
-  const [health, cluster, config, status, windows] = answers.map(
-    (r, i) => settled(["health", "cluster", "config", "status", "windows"][i], r));
+  const [health, cluster, config, status, windows, crashes, profiles] = answers.map(
+    (r, i) => settled(["health", "cluster", "config", "status", "windows", "diagnostics",
+      "pressure-profiles"][i], r));
 
   const nodes = cluster?.body.nodes ?? [];
   const statusOf = new Map(nodes.map((n) => [n.node_id, n.status]));
@@ -221,6 +225,9 @@ async function load() {
         : "No chart data: see the problem above.";
     }
   });
+
+  guard("diagnostics", () => renderDiagnostics($("diagnostics-body"), crashes?.body ?? null,
+    profiles?.body ?? null));
 
   refreshes += 1;
   document.body.dataset.loaded = "true";

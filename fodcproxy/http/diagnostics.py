@@ -1,0 +1,224 @@
+"""`GET /diagnostics`, `GET /pressure-profiles` and a profile's download (docs/http-api.md).
+
+Every request asks the selected agents afresh (SPEC section 9: the proxy keeps no records) under
+the collect deadline; the answer is upstream's JSON array with upstream's keys, and headers say
+which agents were asked, which answered, which failed and which hold no such stream. A download
+asks the pod's agent for a fresh list to find the file, then streams the chunks to the HTTP
+client as they arrive (`fodcproxy.diagnostics`: at most one chunk held, back-pressure to the
+agent, a per-chunk deadline both ways, the agent told to stop when the client leaves).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from fodcproxy.core import query
+from fodcproxy.core.diagnostics import (
+    PROFILE_TYPES,
+    attachment_name,
+    crash_record_json,
+    profile_record_json,
+)
+from fodcproxy.core.registry import AgentEntry
+from fodcproxy.diagnostics import (
+    Collected,
+    DiagnosticsSettings,
+    FetchFailed,
+    PressureProfilesStream,
+    ProfileFetch,
+    TooManyDownloads,
+    collect_crash_records,
+    collect_profiles,
+    stream_of,
+)
+from fodcproxy.http import documents
+from fodcproxy.http.selection import NodeSelection
+from fodcproxy.streams import AgentGone
+
+if TYPE_CHECKING:
+    from fodcproxy.http.services import HttpServices
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+#: Longest pod name and profile id accepted in a download path (a Kubernetes name is <= 253).
+MAX_PATH_PART = 253
+_SHOWN = 20
+
+
+class DownloadCut(Exception):
+    """Raised out of a download's body to make the server close the connection without the
+    body's end: the client must see a truncated download, not a short file that looks whole."""
+
+
+class _QuietCutDownloads(logging.Filter):
+    """hypercorn logs an exception out of a body ("Error in ASGI Framework") with a traceback;
+    a cut download is logged once, as a warning, by `_body`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BaseExceptionGroup):
+            return exc.split(DownloadCut)[1] is not None  # keep it if anything else is inside
+        return not isinstance(exc, DownloadCut)
+
+
+logging.getLogger("fodcproxy.http.hypercorn").addFilter(_QuietCutDownloads())
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(documents.dumps(documents.ErrorBody(message)), status=status,
+                    content_type=JSON)
+
+
+def _ids(entries: Sequence[AgentEntry]) -> str:
+    ids = [e.agent_id for e in entries]
+    return ",".join(ids[:_SHOWN]) + (",..." if len(ids) > _SHOWN else "")
+
+
+def collection_headers(results: Sequence[Collected], without: Sequence[AgentEntry],
+                       duration: float) -> dict[str, str]:
+    """Who was asked and who answered, as /metrics says it, plus the agents without the stream
+    (`X-Fodc-Agents-Without-Stream`) and those whose answer is partial
+    (`X-Fodc-Agents-Incomplete`: cut at the deadline or over the record caps)."""
+    missed = [r.entry for r in results if not r.answered]
+    partial = [r.entry for r in results if r.answered and not r.complete]
+    headers = {
+        "X-Fodc-Agents-Asked": str(len(results)),
+        "X-Fodc-Agents-Answered": str(len(results) - len(missed)),
+        "X-Fodc-Collect-Duration-Seconds": f"{duration:.6f}",
+    }
+    if missed:
+        headers["X-Fodc-Agents-Missed"] = _ids(missed)
+    if partial:
+        headers["X-Fodc-Agents-Incomplete"] = _ids(partial)
+    if without:
+        headers["X-Fodc-Agents-Without-Stream"] = _ids(without)
+    return headers
+
+
+def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
+                         select: Callable[[], tuple[list[AgentEntry], NodeSelection]],
+                         deadline: Callable[[], float]) -> None:
+    """Add the three routes to `app`. `select` reads the node filters of the request,
+    `deadline` its collect timeout (as the other fan-out endpoints do)."""
+    hub = proxy.hub
+    settings = proxy.diagnostics or DiagnosticsSettings(max_bytes=hub.max_reply_bytes)
+
+    def params() -> dict[str, list[str]]:
+        return {k: request.args.getlist(k) for k in request.args.keys()}
+
+    @app.route("/diagnostics", methods=["GET"])
+    async def diagnostics() -> Response:
+        """Crash records of the selected agents (upstream's `AggregatedCrashRecord` array)."""
+        query.check_unknown(params(), query.SELECTION_PARAMS)
+        entries, _ = select()
+        start = trio.current_time()
+        results, without = await collect_crash_records(entries, settings, timeout=deadline())
+        duration = trio.current_time() - start
+        body: list[dict[str, Any]] = []
+        for r in results:
+            e = r.entry
+            body.extend(crash_record_json(rec, agent_id=e.agent_id, pod_name=e.pod_name,
+                                          role=e.role) for rec in r.records)
+        return Response(documents.dumps(body), content_type=JSON,
+                        headers=collection_headers(results, without, duration))
+
+    @app.route("/pressure-profiles", methods=["GET"])
+    async def pressure_profiles() -> Response:
+        """Capture events of the selected agents (upstream's `AggregatedPressureProfile`)."""
+        query.check_unknown(params(), query.SELECTION_PARAMS)
+        entries, _ = select()
+        start = trio.current_time()
+        results, without = await collect_profiles(entries, timeout=deadline())
+        duration = trio.current_time() - start
+        body: list[dict[str, Any]] = []
+        for r in results:
+            e = r.entry
+            body.extend(profile_record_json(rec, agent_id=e.agent_id, pod_name=e.pod_name,
+                                            role=e.role) for rec in r.records)
+        return Response(documents.dumps(body), content_type=JSON,
+                        headers=collection_headers(results, without, duration))
+
+    @app.route("/pressure-profiles/<pod_name>/<profile_id>/<type_>", methods=["GET"])
+    async def download(pod_name: str, profile_id: str, type_: str) -> Response:
+        """One profile's bytes, streamed as they arrive from the pod's agent."""
+        query.check_unknown(params(), frozenset())
+        if type_ not in PROFILE_TYPES:
+            return _error(400, f"unknown profile type {type_[:32]!r}: use "
+                               f"{' or '.join(PROFILE_TYPES)}")
+        for name, value in (("pod name", pod_name), ("profile id", profile_id)):
+            if len(value) > MAX_PATH_PART:
+                return _error(400, f"the {name} is {len(value)} characters long: at most "
+                                   f"{MAX_PATH_PART}")
+        shown = f"{profile_id!r} of pod {pod_name!r}"
+        candidates = [(e, s) for e in hub.select(lambda meta: meta.pod_name == pod_name)
+                      if (s := stream_of(e, PressureProfilesStream)) is not None]
+        if not candidates:
+            return _error(404, f"profile {shown} not found: no online agent of that pod holds "
+                               "a pressure-profiles stream (see GET /pressure-profiles)")
+        entry, stream = candidates[0]
+        timeout = deadline()
+        listed = None
+        with trio.move_on_after(timeout):
+            try:
+                listed = await stream.list_profiles(trio.current_time() + timeout)
+            except AgentGone as exc:
+                return _error(404, f"profile {shown} not available: the agent's list failed: {exc}")
+        if listed is None:
+            return _error(404, f"profile {shown} not available: the agent did not list its "
+                               f"profiles within {timeout:g}s")
+        stream.latest_count = len(listed.records)
+        record = next((r for r in listed.kept if r.profile_id == profile_id), None)
+        file = record.file(type_) if record is not None else None
+        if file is None:
+            return _error(404, f"profile {shown} with a {type_} profile not found (see "
+                               "GET /pressure-profiles)")
+        name = attachment_name(pod_name, entry.role, profile_id, type_)
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if request.method == "HEAD":  # the profile is there; its bytes are not asked for
+            return Response(b"", content_type="application/octet-stream", headers=headers)
+        try:
+            fetch = await stream.start_fetch(profile_id, type_, file.filepath)
+        except TooManyDownloads as exc:
+            return _error(503, f"profile {shown} not available now: {exc}")
+        except AgentGone as exc:
+            return _error(404, f"profile {shown} not available: {exc}")
+        try:
+            first = await stream.next_data(fetch)
+        except FetchFailed as exc:
+            stream.close(fetch)
+            return _error(404, f"profile {shown} not available: {exc}")
+        except BaseException:
+            stream.close(fetch)
+            raise
+        response = Response(_body(stream, fetch, first),
+                            content_type="application/octet-stream", headers=headers)
+        # No whole-response timeout: each chunk has its own deadline (--profile-chunk-timeout).
+        response.timeout = None
+        return response
+
+
+async def _body(stream: PressureProfilesStream, fetch: ProfileFetch,
+                first: bytes | None) -> AsyncIterator[bytes]:
+    """The download's data as it arrives (`first` already taken); closes the fetch whatever
+    happens (quart closes the generator when the client goes away)."""
+    try:
+        data = first
+        while data is not None:
+            yield data
+            data = await stream.next_data(fetch)
+    except FetchFailed as exc:
+        # Bytes are on the wire already: the status cannot change. Raising makes the server
+        # abort the connection without the body's end, so the client sees a truncated download
+        # (not a short file that looks complete).
+        log.warning("download %s of profile %r from agent %s cut short after %d bytes: %s",
+                    fetch.request_id, fetch.profile_id[:128], stream.agent_id, fetch.bytes, exc)
+        raise DownloadCut(str(exc)) from None
+    finally:
+        stream.close(fetch)
