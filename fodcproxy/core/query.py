@@ -35,6 +35,9 @@ KNOWN_PARAMS: dict[str, frozenset[str]] = {
     "/cluster": SELECTION_PARAMS,
     "/cluster/config": SELECTION_PARAMS,
     "/cluster/topology": SELECTION_PARAMS,
+    "/cluster/lifecycle": SELECTION_PARAMS,
+    "/diagnostics": SELECTION_PARAMS,
+    "/pressure-profiles": SELECTION_PARAMS,
     "/sd": SELECTION_PARAMS,
     "/health": frozenset(),
 }
