@@ -128,12 +128,14 @@ class Agent:
                                                flag="--proxy-tls-ca-file", alpn=["h2"])
         self._stop = trio.Event()
         self._client: AgentClient | None = None
-        # Lifecycle and schema consistency, on unless --lifecycle-port 0 (as upstream's agent).
+        # Lifecycle and schema consistency: on for a pod agent unless --lifecycle-port 0 (as
+        # upstream's agent), on for an address agent only with --lifecycle-port (see
+        # AgentConfig.lifecycle_node_port).
         self.lifecycle: LifecycleService | None = None
         self.schema_registry: SchemaRegistryService | None = None
-        if config.lifecycle_port > 0:
+        if config.lifecycle_node_port > 0:
             collector = LifecycleCollector(LifecycleSettings(
-                lifecycle_port=config.lifecycle_port,
+                lifecycle_port=config.lifecycle_node_port,
                 registry_port=config.schema_registry_port,
                 report_dir=config.lifecycle_report_dir,
                 cache_ttl=config.lifecycle_cache_ttl,
