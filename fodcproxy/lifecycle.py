@@ -224,6 +224,10 @@ class LifecycleCollector:
         self._streaks = Streaks()
         self._flights: dict[Hashable, _Flight] = {}
         self.latest: Verdicts | None = None  # of the last unfiltered collection
+        # The schema gauges of `latest` as exposition text, per format (OpenMetrics or not),
+        # made when first asked for (see `schema_metrics`).
+        self._rendered: dict[bool, tuple[Verdicts, str]] = {}
+        self._rendering = trio.Lock()
         self.collections = 0
         # Agents that have answered a collection: one of them that cannot be asked later is
         # missing evidence, not an agent without lifecycle data (forgotten once unregistered).
@@ -295,6 +299,26 @@ class LifecycleCollector:
                 self.latest = verdicts
                 self.collections += 1
             return Collection(summary, answers, failures, absent, read, used, verdicts)
+
+    async def schema_metrics(self, *, openmetrics: bool = False) -> str:
+        """The schema gauges of the last unfiltered collection as exposition text (see
+        `render_schema_metrics`).
+
+        Made in a worker thread, once per collection and format, and reused by every scrape
+        until the next collection: the gauges have five series per group, and a cluster (or one
+        agent) with tens of thousands of groups takes seconds to render, which must not hold up
+        the event loop at every scrape.
+        """
+        verdicts = self.latest
+        if verdicts is None or not verdicts.groups:
+            return ""
+        async with self._rendering:
+            done = self._rendered.get(openmetrics)
+            if done is None or done[0] is not verdicts:
+                text = await trio.to_thread.run_sync(
+                    lambda: render_schema_metrics(verdicts, openmetrics=openmetrics))
+                done = self._rendered[openmetrics] = (verdicts, text)
+        return done[1]
 
     async def _decode(self, reports: Sequence[Report]) -> list[merge.AgentLifecycle | str]:
         """Each report decoded in a worker thread (at most DECODE_THREADS at once, so the event
