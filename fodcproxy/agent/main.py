@@ -43,6 +43,7 @@ from fodcproxy.agent.profiler import (
     ProfileStore,
     pressure_samples,
     proc_rss,
+    recorder_limit,
     recorder_rss,
 )
 from fodcproxy.agent.profileservice import PressureProfilesService
@@ -263,7 +264,8 @@ def _pressure_profiler(config: AgentConfig, recorder: FlightRecorder) -> Pressur
         store, PressureTrigger(trigger_percent=config.pressure_trigger_percent,
                                cooldown=config.pressure_cooldown),
         rss=proc_rss(config.node_pid) if config.node_pid is not None else recorder_rss(recorder),
-        limit=LimitReader(config.pressure_limit_bytes), pprof_url=config.pressure_pprof_url,
+        limit=LimitReader(config.pressure_limit_bytes, scraped=recorder_limit(recorder)),
+        pprof_url=config.pressure_pprof_url,
         capture_timeout=config.pressure_capture_timeout,
         max_profile_bytes=config.pressure_max_profile_bytes)
 
