@@ -383,8 +383,9 @@ def _add_pressure_flags(p: argparse.ArgumentParser, d: AgentConfig) -> None:
     p.add_argument("--pressure-profiler-max-disk-bytes", default="512MiB",
                    help="bytes the kept events may hold together (default 512MiB, 0: no cap)")
     p.add_argument("--pressure-profiler-limit-bytes", default=None,
-                   help="the memory limit to trigger against, instead of the agent's cgroup "
-                        "memory.max (default: the cgroup's; none: the profiler idles)")
+                   help="the memory limit to trigger against (default: the node's scraped "
+                        "banyandb_memory_protector_cgroup_limit_bytes, else the agent's cgroup "
+                        "memory.max; none: the profiler idles)")
     p.add_argument("--pressure-profiler-capture-timeout",
                    default=format_duration(d.pressure_capture_timeout),
                    help="deadline of pulling one profile (default 30s)")
