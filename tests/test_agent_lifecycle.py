@@ -384,6 +384,25 @@ async def test_report_files_huge_binary_linked_or_too_many(tmp_path, caplog):
     assert "y-huge.json" in logged and "x-binary.json" in logged and "not UTF-8" in logged
 
 
+async def test_a_report_file_whose_name_is_not_utf8_is_skipped_not_the_answer(tmp_path, caplog):
+    """os.scandir gives such a name with lone surrogates, which protobuf refuses: the whole
+    collection raised, so the agent sent no answer at all (every collection waited the proxy's
+    timeout and judged UNKNOWN) for as long as the file was there."""
+    caplog.set_level(logging.WARNING, logger="fodcproxy")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    with open(os.path.join(os.fsencode(reports), b"\xff-2026.json"), "w") as f:
+        f.write("{}")
+    (reports / "2026-11-29.json").write_text("{}")
+    with trio.fail_after(20):
+        async with open_fake_node(cluster_node()) as port:
+            async with drive(LifecycleService(collector(port, tmp_path))) as proxy:
+                got = await proxy.ask_lifecycle()
+    assert [r.filename for r in got.lifecycle_data.reports] == ["2026-11-29.json"]
+    assert got.lifecycle_data.groups
+    assert "\\xff-2026.json: the name is not UTF-8" in caplog.text
+
+
 async def test_collected_data_is_cached_for_the_ttl(tmp_path):
     node = cluster_node()
     with trio.fail_after(20):
