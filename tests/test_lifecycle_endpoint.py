@@ -222,3 +222,28 @@ async def test_schema_gauges_are_rendered_off_the_event_loop_once_per_collection
                for t in texts)
     assert [om for om, _ in rendered] == [False]  # once for three scrapes
     assert all(t is not threading.main_thread() for _, t in rendered)
+
+
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text; version=1.0.0"])
+async def test_an_agents_series_named_like_the_schema_gauges_is_exported(accept):
+    """One agent (hostile, or scraping another FODC proxy) sending series named like the proxy's
+    schema gauges made /metrics carry `banyandb_fodc_schema_consistency_status` twice: a second
+    HELP/TYPE block, which Prometheus refuses, failing the whole scrape. The agent's series get
+    the `exported_` prefix, as those named like the proxy's `fodc_agent_*` families do."""
+    from fodcproxy.testing.fake import static
+
+    fakes = [static("banyandb_fodc_schema_consistency_status", 1.0, labels={"group": "fake"}),
+             static("fodc_agent_up", 1.0)]
+    with trio.fail_after(30):
+        async with cluster() as c, open_fake_agent(c.proxy.grpc_address, role="ROLE_DATA",
+                                                   pod_name="mimic-0", series=fakes):
+            await c.get()
+            r = await http_get(c.proxy.http_url + "/metrics",
+                               headers={"Accept": accept} if accept else None)
+            assert r.status == 200
+    text = r.body.decode()
+    for name in ("banyandb_fodc_schema_consistency_status", "fodc_agent_up"):
+        assert text.count(f"# TYPE {name} ") == 1, name
+    assert 'banyandb_fodc_schema_consistency_status{group="sw_stream"} 1' in text
+    assert "exported_banyandb_fodc_schema_consistency_status{" in text
+    assert "exported_fodc_agent_up{" in text
