@@ -224,10 +224,17 @@ class LifecycleCollector:
         self._streaks = Streaks()
         self._flights: dict[Hashable, _Flight] = {}
         self.latest: Verdicts | None = None  # of the last unfiltered collection
+        # The schema gauges of `latest` as exposition text, per format (OpenMetrics or not),
+        # made when first asked for (see `schema_metrics`).
+        self._rendered: dict[bool, tuple[Verdicts, str]] = {}
+        self._rendering = trio.Lock()
         self.collections = 0
-        # Agents that have answered a collection: one of them that cannot be asked later is
-        # missing evidence, not an agent without lifecycle data (forgotten once unregistered).
-        self._answered: set[str] = set()
+        # Agents that have answered a collection, with the time of the registration they
+        # answered under: one of them that cannot be asked later is missing evidence, not an
+        # agent without lifecycle data (forgotten once unregistered, or once registered again
+        # without the stream for longer than the hub's attach grace: restarted with lifecycle
+        # off, it is an agent without lifecycle data like one that never had the stream).
+        self._answered: dict[str, float] = {}
 
     async def collect(self, entries: Sequence[AgentEntry], *, everyone: bool,
                       key: Hashable = None) -> Collection:
@@ -281,20 +288,53 @@ class LifecycleCollector:
                                          responded=len(answers))
             asked = {r.entry.agent_id for r in reports}
             absent = tuple(e.agent_id for e in entries
-                           if e.agent_id in self._answered and e.agent_id not in asked)
+                           if e.agent_id not in asked and self._missing(e))
             silent = [a for a, _ in failures] + list(absent)
             streaks = self._streaks
             # Pure, and a large cluster has tens of thousands of fingerprints: off the loop.
             verdicts = await trio.to_thread.run_sync(
                 lambda: judge(read, merge.schema_reports(answers), silent=silent,
                               streaks=streaks))
-            self._answered.update(a.agent_id for a in answers)
-            self._answered.intersection_update(e.agent_id for e in self.registry)
+            registered = {e.agent_id: e.registered_at for e in self.registry}
+            self._answered.update((a.agent_id, registered[a.agent_id]) for a in answers
+                                  if a.agent_id in registered)
+            for agent_id in [a for a in self._answered if a not in registered]:
+                del self._answered[agent_id]
             if everyone:
                 self._streaks = verdicts.streaks
                 self.latest = verdicts
                 self.collections += 1
             return Collection(summary, answers, failures, absent, read, used, verdicts)
+
+    async def schema_metrics(self, *, openmetrics: bool = False) -> str:
+        """The schema gauges of the last unfiltered collection as exposition text (see
+        `render_schema_metrics`).
+
+        Made in a worker thread, once per collection and format, and reused by every scrape
+        until the next collection: the gauges have five series per group, and a cluster (or one
+        agent) with tens of thousands of groups takes seconds to render, which must not hold up
+        the event loop at every scrape.
+        """
+        verdicts = self.latest
+        if verdicts is None or not verdicts.groups:
+            return ""
+        async with self._rendering:
+            done = self._rendered.get(openmetrics)
+            if done is None or done[0] is not verdicts:
+                text = await trio.to_thread.run_sync(
+                    lambda: render_schema_metrics(verdicts, openmetrics=openmetrics))
+                done = self._rendered[openmetrics] = (verdicts, text)
+        return done[1]
+
+    def _missing(self, entry: AgentEntry) -> bool:
+        """`entry`, not asked this time, answered before: under the same registration (offline
+        since, or its StreamLifecycle ended), or registered again so recently that its stream
+        may still come (within the hub's attach grace)."""
+        answered_under = self._answered.get(entry.agent_id)
+        if answered_under is None:
+            return False
+        return (entry.registered_at == answered_under
+                or self._clock() < entry.registered_at + self.hub.attach_grace)
 
     async def _decode(self, reports: Sequence[Report]) -> list[merge.AgentLifecycle | str]:
         """Each report decoded in a worker thread (at most DECODE_THREADS at once, so the event

@@ -384,6 +384,25 @@ async def test_report_files_huge_binary_linked_or_too_many(tmp_path, caplog):
     assert "y-huge.json" in logged and "x-binary.json" in logged and "not UTF-8" in logged
 
 
+async def test_a_report_file_whose_name_is_not_utf8_is_skipped_not_the_answer(tmp_path, caplog):
+    """os.scandir gives such a name with lone surrogates, which protobuf refuses: the whole
+    collection raised, so the agent sent no answer at all (every collection waited the proxy's
+    timeout and judged UNKNOWN) for as long as the file was there."""
+    caplog.set_level(logging.WARNING, logger="fodcproxy")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    with open(os.path.join(os.fsencode(reports), b"\xff-2026.json"), "w") as f:
+        f.write("{}")
+    (reports / "2026-11-29.json").write_text("{}")
+    with trio.fail_after(20):
+        async with open_fake_node(cluster_node()) as port:
+            async with drive(LifecycleService(collector(port, tmp_path))) as proxy:
+                got = await proxy.ask_lifecycle()
+    assert [r.filename for r in got.lifecycle_data.reports] == ["2026-11-29.json"]
+    assert got.lifecycle_data.groups
+    assert "\\xff-2026.json: the name is not UTF-8" in caplog.text
+
+
 async def test_collected_data_is_cached_for_the_ttl(tmp_path):
     node = cluster_node()
     with trio.fail_after(20):
@@ -409,21 +428,47 @@ def test_services_are_agent_services() -> None:
                                                               "StreamSchemaRegistry"]
 
 
+BOTH = ["StreamLifecycle", "StreamSchemaRegistry"]
+
+
 @pytest.mark.parametrize("argv, services", [
-    ([], ["StreamLifecycle", "StreamSchemaRegistry"]),  # on by default, as upstream
+    # a pod agent (upstream's kind, started with upstream's flags): on by default, as upstream
+    (["--pod-name", "liaison-0"], BOTH),
+    (["--pod-name", "liaison-0", "--lifecycle-port", "0"], []),
+    # an address agent (our own kind, often with no BanyanDB node on 127.0.0.1): on only when
+    # asked for, or the proxy would wait --lifecycle-timeout for it on every collection
+    ([], []),
+    (["--node-ip", "10.0.0.5"], []),
+    (["--lifecycle-port", "18912"], BOTH),
     (["--lifecycle-port", "0"], []),
 ])
-def test_agent_opens_the_streams_unless_lifecycle_port_is_0(argv, services) -> None:
+def test_agent_opens_the_streams(argv, services, monkeypatch) -> None:
     from fodcproxy.agent.main import Agent, agent_config_from_args, build_parser
 
+    monkeypatch.delenv("POD_NAME", raising=False)
     config = agent_config_from_args(build_parser().parse_args(["--node-role", "liaison", *argv]))
     agent = Agent(config)
     opened = [s.method.rsplit("/", 1)[1] for s in (agent.lifecycle, agent.schema_registry) if s]
     assert opened == services
+    assert [s.method.rsplit("/", 1)[1] for s in agent.services][:len(services)] == services
+
+
+@pytest.mark.parametrize("kw, port", [
+    (dict(pod_name="p-0"), 18912),
+    (dict(pod_name="p-0", lifecycle_port=0), 0),
+    (dict(), 0),
+    (dict(lifecycle_port=19000), 19000),
+])
+def test_lifecycle_node_port_of_a_config(kw, port) -> None:
+    from fodcproxy.agent.config import AgentConfig
+
+    assert AgentConfig(node_role="liaison", **kw).lifecycle_node_port == port
 
 
 @pytest.mark.parametrize("argv, field, value", [
-    ([], "lifecycle_port", 18912),
+    ([], "lifecycle_port", None),
+    ([], "lifecycle_node_port", 0),  # an address agent (see test_agent_opens_the_streams)
+    (["--pod-name", "p-0"], "lifecycle_node_port", 18912),
     ([], "schema_registry_port", 17912),
     ([], "lifecycle_report_dir", "/tmp/lifecycle-reports"),
     ([], "lifecycle_cache_ttl", 600.0),
@@ -431,9 +476,10 @@ def test_agent_opens_the_streams_unless_lifecycle_port_is_0(argv, services) -> N
     (["--lifecycle-cache-ttl", "0"], "lifecycle_cache_ttl", 0.0),
     (["--lifecycle-report-dir", "/var/r"], "lifecycle_report_dir", "/var/r"),
 ])
-def test_lifecycle_flags(argv, field, value) -> None:
+def test_lifecycle_flags(argv, field, value, monkeypatch) -> None:
     from fodcproxy.agent.config import agent_config_from_args, build_parser
 
+    monkeypatch.delenv("POD_NAME", raising=False)
     config = agent_config_from_args(build_parser().parse_args(["--node-role", "liaison", *argv]))
     assert getattr(config, field) == value
 

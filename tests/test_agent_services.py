@@ -54,3 +54,32 @@ async def test_service_stream_is_bound_and_its_end_re_registers() -> None:
             await wait_for(lambda: len(holding.calls) == 2)
             await wait_for(lambda: hub.sessions[agent.agent_id].stream(CrashDiagnosticsStream)
                            is not None)
+
+
+class FailingOnce(Holding):
+    """Raises an unexpected error (a bug, an input it did not foresee) on its first call."""
+
+    async def serve(self, call: ClientCall) -> None:
+        self.calls.append(call)
+        if len(self.calls) == 1:
+            raise ValueError("a bug in the service")
+        while await call.receive() is not None:
+            self.commands += 1
+
+
+async def test_a_service_that_raises_ends_the_session_not_the_agent() -> None:
+    """AgentService says a service that raises ends the session (the agent registers again). An
+    exception other than a connection error escaped AgentClient.run() instead, and with it the
+    agent's nursery: the whole agent (its metrics too) ended."""
+    failing = FailingOnce()
+    with trio.fail_after(30):
+        async with open_proxy(heartbeat_interval=1.0) as proxy, \
+                open_fake_agent(proxy.grpc_address, role="ROLE_DATA", pod_name="data-0",
+                                services=[failing], reconnect_interval=0.05) as agent:
+            hub = proxy.proxy.hub
+            await wait_for(lambda: len(failing.calls) == 2)
+            await wait_for(lambda: agent.agent_id in hub.sessions and hub.sessions[
+                agent.agent_id].stream(CrashDiagnosticsStream) is not None)
+            stats = agent.client.statistics()
+            assert stats.registrations == 2
+            assert "ValueError: a bug in the service" in stats.last_error

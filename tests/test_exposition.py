@@ -988,3 +988,22 @@ if __name__ == "__main__":
     ours = best(lambda: "".join(render(batches)))
     print(f"{agents * families * per_family} samples: generate_latest {theirs * 1000:.0f} ms, "
           f"render {ours * 1000:.0f} ms ({ours / theirs:.2f}x)")
+
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_an_agent_family_named_like_the_proxys_schema_gauges_is_exported(openmetrics) -> None:
+    """The proxy writes `banyandb_fodc_schema_consistency_status` and `banyandb_fodc_schema_issues`
+    itself (upstream's names); an agent's family of that name (hostile, or an agent scraping a
+    FODC proxy) was a second HELP/TYPE block of it, which Prometheus refuses along with the whole
+    scrape. It gets the `exported_` prefix, as `fodc_agent_*` and `fodc_proxy_*` do."""
+    samples = [Sample("banyandb_fodc_schema_consistency_status", {"group": "g"}, 1.0, "mimic",
+                      MetricType.GAUGE),
+               Sample("banyandb_fodc_schema_issues", {"group": "g"}, 0.0, "", MetricType.GAUGE)]
+    tail = ("# HELP banyandb_fodc_schema_consistency_status The proxy's.\n"
+            "# TYPE banyandb_fodc_schema_consistency_status gauge\n"
+            "banyandb_fodc_schema_consistency_status{group=\"sw\"} 1.0\n")
+    body, _ = rendered([batch(1, samples)], openmetrics=openmetrics, tail=tail)
+    assert body.count("# TYPE banyandb_fodc_schema_consistency_status ") == 1
+    assert "exported_banyandb_fodc_schema_consistency_status{" in body
+    assert "exported_banyandb_fodc_schema_issues{" in body

@@ -65,3 +65,25 @@ async def test_our_agent_on_our_proxy_lifecycle_and_verdict(tmp_path):
     assert [(i["kind"], i["name"], i["type"]) for i in sw["schema_consistency"]["issues"]] == [
         ("stream", "s1", "SCHEMA_ISSUE_TYPE_RUNTIME_NOT_APPLIED")]
     assert 'banyandb_fodc_schema_consistency_status{group="sw"} 2.0' in metrics
+
+
+async def test_an_address_agent_of_ours_does_not_hold_up_the_collection(tmp_path):
+    """An address agent started with the default flags has no BanyanDB node on 127.0.0.1 to ask
+    (nothing may listen on 18912): it opens no lifecycle stream, so GET /cluster/lifecycle answers
+    at once (0 agents support the stream) instead of waiting --lifecycle-timeout for it and
+    judging every group UNKNOWN. (Before: it opened StreamLifecycle, never answered, and the
+    request took the whole timeout; the guard below is shorter than that timeout.)"""
+    with trio.fail_after(20):
+        async with open_proxy(lifecycle_timeout=30.0) as proxy:
+            config = AgentConfig(node_role="liaison", node_ip="127.0.0.1",
+                                 proxy_host="127.0.0.1", proxy_port=proxy.addresses.grpc_port,
+                                 metrics_endpoints=("http://127.0.0.1:9/metrics",),
+                                 pressure_dir=str(tmp_path / "pressure"))
+            async with trio.open_nursery() as nursery:
+                agent: Agent = await nursery.start(Agent(config).run)
+                r = await http_get(proxy.http_url + "/cluster/lifecycle", timeout=30)
+                agent.stop()
+    doc = json.loads(r.body)
+    assert doc["agent_summary"] == {"total": 1, "requested": 0, "responded": 0,
+                                    "not_responded": 0}
+    assert doc["error"] == "FODC unavailable: 0/1 registered agents support the lifecycle stream"

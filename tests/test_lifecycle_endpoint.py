@@ -195,3 +195,55 @@ async def test_lifecycle_interval_keeps_the_gauges_current_without_requests():
             await wait_for(lambda: collector.collections >= seen + 3)  # two rounds with the drift
             issues = gauge(await c.metrics(), "banyandb_fodc_schema_issues")
             assert issues[(("group", "sw_metric"), ("type", "runtime_not_applied"))] == 1.0
+
+
+async def test_schema_gauges_are_rendered_off_the_event_loop_once_per_collection(monkeypatch):
+    """The gauges have 5 series per group and an agent can send hundreds of thousands of groups:
+    rendering them took seconds (50,000 groups: 2 s) and ran on the event loop at every scrape
+    of /metrics, so /health and the agents' streams waited. Now the text is made in a worker
+    thread, once per collection and format, and scrapes reuse it."""
+    import threading
+
+    import fodcproxy.lifecycle as lifecycle
+
+    rendered: list[tuple[bool, threading.Thread]] = []
+    real = lifecycle.render_schema_metrics
+
+    def spy(verdicts, *, openmetrics=False):
+        rendered.append((openmetrics, threading.current_thread()))
+        return real(verdicts, openmetrics=openmetrics)
+
+    monkeypatch.setattr(lifecycle, "render_schema_metrics", spy)
+    with trio.fail_after(30):
+        async with cluster() as c:
+            await c.get()
+            texts = [await c.metrics() for _ in range(3)]
+    assert all('banyandb_fodc_schema_consistency_status{group="sw_stream"} 1.0' in t
+               for t in texts)
+    assert [om for om, _ in rendered] == [False]  # once for three scrapes
+    assert all(t is not threading.main_thread() for _, t in rendered)
+
+
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text; version=1.0.0"])
+async def test_an_agents_series_named_like_the_schema_gauges_is_exported(accept):
+    """One agent (hostile, or scraping another FODC proxy) sending series named like the proxy's
+    schema gauges made /metrics carry `banyandb_fodc_schema_consistency_status` twice: a second
+    HELP/TYPE block, which Prometheus refuses, failing the whole scrape. The agent's series get
+    the `exported_` prefix, as those named like the proxy's `fodc_agent_*` families do."""
+    from fodcproxy.testing.fake import static
+
+    fakes = [static("banyandb_fodc_schema_consistency_status", 1.0, labels={"group": "fake"}),
+             static("fodc_agent_up", 1.0)]
+    with trio.fail_after(30):
+        async with cluster() as c, open_fake_agent(c.proxy.grpc_address, role="ROLE_DATA",
+                                                   pod_name="mimic-0", series=fakes):
+            await c.get()
+            r = await http_get(c.proxy.http_url + "/metrics",
+                               headers={"Accept": accept} if accept else None)
+            assert r.status == 200
+    text = r.body.decode()
+    for name in ("banyandb_fodc_schema_consistency_status", "fodc_agent_up"):
+        assert text.count(f"# TYPE {name} ") == 1, name
+    assert 'banyandb_fodc_schema_consistency_status{group="sw_stream"} 1' in text
+    assert "exported_banyandb_fodc_schema_consistency_status{" in text
+    assert "exported_fodc_agent_up{" in text

@@ -61,6 +61,14 @@ def test_decode_report(data: bytes, ok: bool, reason: str) -> None:
         assert isinstance(got, str) and got.startswith("r.json: ") and reason in got
 
 
+def test_decode_report_skips_a_name_that_is_not_utf8() -> None:
+    """A file name with bytes that are not UTF-8 comes from os.scandir with lone surrogates;
+    protobuf cannot encode it as `filename` (a string): it is skipped with its bytes escaped."""
+    got = decode_report("\udcff-2026.json", b"{}", LIMITS)
+    assert got == "\\xff-2026.json: the name is not UTF-8"
+    assert decode_report("\ud800.json", b"{}", LIMITS) == "\\ud800.json: the name is not UTF-8"
+
+
 # --- a node's schema state ------------------------------------------------------------------
 
 

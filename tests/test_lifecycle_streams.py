@@ -334,3 +334,36 @@ async def test_an_answer_that_does_not_decode_is_not_responded(autojump_clock):
         assert result.summary.responded == 0
         assert not s.ended  # the stream stays for the next collection
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("goodbye", [True, False])
+async def test_an_agent_registered_again_without_the_lifecycle_stream_is_not_missing(
+        autojump_clock, goodbye):
+    """An agent restarted with lifecycle off (--lifecycle-port 0, or an address agent of ours
+    after this default changed) registers again under the same agent id and opens no
+    StreamLifecycle. It is then an agent without lifecycle data, as one that never had the
+    stream: counted absent for answering before, it made every group UNKNOWN for as long as it
+    stayed registered. Until attach_grace after its registration it may still open the stream,
+    and counts as missing meanwhile."""
+    hub = make_hub()
+    liaison, d0 = await pod(hub, "l-0", "ROLE_LIAISON"), await pod(hub, "d-0")
+    collector = LifecycleCollector(hub, hub.registry, timeout=7.0)
+    async with trio.open_nursery() as nursery:
+        for agent, node in ((liaison, "l-0"), (d0, "d-0")):
+            s, c = await attach(hub, agent, LifecycleReportStream)
+            nursery.start_soon(serve_lifecycle, s, c, answer(agent.agent_id, node, sw(node, 1)))
+        rs, rc = await attach(hub, liaison, RegistryStream)
+        nursery.start_soon(serve_registry, rs, rc, 1)
+        first = await collector.collect(hub.select(lambda meta: True), everyone=True)
+        assert first.verdicts.groups[0].status.name == "CONSISTENT"
+        d0.disconnect(goodbye=goodbye)
+        await trio.sleep(1.0)
+        again = MemoryAgent(hub, d0.registration)
+        again.register()  # the same agent id; no StreamLifecycle this time
+        soon = await collector.collect(hub.select(lambda meta: True), everyone=True)
+        assert soon.absent == (d0.agent_id,)  # within attach_grace: it may still open it
+        await trio.sleep(hub.attach_grace)
+        later = await collector.collect(hub.select(lambda meta: True), everyone=True)
+        assert later.absent == ()
+        assert later.verdicts.groups[0].status.name == "CONSISTENT"
+        nursery.cancel_scope.cancel()

@@ -383,3 +383,67 @@ def test_self_check_applies_lowered_caps(tmp_path) -> None:
     narrow = ProfileStore(str(tmp_path / "pp"), max_events=2)
     narrow.self_check()
     assert [e.profile_id for e in narrow.list_events()] == [m.profile_id for m in made[-2:]]
+
+
+def test_the_nodes_own_limit_from_the_scrape_comes_before_the_agents_cgroup(tmp_path) -> None:
+    """Upstream judges RSS against the limit the node itself exposes,
+    `banyandb_memory_protector_cgroup_limit_bytes`. We read only the agent's own cgroup, which
+    in the usual Kubernetes layout (the agent a sidecar container) is the agent container's
+    limit, not the node's: a 128 MiB sidecar beside a 2 GiB node captured profiles at every
+    cooldown, forever. The node's scraped limit now comes first (after the flag)."""
+    from fodcproxy.agent.config import AgentConfig
+    from fodcproxy.agent.main import Agent
+
+    agent = Agent(AgentConfig(node_role="ROLE_DATA", pod_name="data-0",
+                              pressure_dir=str(tmp_path / "pp")))
+    assert agent.pressure is not None
+    limit = agent.pressure._limit
+
+    def gauge(name: str, value: float) -> Sample:
+        return Sample(name, {}, value, "", MetricType.GAUGE)
+
+    agent.recorder.record([gauge("process_resident_memory_bytes", 500 * 2**20),
+                           gauge("banyandb_memory_protector_cgroup_limit_bytes", 2**31)],
+                          now=10.0)
+    assert limit() == 2**31
+    flagged = Agent(AgentConfig(node_role="ROLE_DATA", pod_name="data-0",
+                                pressure_dir=str(tmp_path / "pp"),
+                                pressure_limit_bytes=2**30))
+    flagged.recorder.record([gauge("banyandb_memory_protector_cgroup_limit_bytes", 2**31)],
+                            now=10.0)
+    assert flagged.pressure is not None and flagged.pressure._limit() == 2**30  # the flag wins
+
+
+def test_limit_reader_takes_the_scraped_limit_then_the_cgroup(tmp_path) -> None:
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    cg = tmp_path / "cg"
+    (cg / "c").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text("0::/c\n")
+    (proc / "self" / "mountinfo").write_text(f"35 25 0:30 / {cg} rw - cgroup2 cgroup2 rw\n")
+    (cg / "c" / "memory.max").write_text("134217728\n")
+    scraped: list[int | None] = [None]
+    reader = LimitReader(proc=str(proc), scraped=lambda: scraped[0])
+    assert reader() == 134217728            # the node exposes none: the agent's cgroup
+    scraped[0] = 2**31
+    assert reader() == 2**31                # the node's own limit
+    assert "banyandb_memory_protector_cgroup_limit_bytes" in reader.describe()
+    scraped[0] = 0
+    assert reader() == 134217728            # 0 is no limit
+
+
+def test_limit_from_the_recorder_is_the_smallest_positive_newest_sample() -> None:
+    from fodcproxy.agent.profiler import recorder_limit
+
+    recorder = FlightRecorder()
+    read = recorder_limit(recorder)
+    assert read() is None
+
+    def limit(value: float, container: str) -> Sample:
+        return Sample("banyandb_memory_protector_cgroup_limit_bytes",
+                      {"container_name": container}, value, "", MetricType.GAUGE)
+
+    recorder.record([limit(2e9, "data"), limit(0.0, "lifecycle")], now=10.0)
+    assert read() == 2_000_000_000
+    recorder.record([limit(1e9, "lifecycle")], now=20.0)
+    assert read() == 1_000_000_000

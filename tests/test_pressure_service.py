@@ -331,3 +331,26 @@ async def test_a_proxy_that_stops_reading_is_given_up(store) -> None:
             # ... and never reads: the flow-control windows fill, the agent's send waits.
             await proxy.ended.wait()
     assert service.stalled == 1 and service.fetches_sent == 0
+
+
+@pytest.mark.parametrize("meta_json", [
+    '{"sourceEndpoint": "\\ud800", "profiles": []}',
+    '{"podName": "\\udfff"}',
+    '{"profiles": [{"type": "heap", "filename": "heap.pprof", "format": "\\ud800"}]}',
+])
+async def test_a_meta_json_with_text_that_is_not_utf8_is_skipped_not_fatal(store, meta_json):
+    """JSON may escape a lone surrogate ("\\ud800"): Python reads it as a str that protobuf
+    cannot encode. Such an event (a file anyone with write access to the profile directory can
+    plant) made every list_profiles raise UnicodeEncodeError out of serve(), which ended the
+    agent. It is now skipped as a bad meta.json, like one that is not JSON."""
+    store.self_check()
+    good = make_event(store, 1_782_555_000, heap=b"h")
+    bad = make_event(store, 1_782_555_300, heap=b"h")
+    meta = os.path.join(store.event_dir(bad.profile_id), "meta.json")
+    with open(meta, "w") as f:
+        f.write(meta_json)
+    with trio.fail_after(20):
+        async with open_pressure_stream(PressureProfilesService(store)) as proxy:
+            records = await proxy.records("list-1")
+            assert [r.profile_id for r in records] == [good.profile_id]
+            assert [r.profile_id for r in await proxy.records("list-2")] == [good.profile_id]

@@ -378,11 +378,20 @@ class AgentClient:
             self._answered += 1
 
     async def _serve(self, service: AgentService, call: ClientCall) -> None:
-        await service.serve(call)
+        name = service.method.rsplit('/', 1)[-1]
+        try:
+            await service.serve(call)
+        except (OSError, RpcError, ProxyGone):
+            raise
+        except Exception as exc:
+            # A service's bug (or an input it did not foresee) ends the session, as the protocol
+            # says, not the agent: it registers again, and its metrics go on being served.
+            log.exception("agent %s: %s failed", self.agent_id, name)
+            raise ProxyGone(f"{name} failed: {type(exc).__name__}: {exc}") from None
         if self._stop.is_set():
             return
         code, message = call.status or (GrpcCode.UNAVAILABLE, "")
-        raise ProxyGone(f"{service.method.rsplit('/', 1)[-1]} ended ({code}): {message}")
+        raise ProxyGone(f"{name} ended ({code}): {message}")
 
     async def _send_chunks(self, call: ClientCall, request_id: int, metrics: Sequence[Any]) -> None:
         """Answer one request in StreamMetricsRequest chunks under the message limit.

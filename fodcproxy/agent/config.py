@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 DEFAULT_METRICS_ENDPOINT = "http://localhost:2121/metrics"
+DEFAULT_LIFECYCLE_PORT = 18912  # upstream's --lifecycle-port, for pod agents
 _MIN_MESSAGE_SIZE = 4096  # the client keeps 1 KiB of every message for framing
 _MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
 _MIN_BUDGET = 1024
@@ -197,9 +198,10 @@ class AgentConfig:
     grpc_max_msg_size: int = 4 * 1024 * 1024
     log_level: str = "info"
     # Lifecycle and schema consistency (issue 16), upstream's flags and defaults: the node's
-    # GroupLifecycleService/NodeSchemaStateService port (0: off, neither stream is opened), the
-    # liaison's registry port (0: this agent cannot read the registry), the report directory.
-    lifecycle_port: int = 18912
+    # GroupLifecycleService/NodeSchemaStateService port (0: off, neither stream is opened; None:
+    # `lifecycle_node_port` decides), the liaison's registry port (0: this agent cannot read the
+    # registry), the report directory.
+    lifecycle_port: int | None = None
     schema_registry_port: int = 17912
     lifecycle_report_dir: str = "/tmp/lifecycle-reports"
     lifecycle_cache_ttl: float = 600.0
@@ -278,7 +280,7 @@ class AgentConfig:
         if not _MIN_MESSAGE_SIZE <= self.grpc_max_msg_size <= _MAX_MESSAGE_SIZE:
             raise ConfigError("--grpc-max-msg-size", f"must be between {_MIN_MESSAGE_SIZE} and "
                                                      f"{_MAX_MESSAGE_SIZE} bytes")
-        for flag, port in (("--lifecycle-port", self.lifecycle_port),
+        for flag, port in (("--lifecycle-port", self.lifecycle_node_port),
                            ("--schema-registry-port", self.schema_registry_port)):
             if not 0 <= port <= 65535:
                 raise ConfigError(flag, f"port {port} is outside 0-65535 (0 turns it off)")
@@ -316,6 +318,20 @@ class AgentConfig:
     def is_pod(self) -> bool:
         """True for a pod agent (registers `pod_name`, no primary address)."""
         return self.pod_name is not None
+
+    @property
+    def lifecycle_node_port(self) -> int:
+        """The node's lifecycle port the agent uses; 0 when lifecycle is off.
+
+        Without --lifecycle-port: upstream's 18912 for a pod agent (upstream's kind, a sidecar
+        of a BanyanDB node), off for an address agent. An agent that opens StreamLifecycle and
+        cannot reach the node's InspectAll never answers, and the proxy then waits its whole
+        --lifecycle-timeout (50 s) on every GET /cluster/lifecycle and judges every group
+        UNKNOWN; an address agent (our own kind) often has no such node on 127.0.0.1.
+        """
+        if self.lifecycle_port is not None:
+            return self.lifecycle_port
+        return DEFAULT_LIFECYCLE_PORT if self.is_pod else 0
 
     def container_name(self, endpoint: str) -> str:
         """The container name of `endpoint` ("" without --container-names)."""
@@ -367,8 +383,9 @@ def _add_pressure_flags(p: argparse.ArgumentParser, d: AgentConfig) -> None:
     p.add_argument("--pressure-profiler-max-disk-bytes", default="512MiB",
                    help="bytes the kept events may hold together (default 512MiB, 0: no cap)")
     p.add_argument("--pressure-profiler-limit-bytes", default=None,
-                   help="the memory limit to trigger against, instead of the agent's cgroup "
-                        "memory.max (default: the cgroup's; none: the profiler idles)")
+                   help="the memory limit to trigger against (default: the node's scraped "
+                        "banyandb_memory_protector_cgroup_limit_bytes, else the agent's cgroup "
+                        "memory.max; none: the profiler idles)")
     p.add_argument("--pressure-profiler-capture-timeout",
                    default=format_duration(d.pressure_capture_timeout),
                    help="deadline of pulling one profile (default 30s)")
@@ -475,11 +492,11 @@ def build_parser(prog: str = "python -m fodcproxy agent") -> argparse.ArgumentPa
     p.add_argument("--grpc-max-msg-size", default=str(d.grpc_max_msg_size),
                    help="largest gRPC message, bytes; replies are chunked below it "
                         "(default 4194304, the proxy's)")
-    p.add_argument("--lifecycle-port", default=str(d.lifecycle_port),
+    p.add_argument("--lifecycle-port", default=None,
                    help="the node's gRPC port of GroupLifecycleService.InspectAll and "
-                        "NodeSchemaStateService, on 127.0.0.1 (default 18912, upstream's); 0 "
-                        "turns lifecycle collection off: StreamLifecycle and StreamSchemaRegistry "
-                        "are not opened")
+                        "NodeSchemaStateService, on 127.0.0.1 (default: 18912, upstream's, for a "
+                        "pod agent; off for an address agent); 0 turns lifecycle collection off: "
+                        "StreamLifecycle and StreamSchemaRegistry are not opened")
     p.add_argument("--schema-registry-port", default=str(d.schema_registry_port),
                    help="the local liaison's client gRPC port serving the schema registry, read "
                         "when the proxy asks this agent (default 17912); 0: none")
@@ -557,7 +574,8 @@ def agent_config_from_args(ns: argparse.Namespace) -> AgentConfig:
         **_pressure_settings(ns),
         grpc_max_msg_size=parse_size(ns.grpc_max_msg_size, flag="--grpc-max-msg-size"),
         log_level=ns.log_level,
-        lifecycle_port=parse_int(ns.lifecycle_port, "--lifecycle-port"),
+        lifecycle_port=(None if ns.lifecycle_port is None
+                        else parse_int(ns.lifecycle_port, "--lifecycle-port")),
         schema_registry_port=parse_int(ns.schema_registry_port, "--schema-registry-port"),
         lifecycle_report_dir=ns.lifecycle_report_dir,
         lifecycle_cache_ttl=parse_duration(ns.lifecycle_cache_ttl, flag="--lifecycle-cache-ttl"),

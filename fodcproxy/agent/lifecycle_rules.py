@@ -73,6 +73,15 @@ def select_reports(entries: Iterable[tuple[str, bool]], limits: ReportLimits) ->
 
 def decode_report(name: str, data: bytes, limits: ReportLimits) -> pb.LifecycleReport | str:
     """The LifecycleReport of one file's bytes, or why it is skipped."""
+    try:
+        name.encode("utf-8")  # `filename` is a protobuf string
+    except UnicodeEncodeError:
+        # os.scandir gives bytes that are not UTF-8 as lone surrogates: shown escaped
+        try:
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "backslashreplace").decode("ascii")
+        return f"{shown}: the name is not UTF-8"
     if len(data) > limits.max_file_size:
         return f"{name}: over {limits.max_file_size} bytes"
     try:

@@ -43,6 +43,7 @@ from fodcproxy.agent.profiler import (
     ProfileStore,
     pressure_samples,
     proc_rss,
+    recorder_limit,
     recorder_rss,
 )
 from fodcproxy.agent.profileservice import PressureProfilesService
@@ -128,12 +129,14 @@ class Agent:
                                                flag="--proxy-tls-ca-file", alpn=["h2"])
         self._stop = trio.Event()
         self._client: AgentClient | None = None
-        # Lifecycle and schema consistency, on unless --lifecycle-port 0 (as upstream's agent).
+        # Lifecycle and schema consistency: on for a pod agent unless --lifecycle-port 0 (as
+        # upstream's agent), on for an address agent only with --lifecycle-port (see
+        # AgentConfig.lifecycle_node_port).
         self.lifecycle: LifecycleService | None = None
         self.schema_registry: SchemaRegistryService | None = None
-        if config.lifecycle_port > 0:
+        if config.lifecycle_node_port > 0:
             collector = LifecycleCollector(LifecycleSettings(
-                lifecycle_port=config.lifecycle_port,
+                lifecycle_port=config.lifecycle_node_port,
                 registry_port=config.schema_registry_port,
                 report_dir=config.lifecycle_report_dir,
                 cache_ttl=config.lifecycle_cache_ttl,
@@ -261,7 +264,8 @@ def _pressure_profiler(config: AgentConfig, recorder: FlightRecorder) -> Pressur
         store, PressureTrigger(trigger_percent=config.pressure_trigger_percent,
                                cooldown=config.pressure_cooldown),
         rss=proc_rss(config.node_pid) if config.node_pid is not None else recorder_rss(recorder),
-        limit=LimitReader(config.pressure_limit_bytes), pprof_url=config.pressure_pprof_url,
+        limit=LimitReader(config.pressure_limit_bytes, scraped=recorder_limit(recorder)),
+        pprof_url=config.pressure_pprof_url,
         capture_timeout=config.pressure_capture_timeout,
         max_profile_bytes=config.pressure_max_profile_bytes)
 

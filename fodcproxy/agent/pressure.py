@@ -356,18 +356,26 @@ class CaptureRecord:
                     size = sizes[filename]
                 profiles.append(ProfileFile(_FILENAMES[filename], filename,
                                             posixpath.join(base, profile_id, filename), size,
-                                            str(item.get("format") or PROFILE_FORMAT)))
+                                            _text(item.get("format") or PROFILE_FORMAT)))
             return cls(profile_id=profile_id, captured_at_ns=captured,
-                       source_endpoint=str(meta.get("sourceEndpoint", "")),
+                       source_endpoint=_text(meta.get("sourceEndpoint", "")),
                        rss_bytes=_uint(meta.get("rssBytes", 0)),
                        cgroup_limit_bytes=_uint(meta.get("cgroupLimitBytes", 0)),
                        trigger_percent=min(_uint(meta.get("triggerPercent", 0)), 100),
                        threshold_bytes=_uint(meta.get("thresholdBytes", 0)),
-                       profiles=tuple(profiles), pod_name=str(meta.get("podName", "")),
-                       role=str(meta.get("role", "")))
+                       profiles=tuple(profiles), pod_name=_text(meta.get("podName", "")),
+                       role=_text(meta.get("role", "")))
         except (ValueError, TypeError, AttributeError) as exc:
             raise PressureError(
                 f"{profile_id}/{META_FILE} is not a capture record: {exc}") from None
+
+
+def _text(value: object) -> str:
+    """`value` as text protobuf can send. JSON may escape a lone surrogate ("\\ud800"), which
+    Python reads into a str that is not UTF-8: UnicodeEncodeError, a ValueError."""
+    text = str(value)
+    text.encode("utf-8")
+    return text
 
 
 def _uint(value: object) -> int:

@@ -52,13 +52,16 @@ from fodcproxy.core.model import MetricType, Sample
 from fodcproxy.errors import FodcError, GrpcCode
 
 __all__ = [
-    "RSS_METRIC", "CaptureFailed", "LimitReader", "PressureProfiler", "ProfileStore",
-    "ProfilerStatistics", "proc_rss", "pull_profile", "recorder_rss",
+    "LIMIT_METRIC", "RSS_METRIC", "CaptureFailed", "LimitReader", "PressureProfiler",
+    "ProfileStore", "ProfilerStatistics", "proc_rss", "pull_profile", "recorder_limit",
+    "recorder_rss",
 ]
 
 log = logging.getLogger(__name__)
 
 RSS_METRIC = "process_resident_memory_bytes"
+# The node's own cgroup memory limit, as BanyanDB exposes it (upstream's profiler reads it).
+LIMIT_METRIC = "banyandb_memory_protector_cgroup_limit_bytes"
 _RECEIVE_SIZE = 64 * 1024
 
 RssReading = tuple[int, float | None]
@@ -323,6 +326,18 @@ def recorder_rss(recorder: FlightRecorder) -> Callable[[], RssReading | None]:
     return read
 
 
+def recorder_limit(recorder: FlightRecorder) -> Callable[[], int | None]:
+    """The node's memory limit from the scrape: the newest `banyandb_memory_protector_cgroup_
+    limit_bytes` the recorder holds (with several endpoints, the smallest positive one); None
+    when the node exposes none (0 means no limit)."""
+
+    def read() -> int | None:
+        limits = [int(s.value) for s in recorder.latest_of(LIMIT_METRIC) if s.value >= 1]
+        return min(limits) if limits else None
+
+    return read
+
+
 def proc_rss(pid: int, proc: str = "/proc") -> Callable[[], RssReading | None]:
     """The RSS of process `pid` from ``/proc/<pid>/status`` (VmRSS), read when called; None when
     the process is gone. (A procfs file is made by the kernel on read: it never waits on a disk.)"""
@@ -340,11 +355,16 @@ def proc_rss(pid: int, proc: str = "/proc") -> Callable[[], RssReading | None]:
 
 class LimitReader:
     """The memory limit: `override` (--pressure-profiler-limit-bytes) when given, else the
-    smallest limit among the agent's cgroup files (`memory_limit_files` of /proc/self/cgroup and
-    /proc/self/mountinfo, found once), read anew on every call (a pod may be resized)."""
+    node's own limit from the scrape (`scraped`, `recorder_limit`: what upstream's profiler
+    uses) when it exposes one, else the smallest limit among the agent's cgroup files
+    (`memory_limit_files` of /proc/self/cgroup and /proc/self/mountinfo, found once), read anew
+    on every call (a pod may be resized). The agent's own cgroup is the node's only when the
+    agent shares the node's container or cgroup: a sidecar container has its own limit."""
 
-    def __init__(self, override: int | None = None, *, proc: str = "/proc") -> None:
+    def __init__(self, override: int | None = None, *, proc: str = "/proc",
+                 scraped: Callable[[], int | None] | None = None) -> None:
         self.override = override
+        self.scraped = scraped
         self.files: list[tuple[str, bool]] = []
         if override is None:
             try:
@@ -359,12 +379,17 @@ class LimitReader:
     def describe(self) -> str:
         if self.override is not None:
             return "--pressure-profiler-limit-bytes"
-        return ", ".join(path for path, _ in self.files) or "no cgroup memory controller"
+        files = ", ".join(path for path, _ in self.files) or "no cgroup memory controller"
+        return f"the node's {LIMIT_METRIC}, then {files}" if self.scraped else files
 
     def __call__(self) -> int | None:
         """Reads cgroupfs pseudo-files (made by the kernel on read, never waiting on a disk)."""
         if self.override is not None:
             return self.override
+        if self.scraped is not None:
+            node = self.scraped()
+            if node is not None and node > 0:
+                return node
         limits = []
         for path, v1 in self.files:
             try:

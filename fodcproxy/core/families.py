@@ -6,7 +6,8 @@ name, type) the agents sent, whatever they sent:
 * A sample declares a family by its name and type (`declare()`): `x_bucket` of a histogram is
   family `x`; an OpenMetrics counter needs `_total`; text 0.0.4 has no `_created` samples (they
   become gauges of their own name, as prometheus_client writes them). Agent families named
-  `fodc_agent_*` / `fodc_proxy_*` get an `exported_` prefix: those names are the proxy's own.
+  `fodc_agent_*` / `fodc_proxy_*` / `banyandb_fodc_schema_*` get an `exported_` prefix: those
+  names are the proxy's own.
 * A family's type is the first *typed* (not untyped) declaration seen. Samples declared with
   another type are dropped: the first family wins, and each conflict is reported (`FamilyConflict`).
   Untyped samples claim no type: they join the family when their name fits its type.
@@ -120,8 +121,10 @@ def declare(name: str, mtype: int, openmetrics: bool) -> tuple[str, str, int, st
             else:
                 # A "histogram" sample without a histogram suffix: keep it, untyped.
                 ftype = UNTYPED
-    if family.startswith(("fodc_agent_", "fodc_proxy_")) or family in ("fodc_agent", "fodc_proxy"):
-        # These would collide with the proxy's own families.
+    if family.startswith(("fodc_agent_", "fodc_proxy_", "banyandb_fodc_schema_")) or family in (
+            "fodc_agent", "fodc_proxy"):
+        # These would collide with the proxy's own families (the schema gauges of
+        # `fodcproxy.lifecycle` are `banyandb_fodc_schema_*`, upstream's proxy's names).
         family, name = EXPORTED + family, EXPORTED + name
     return family, ftype, role, name
 

@@ -252,17 +252,22 @@ class Verdicts:
     # drops the rest, as upstream's merge only outputs groups some agent reported.
     errors: tuple[tuple[str, tuple[str, ...]], ...] = ()
     streaks: Streaks = Streaks()
+    # Lookups by group name, made once: the body looks every group up, and one agent can send
+    # hundreds of thousands of groups (a scan per look-up was quadratic).
+    _by_group: dict[str, GroupVerdict] = attrs.field(init=False, eq=False, repr=False)
+    _errors_by_group: dict[str, tuple[str, ...]] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_by_group", {v.group: v for v in reversed(self.groups)})
+        object.__setattr__(self, "_errors_by_group", dict(self.errors))
 
     def verdict(self, group: str) -> GroupVerdict | None:
         """The verdict on `group`, or None when no agent reported a schema partial for it."""
-        for v in self.groups:
-            if v.group == group:
-                return v
-        return None
+        return self._by_group.get(group)
 
     def errors_of(self, group: str) -> tuple[str, ...]:
         """The registry error strings to union onto `group`'s errors."""
-        return dict(self.errors).get(group, ())
+        return self._errors_by_group.get(group, ())
 
     def statuses(self) -> dict[str, ConsistencyStatus]:
         """Status by group, for the `banyandb_fodc_schema_consistency_status` gauge."""

@@ -25,7 +25,6 @@ from fodcproxy.errors import FodcError
 from fodcproxy.hub import AgentResult
 from fodcproxy.http import documents, negotiation
 from fodcproxy.http.lifecycle import register_lifecycle
-from fodcproxy.lifecycle import render_schema_metrics
 from fodcproxy.http.selection import NodeSelection
 from fodcproxy.http.status import CollectLog, status_json
 from fodcproxy.http.diagnostics import register_diagnostics
@@ -202,7 +201,8 @@ def create_app(proxy: HttpServices) -> QuartTrio:
                        for r in results]
             rendering = exposition.Rendering(batches, openmetrics=openmetrics,
                                              tail=proxy.metrics.render(openmetrics=openmetrics)
-                                             + (schema_gauges(openmetrics) if schema else ""),
+                                             + (await schema_gauges(openmetrics) if schema
+                                                else ""),
                                              cache=proxy.exposition_cache)
             # In steps, so /health and the gRPC side stay prompt while 100k samples render.
             for _ in rendering.steps():
@@ -218,11 +218,11 @@ def create_app(proxy: HttpServices) -> QuartTrio:
 
     collect_log = CollectLog()
 
-    def schema_gauges(openmetrics: bool) -> str:
+    async def schema_gauges(openmetrics: bool) -> str:
         collector = proxy.lifecycle
         if collector is None:
             return ""
-        return render_schema_metrics(collector.latest, openmetrics=openmetrics)
+        return await collector.schema_metrics(openmetrics=openmetrics)
 
     def known_hosts() -> set[str]:
         return {e.meta.ip for e in proxy.registry if e.meta.ip}
