@@ -166,12 +166,16 @@ def demo_agents(proxy_address: str, *, now: float | None = None,
 
 
 def demo_diagnostics(since: float) -> list[Any]:
-    """One crash record and one memory-pressure capture (a heap and a goroutine profile)."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(since)) + ".000000000Z"
-    return [FakeCrashService([crash_record("/var/lib/banyandb/crash/" + stamp,
-                                           occurred_at=since - 3600)]),
-            FakePressureService({stamp: {"heap": b"\x1f\x8b demo heap profile\n" * 64,
-                                         "goroutine": b"\x1f\x8b demo goroutines\n" * 32}})]
+    """One crash record (the node panicked an hour before its last start, `since`) and one
+    memory-pressure capture taken at its start (a heap and a goroutine profile)."""
+    def stamp(t: float) -> str:
+        return time.strftime("%Y%m%dT%H%M%S", time.gmtime(t)) + ".000000000Z"
+
+    crashed = since - 3600
+    return [FakeCrashService([crash_record("/var/lib/banyandb/crash/" + stamp(crashed),
+                                           occurred_at=crashed)]),
+            FakePressureService({stamp(since): {"heap": b"\x1f\x8b demo heap profile\n" * 64,
+                                                "goroutine": b"\x1f\x8b demo goroutines\n" * 32}})]
 
 
 def describe_fleet(agents: Sequence[FakeAgent]) -> str:
