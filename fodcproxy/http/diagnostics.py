@@ -181,8 +181,15 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
                                "GET /pressure-profiles)")
         name = attachment_name(pod_name, entry.role, profile_id, type_)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        # The listed size, so that a body cut short can be told from a whole one by any client
+        # (one reading to the connection's end too): `_body` sends exactly this many bytes or
+        # cuts the connection.
+        size = file.size_bytes if file.size_bytes > 0 else None
         if request.method == "HEAD":  # the profile is there; its bytes are not asked for
-            return Response(b"", content_type="application/octet-stream", headers=headers)
+            response = Response(b"", content_type="application/octet-stream", headers=headers)
+            if size is not None:
+                response.content_length = size
+            return response
         try:
             fetch = await stream.start_fetch(profile_id, type_, file.filepath)
         except TooManyDownloads as exc:
@@ -197,22 +204,31 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         except BaseException:
             stream.close(fetch)
             raise
-        response = Response(_body(stream, fetch, first),
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        response = Response(_body(stream, fetch, first, size),
                             content_type="application/octet-stream", headers=headers)
         # No whole-response timeout: each chunk has its own deadline (--profile-chunk-timeout).
         response.timeout = None
         return response
 
 
-async def _body(stream: PressureProfilesStream, fetch: ProfileFetch,
-                first: bytes | None) -> AsyncIterator[bytes]:
+async def _body(stream: PressureProfilesStream, fetch: ProfileFetch, first: bytes | None,
+                size: int | None = None) -> AsyncIterator[bytes]:
     """The download's data as it arrives (`first` already taken); closes the fetch whatever
-    happens (quart closes the generator when the client goes away)."""
+    happens (quart closes the generator when the client goes away). With a `size` (the
+    response's Content-Length), exactly that many bytes or a cut connection."""
     try:
         data = first
+        sent = 0
         while data is not None:
+            if size is not None and sent + len(data) > size:
+                raise FetchFailed(f"the agent sent more than the {size} bytes it listed")
+            sent += len(data)
             yield data
             data = await stream.next_data(fetch)
+        if size is not None and sent != size:
+            raise FetchFailed(f"the agent sent {sent} bytes of the {size} it listed")
     except FetchFailed as exc:
         # Bytes are on the wire already: the status cannot change. Raising makes the server
         # abort the connection without the body's end, so the client sees a truncated download

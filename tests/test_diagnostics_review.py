@@ -1,0 +1,74 @@
+"""Findings of the adversarial review of the proxy's side of crash records and pressure
+profiles (review3): each test failed before its fix."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import h11
+import pytest
+import trio
+
+from fodcproxy.testing import open_proxy
+from fodcproxy.testing.diagnostics import FakePressureService
+from fodcproxy.testing.http import http_get, http_request
+from test_diagnostics import _blob, pod
+
+
+async def _http10_get(url: str) -> tuple[bytes, bytes]:
+    """GET `url` as an HTTP/1.0 client: the body ends when the server closes the connection
+    (no chunked encoding), so only a Content-Length tells a cut body from a whole one."""
+    parts = urlsplit(url)
+    sock = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
+    await sock.send_all(f"GET {parts.path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    out = b""
+    while data := await sock.receive_some(1 << 20):
+        out += data
+    await sock.aclose()
+    head, _, body = out.partition(b"\r\n\r\n")
+    return head.lower(), body
+
+
+async def test_a_cut_download_is_detectable_without_chunked_encoding() -> None:
+    # The agent hangs after 2 of 8 chunks: the body is cut. An HTTP/1.0 client (or anything
+    # reading to the connection's end) could not tell it from a whole profile without a
+    # Content-Length: the listed size of the file.
+    size = 8 << 20
+    pressure = FakePressureService({"p1": {"heap": size}}, hang_after_chunks=2)
+    with trio.fail_after(30):
+        async with open_proxy(profile_chunk_timeout=0.5) as proxy, pod(proxy, "data-0", pressure):
+            head, body = await _http10_get(proxy.http_url + "/pressure-profiles/data-0/p1/heap")
+            assert head.startswith(b"http/1.1 200")
+            assert f"content-length: {size}".encode() in head
+            assert len(body) < size
+
+
+@pytest.mark.parametrize("listed_delta", [+1000, -1000])
+async def test_a_download_whose_bytes_differ_from_the_listed_size_is_cut(
+        listed_delta: int) -> None:
+    # The agent lists one size and sends another (the file changed, or a lying agent): the
+    # client must not get a body that looks whole. Fewer bytes: cut short of Content-Length;
+    # more: cut at Content-Length, never past it.
+    data = _blob((2 << 20) + 5)
+    pressure = FakePressureService({"p1": {"heap": data}})
+    pressure.profiles["p1"].record.profiles[0].size_bytes = len(data) + listed_delta
+    with trio.fail_after(30):
+        async with open_proxy() as proxy, pod(proxy, "data-0", pressure):
+            url = proxy.http_url + "/pressure-profiles/data-0/p1/heap"
+            with pytest.raises(h11.RemoteProtocolError):
+                await http_get(url)
+            head, body = await _http10_get(url)
+            assert f"content-length: {len(data) + listed_delta}".encode() in head
+            assert len(body) < len(data) + listed_delta
+
+
+async def test_head_of_a_download_names_its_length() -> None:
+    pressure = FakePressureService({"p1": {"heap": b"x" * 1234}})
+    with trio.fail_after(30):
+        async with open_proxy() as proxy, pod(proxy, "data-0", pressure):
+            url = proxy.http_url + "/pressure-profiles/data-0/p1/heap"
+            head = await http_request("HEAD", url)
+            assert head.status == 200 and head.headers["content-length"] == "1234"
+            full = await http_get(url)
+            assert full.status == 200 and full.body == b"x" * 1234
+            assert full.headers["content-length"] == "1234"
