@@ -72,3 +72,43 @@ async def test_head_of_a_download_names_its_length() -> None:
             full = await http_get(url)
             assert full.status == 200 and full.body == b"x" * 1234
             assert full.headers["content-length"] == "1234"
+
+
+@pytest.mark.parametrize("path", ["/diagnostics", "/pressure-profiles"])
+async def test_a_big_answer_is_rendered_in_steps(monkeypatch: pytest.MonkeyPatch,
+                                                 path: str) -> None:
+    # An agent's answer may hold up to --max-reply-bytes of records (256 MiB: a second or more
+    # of JSON encoding). The body is built a record at a time with the event loop's turns in
+    # between, so /health and the gRPC side are not starved. Seen here: another task runs
+    # between the records' renderings.
+    from fodcproxy.http import diagnostics as http_diagnostics
+    from fodcproxy.testing.diagnostics import FakeCrashService, crash_record
+
+    ticks = 0
+    seen: list[int] = []
+    name = "crash_record_json" if path == "/diagnostics" else "profile_record_json"
+    real = getattr(http_diagnostics, name)
+
+    def watched(*args: object, **kwargs: object) -> object:
+        seen.append(ticks)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(http_diagnostics, name, watched)
+    service = (FakeCrashService([crash_record(f"/c/{i}") for i in range(5)])
+               if path == "/diagnostics"
+               else FakePressureService({f"p{i}": {"heap": b"x"} for i in range(5)}))
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0)
+
+    with trio.fail_after(30):
+        async with open_proxy() as proxy, pod(proxy, "data-0", service):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tick)
+                r = await http_get(proxy.http_url + path)
+                nursery.cancel_scope.cancel()
+            assert r.status == 200 and len(r.json()) == 5
+            assert len(seen) == 5 and len(set(seen)) == 5, seen

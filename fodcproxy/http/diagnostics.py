@@ -11,7 +11,7 @@ agent, a per-chunk deadline both ways, the agent told to stop when the client le
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -102,6 +102,17 @@ def collection_headers(results: Sequence[Collected], without: Sequence[AgentEntr
     return headers
 
 
+async def _json_array(docs: Iterable[dict[str, Any]]) -> bytes:
+    """`docs` as one JSON array, encoded a document at a time with a turn of the event loop
+    after each: an answer may hold up to --max-reply-bytes of records per agent (a second or
+    more of encoding), which must not starve /health or the agents' streams."""
+    parts = []
+    for doc in docs:
+        parts.append(documents.dumps(doc).encode())
+        await trio.lowlevel.checkpoint()
+    return b"[" + b",".join(parts) + b"]"
+
+
 def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
                          select: Callable[[], tuple[list[AgentEntry], NodeSelection]],
                          deadline: Callable[[], float]) -> None:
@@ -121,12 +132,11 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         start = trio.current_time()
         results, without = await collect_crash_records(entries, settings, timeout=deadline())
         duration = trio.current_time() - start
-        body: list[dict[str, Any]] = []
-        for r in results:
-            e = r.entry
-            body.extend(crash_record_json(rec, agent_id=e.agent_id, pod_name=e.pod_name,
-                                          role=e.role) for rec in r.records)
-        return Response(documents.dumps(body), content_type=JSON,
+        body = await _json_array(
+            crash_record_json(rec, agent_id=r.entry.agent_id, pod_name=r.entry.pod_name,
+                              role=r.entry.role)
+            for r in results for rec in r.records)
+        return Response(body, content_type=JSON,
                         headers=collection_headers(results, without, duration))
 
     @app.route("/pressure-profiles", methods=["GET"])
@@ -137,12 +147,11 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         start = trio.current_time()
         results, without = await collect_profiles(entries, timeout=deadline())
         duration = trio.current_time() - start
-        body: list[dict[str, Any]] = []
-        for r in results:
-            e = r.entry
-            body.extend(profile_record_json(rec, agent_id=e.agent_id, pod_name=e.pod_name,
-                                            role=e.role) for rec in r.records)
-        return Response(documents.dumps(body), content_type=JSON,
+        body = await _json_array(
+            profile_record_json(rec, agent_id=r.entry.agent_id, pod_name=r.entry.pod_name,
+                                role=r.entry.role)
+            for r in results for rec in r.records)
+        return Response(body, content_type=JSON,
                         headers=collection_headers(results, without, duration))
 
     @app.route("/pressure-profiles/<pod_name>/<profile_id>/<type_>", methods=["GET"])
