@@ -111,4 +111,6 @@ async def test_a_big_answer_is_rendered_in_steps(monkeypatch: pytest.MonkeyPatch
                 r = await http_get(proxy.http_url + path)
                 nursery.cancel_scope.cancel()
             assert r.status == 200 and len(r.json()) == 5
-            assert len(seen) == 5 and len(set(seen)) == 5, seen
+            # (Trio orders the runnable tasks of a turn at random: the ticker may run just
+            # before one rendering and just after the next; never twice in a row so.)
+            assert len(seen) == 5 and seen[-1] - seen[0] >= 2, seen
