@@ -548,7 +548,10 @@ async def collect_crash_records(entries: Sequence[AgentEntry], settings: Diagnos
             out.append(Collected(entry, [], error, False))
             continue
         quiet = answer.quiet(now)
-        stream.latest_count = len(answer.records)
+        # An answer cut at the deadline holds only part of the agent's records: it may raise
+        # the gauge (at least that many), never lower it (that is for a complete answer).
+        if quiet or stream.latest_count is None or len(answer.records) > stream.latest_count:
+            stream.latest_count = len(answer.records)
         out.append(Collected(entry, answer.kept, "", quiet and answer.truncated is None,
                              answer.truncated if answer.truncated else
                              (None if quiet else "still sending at the deadline")))

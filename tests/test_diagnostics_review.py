@@ -114,3 +114,26 @@ async def test_a_big_answer_is_rendered_in_steps(monkeypatch: pytest.MonkeyPatch
             # (Trio orders the runnable tasks of a turn at random: the ticker may run just
             # before one rendering and just after the next; never twice in a row so.)
             assert len(seen) == 5 and seen[-1] - seen[0] >= 2, seen
+
+
+async def test_an_answer_cut_at_the_deadline_does_not_lower_the_crash_gauge() -> None:
+    # fodc_agent_crash_records counts the records of the agent's latest answer. An answer cut
+    # at the deadline (the agent still sending: a busy node) holds only some of them: taken as
+    # the count, the gauge would drop and rise again at the next full answer, and an alert on
+    # its increase would fire for no new crash. A cut answer only ever raises it (so a first
+    # occurrence still counts when the agent is slow).
+    from fodcproxy.diagnostics import CrashDiagnosticsStream
+    from fodcproxy.testing.diagnostics import FakeCrashService, crash_record
+
+    crash = FakeCrashService([crash_record(f"/c/{i}") for i in range(20)])
+    with trio.fail_after(30):
+        async with open_proxy(collect_timeout=1.0, diagnostics_settle=0.4) as proxy, \
+                pod(proxy, "data-0", crash) as a:
+            stream = proxy.proxy.hub.sessions[a.agent_id].stream(CrashDiagnosticsStream)
+            assert stream is not None
+            r = await http_get(proxy.http_url + "/diagnostics")
+            assert len(r.json()) == 20 and stream.latest_count == 20
+            crash.gap = 0.3  # now it is still sending at the deadline
+            r = await http_get(proxy.http_url + "/diagnostics")
+            assert 0 < len(r.json()) < 20 and "x-fodc-agents-incomplete" in r.headers
+            assert stream.latest_count == 20
