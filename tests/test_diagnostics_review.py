@@ -137,3 +137,16 @@ async def test_an_answer_cut_at_the_deadline_does_not_lower_the_crash_gauge() ->
             r = await http_get(proxy.http_url + "/diagnostics")
             assert 0 < len(r.json()) < 20 and "x-fodc-agents-incomplete" in r.headers
             assert stream.latest_count == 20
+
+
+@pytest.mark.parametrize("ts, text", [
+    # An agent's Timestamp with nanos outside [0, 1e9) (the proto does not stop it): read as
+    # Go's time.Unix(seconds, nanos) does, normalized, never as invalid RFC 3339 text.
+    ((0, -1), "1969-12-31T23:59:59.999999999Z"),
+    ((0, 1_500_000_000), "1970-01-01T00:00:01.5Z"),
+    ((10, -2_000_000_000), "1970-01-01T00:00:08Z"),
+])
+def test_go_time_normalizes_out_of_range_nanos(ts: tuple[int, int], text: str) -> None:
+    from fodcproxy.core.diagnostics import go_time
+
+    assert go_time(ts) == text
