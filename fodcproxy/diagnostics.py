@@ -343,9 +343,12 @@ class PressureProfilesStream(ReportStream):
                 came within the chunk deadline.
         """
         timeout = self.settings.chunk_timeout
+        # One deadline for the next piece of data (or the end), not per chunk: empty chunks
+        # must not keep a download alive.
+        deadline = trio.current_time() + timeout
         while not fetch.read_all:
             chunk: Chunk | None = None
-            with trio.move_on_after(timeout):
+            with trio.move_on_at(deadline):
                 try:
                     chunk = await fetch._receive.receive()
                     fetch.touched = self._clock()

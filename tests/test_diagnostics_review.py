@@ -12,6 +12,7 @@ import trio
 from fodcproxy.testing import open_proxy
 from fodcproxy.testing.diagnostics import FakePressureService
 from fodcproxy.testing.http import http_get, http_request
+from helpers import wait_for
 from test_diagnostics import _blob, pod
 
 
@@ -150,3 +151,21 @@ def test_go_time_normalizes_out_of_range_nanos(ts: tuple[int, int], text: str) -
     from fodcproxy.core.diagnostics import go_time
 
     assert go_time(ts) == text
+
+
+async def test_empty_chunks_do_not_keep_a_download_alive() -> None:
+    # The per-chunk deadline is for data: an agent that sends empty chunks (not last) forever
+    # would otherwise hold the download, its HTTP client and a download slot with no end.
+    pressure = FakePressureService({"p1": {"heap": 8 << 20}}, empty_after_chunks=1,
+                                   chunk_delay=0.05)
+    with trio.fail_after(30):
+        async with open_proxy(profile_chunk_timeout=0.5) as proxy, \
+                pod(proxy, "data-0", pressure) as a:
+            with pytest.raises(h11.RemoteProtocolError):
+                await http_get(proxy.http_url + "/pressure-profiles/data-0/p1/heap", timeout=5)
+            from fodcproxy.diagnostics import PressureProfilesStream
+
+            stream = proxy.proxy.hub.sessions[a.agent_id].stream(PressureProfilesStream)
+            assert stream is not None and stream._fetches == {}
+            # told to stop at its next (empty) chunk
+            await wait_for(lambda: pressure.cancels == [pressure.fetches[0].request_id])

@@ -14,6 +14,7 @@ have knobs for hostile behaviour:
 | `error="..."`                | answers every fetch with an error chunk                       |
 | `chunk_delay=s`              | waits s seconds before each chunk                             |
 | `serve_cancel=False`         | ignores our cancel extension (as upstream's agent does)       |
+| `empty_after_chunks=n`       | sends n chunks, then empty ones (not last) forever            |
 
 The crash service's `delay` waits before the first record, `gap` between records.
 """
@@ -123,7 +124,7 @@ class FakePressureService:
                  never_complete: bool = False, hang_after_chunks: int | None = None,
                  oversized_chunk: bool = False, wrong_request_id: bool = False,
                  error: str = "", chunk_delay: float = 0.0, serve_cancel: bool = True,
-                 chunk_size: int = CHUNK) -> None:
+                 chunk_size: int = CHUNK, empty_after_chunks: int | None = None) -> None:
         self.profiles: dict[str, _Profile] = {}
         for pid, data in (profiles or {}).items():
             sizes = {t: (v if isinstance(v, int) else len(v)) for t, v in data.items()}
@@ -136,6 +137,7 @@ class FakePressureService:
         self.chunk_delay = chunk_delay
         self.serve_cancel = serve_cancel
         self.chunk_size = chunk_size
+        self.empty_after_chunks = empty_after_chunks
         self.lists = 0
         self.fetches: list[Any] = []
         self.cancels: list[str] = []
@@ -200,6 +202,9 @@ class FakePressureService:
                 await trio.sleep_forever()
             if self.chunk_delay:
                 await trio.sleep(self.chunk_delay)
+            if self.empty_after_chunks is not None and n >= self.empty_after_chunks:
+                await call.send(self._chunk(f))
+                continue
             if self.oversized_chunk:
                 await call.send(self._chunk(f, b"\0" * (2 * CHUNK)))
                 return
