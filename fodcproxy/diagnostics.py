@@ -10,7 +10,8 @@ at a time (the stream's lock) and records arriving while none runs are dropped a
 
 `PressureProfilesStream` (StreamPressureProfiles): `list_profiles{request_id}` is answered by
 records then `list_complete{request_id}`; the tracker routes them (records are id-0 chunks with
-more to come, `list_complete` the last one; its echoed id is checked too). A download
+more to come, `list_complete` the last one; its echoed id is checked too; a caller that comes
+while a list is in progress takes its answer). A download
 (`fetch_profile`) has a request id of its own (`fetch-<n>`) and its chunks bypass the tracker:
 they go to that fetch's bounded channel (`FETCH_QUEUE` chunks), and the stream's handler waits
 for the hand-off, so a slow HTTP client slows the agent down through gRPC flow control instead
@@ -232,6 +233,15 @@ class ProfileFetch:
         self._send.close()
 
 
+class _Listing:
+    """A list in progress: its answer, or why it failed (neither: its caller went away)."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: ProfileList | None = None
+        self.error: str | None = None
+
+
 class PressureProfilesStream(ReportStream):
     """StreamPressureProfiles of one agent: lists through the tracker, downloads beside it."""
 
@@ -247,6 +257,7 @@ class PressureProfilesStream(ReportStream):
         self._ids = itertools.count(1)
         self.unasked_chunks = 0  # chunks of no download of ours, or of an abandoned one
         self.latest_count: int | None = None
+        self._listing: _Listing | None = None  # the list in progress, joined by later callers
 
     # -- lists ---------------------------------------------------------------------------------
 
@@ -261,11 +272,32 @@ class PressureProfilesStream(ReportStream):
         """The agent's capture events, answered by `deadline` (the caller's cancel scope ends
         the wait).
 
+        A caller that comes while a list is in progress takes its answer (the agent is sending
+        its records now) instead of queueing behind it for a list of its own; when that list is
+        cut short by its own caller going away, it asks itself.
+
         Raises:
             AgentGone: the stream ended, or the answer was for another request.
         """
-        result: ProfileList = await self._ask(None, None, deadline)
-        return result
+        while (running := self._listing) is not None:
+            await running.done.wait()
+            if running.result is not None:
+                return running.result
+            if running.error is not None:
+                raise AgentGone(running.error)
+        listing = _Listing()
+        self._listing = listing
+        try:
+            result: ProfileList = await self._ask(None, None, deadline)
+            listing.result = result
+            return result
+        except AgentGone as exc:
+            listing.error = str(exc)
+            raise
+        finally:
+            if self._listing is listing:
+                self._listing = None
+            listing.done.set()
 
     def on_record(self, record: ProfileRecord, size: int) -> None:
         verdict, w = self._route(0, True)

@@ -3,6 +3,7 @@ profiles (review3): each test failed before its fix."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import h11
@@ -169,3 +170,25 @@ async def test_empty_chunks_do_not_keep_a_download_alive() -> None:
             assert stream is not None and stream._fetches == {}
             # told to stop at its next (empty) chunk
             await wait_for(lambda: pressure.cancels == [pressure.fetches[0].request_id])
+
+
+async def test_concurrent_listings_of_a_slow_agent_share_one_list() -> None:
+    # Several console viewers (and the background refresh) ask GET /pressure-profiles at about
+    # the same time. Each used to wait for the previous one's list (one request at a time per
+    # stream): with an agent answering in 0.3 s and a 1 s deadline, the fourth and later
+    # callers reported it as missed. A caller that comes while a list is in progress takes its
+    # answer, as crash collections do.
+    pressure = FakePressureService({"p1": {"heap": b"x"}}, list_delay=0.3)
+    with trio.fail_after(30):
+        async with open_proxy(collect_timeout=1.0) as proxy, pod(proxy, "data-0", pressure):
+            answers: list[Any] = []
+
+            async def ask() -> None:
+                answers.append(await http_get(proxy.http_url + "/pressure-profiles"))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(6):
+                    nursery.start_soon(ask)
+            assert [len(r.json()) for r in answers] == [1] * 6
+            assert all("x-fodc-agents-missed" not in r.headers for r in answers)
+            assert pressure.lists <= 2
