@@ -159,12 +159,13 @@ class CrashDiagnosticsStream(ReportStream):
                 raise AgentGone(running.failed)
             # The collection we joined was cut short (its caller went away, or its deadline was
             # earlier than ours): ask ourselves.
-        async with self._lock:
-            if self._ended is not None:
-                raise AgentGone(self._ended)
-            self._answer = answer
-            self._over = trio.Event()
-            try:
+        if self._ended is not None:
+            raise AgentGone(self._ended)
+        # Ours from now on (no checkpoint before): a caller in the same turn joins it.
+        self._answer = answer
+        over = self._over = trio.Event()
+        try:
+            async with self._lock:
                 try:
                     await self.call.send_request(0, None)
                 except StreamClosed as exc:
@@ -179,16 +180,16 @@ class CrashDiagnosticsStream(ReportStream):
                         await self._wake.wait()
                 if self._ended is not None:
                     raise AgentGone(self._ended)
-            except AgentGone as exc:
-                answer.failed = str(exc)
-                raise
-            except BaseException:
-                answer.failed = answer.failed or _CANCELLED
-                raise
-            finally:
-                if self._answer is answer:
-                    self._answer = None
-                self._over.set()
+        except AgentGone as exc:
+            answer.failed = str(exc)
+            raise
+        except BaseException:
+            answer.failed = answer.failed or _CANCELLED
+            raise
+        finally:
+            if self._answer is answer:
+                self._answer = None
+            over.set()
 
     def on_record(self, record: CrashRecord, size: int) -> None:
         """One StreamCrashDiagnosticsRequest (`size` serialized bytes)."""

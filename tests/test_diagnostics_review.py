@@ -192,3 +192,39 @@ async def test_concurrent_listings_of_a_slow_agent_share_one_list() -> None:
             assert [len(r.json()) for r in answers] == [1] * 6
             assert all("x-fodc-agents-missed" not in r.headers for r in answers)
             assert pressure.lists <= 2
+
+
+async def test_crash_collections_asked_at_the_same_moment_share_one_request(
+        autojump_clock: Any) -> None:
+    # Two callers in the same turn of the event loop (the console and the background refresh,
+    # say): the second used to queue behind the first's lock and then ask again, taking a
+    # second settle time; it joins the first's collection instead.
+    from fodcproxy.diagnostics import (
+        CrashDiagnosticsStream,
+        DiagnosticsSettings,
+        attach,
+        collect_crash_records,
+    )
+    from test_diagnostics_core import MemoryRequestCall, make_hub, pod_agent, rec
+
+    hub = make_hub()
+    agent = await pod_agent(hub)
+    call = MemoryRequestCall(agent, "/memory/StreamCrashDiagnostics")
+    stream = await attach(hub, agent.agent_id, call, CrashDiagnosticsStream,
+                          DiagnosticsSettings())
+    out: list[Any] = []
+
+    async def ask() -> None:
+        out.append(await collect_crash_records(hub.select(lambda m: True),
+                                               DiagnosticsSettings(settle=0.5), timeout=8.0))
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask)
+        nursery.start_soon(ask)
+        await call.sent.receive()
+        stream.on_record(rec("a"), 10)
+    assert [[r.artifact_dir for r in res[0][0].records] for res in out] == [["a"], ["a"]]
+    with pytest.raises(trio.WouldBlock):
+        call.sent.receive_nowait()  # one request only
+    assert trio.current_time() - start < 1.0
