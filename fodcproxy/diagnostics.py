@@ -10,7 +10,8 @@ at a time (the stream's lock) and records arriving while none runs are dropped a
 
 `PressureProfilesStream` (StreamPressureProfiles): `list_profiles{request_id}` is answered by
 records then `list_complete{request_id}`; the tracker routes them (records are id-0 chunks with
-more to come, `list_complete` the last one; its echoed id is checked too). A download
+more to come, `list_complete` the last one; its echoed id is checked too; a caller that comes
+while a list is in progress takes its answer). A download
 (`fetch_profile`) has a request id of its own (`fetch-<n>`) and its chunks bypass the tracker:
 they go to that fetch's bounded channel (`FETCH_QUEUE` chunks), and the stream's handler waits
 for the hand-off, so a slow HTTP client slows the agent down through gRPC flow control instead
@@ -158,12 +159,13 @@ class CrashDiagnosticsStream(ReportStream):
                 raise AgentGone(running.failed)
             # The collection we joined was cut short (its caller went away, or its deadline was
             # earlier than ours): ask ourselves.
-        async with self._lock:
-            if self._ended is not None:
-                raise AgentGone(self._ended)
-            self._answer = answer
-            self._over = trio.Event()
-            try:
+        if self._ended is not None:
+            raise AgentGone(self._ended)
+        # Ours from now on (no checkpoint before): a caller in the same turn joins it.
+        self._answer = answer
+        over = self._over = trio.Event()
+        try:
+            async with self._lock:
                 try:
                     await self.call.send_request(0, None)
                 except StreamClosed as exc:
@@ -178,16 +180,16 @@ class CrashDiagnosticsStream(ReportStream):
                         await self._wake.wait()
                 if self._ended is not None:
                     raise AgentGone(self._ended)
-            except AgentGone as exc:
-                answer.failed = str(exc)
-                raise
-            except BaseException:
-                answer.failed = answer.failed or _CANCELLED
-                raise
-            finally:
-                if self._answer is answer:
-                    self._answer = None
-                self._over.set()
+        except AgentGone as exc:
+            answer.failed = str(exc)
+            raise
+        except BaseException:
+            answer.failed = answer.failed or _CANCELLED
+            raise
+        finally:
+            if self._answer is answer:
+                self._answer = None
+            over.set()
 
     def on_record(self, record: CrashRecord, size: int) -> None:
         """One StreamCrashDiagnosticsRequest (`size` serialized bytes)."""
@@ -232,6 +234,15 @@ class ProfileFetch:
         self._send.close()
 
 
+class _Listing:
+    """A list in progress: its answer, or why it failed (neither: its caller went away)."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: ProfileList | None = None
+        self.error: str | None = None
+
+
 class PressureProfilesStream(ReportStream):
     """StreamPressureProfiles of one agent: lists through the tracker, downloads beside it."""
 
@@ -247,6 +258,7 @@ class PressureProfilesStream(ReportStream):
         self._ids = itertools.count(1)
         self.unasked_chunks = 0  # chunks of no download of ours, or of an abandoned one
         self.latest_count: int | None = None
+        self._listing: _Listing | None = None  # the list in progress, joined by later callers
 
     # -- lists ---------------------------------------------------------------------------------
 
@@ -261,11 +273,32 @@ class PressureProfilesStream(ReportStream):
         """The agent's capture events, answered by `deadline` (the caller's cancel scope ends
         the wait).
 
+        A caller that comes while a list is in progress takes its answer (the agent is sending
+        its records now) instead of queueing behind it for a list of its own; when that list is
+        cut short by its own caller going away, it asks itself.
+
         Raises:
             AgentGone: the stream ended, or the answer was for another request.
         """
-        result: ProfileList = await self._ask(None, None, deadline)
-        return result
+        while (running := self._listing) is not None:
+            await running.done.wait()
+            if running.result is not None:
+                return running.result
+            if running.error is not None:
+                raise AgentGone(running.error)
+        listing = _Listing()
+        self._listing = listing
+        try:
+            result: ProfileList = await self._ask(None, None, deadline)
+            listing.result = result
+            return result
+        except AgentGone as exc:
+            listing.error = str(exc)
+            raise
+        finally:
+            if self._listing is listing:
+                self._listing = None
+            listing.done.set()
 
     def on_record(self, record: ProfileRecord, size: int) -> None:
         verdict, w = self._route(0, True)
@@ -343,9 +376,12 @@ class PressureProfilesStream(ReportStream):
                 came within the chunk deadline.
         """
         timeout = self.settings.chunk_timeout
+        # One deadline for the next piece of data (or the end), not per chunk: empty chunks
+        # must not keep a download alive.
+        deadline = trio.current_time() + timeout
         while not fetch.read_all:
             chunk: Chunk | None = None
-            with trio.move_on_after(timeout):
+            with trio.move_on_at(deadline):
                 try:
                     chunk = await fetch._receive.receive()
                     fetch.touched = self._clock()
@@ -548,7 +584,10 @@ async def collect_crash_records(entries: Sequence[AgentEntry], settings: Diagnos
             out.append(Collected(entry, [], error, False))
             continue
         quiet = answer.quiet(now)
-        stream.latest_count = len(answer.records)
+        # An answer cut at the deadline holds only part of the agent's records: it may raise
+        # the gauge (at least that many), never lower it (that is for a complete answer).
+        if quiet or stream.latest_count is None or len(answer.records) > stream.latest_count:
+            stream.latest_count = len(answer.records)
         out.append(Collected(entry, answer.kept, "", quiet and answer.truncated is None,
                              answer.truncated if answer.truncated else
                              (None if quiet else "still sending at the deadline")))

@@ -42,3 +42,39 @@ async def test_console_diagnostics_panel(tmp_path):
                              "pressure-profiles/banyandb-data-0/20260101T000000Z/goroutine"]
             got = await http_get(f"{proxy.http_url}/{links[0]}")
             assert got.status == 200 and got.body == b"H" * 2048
+
+
+@pytest.mark.slow
+@pytest.mark.external
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's `chromium` on PATH")
+async def test_an_open_crash_record_stays_open_across_refreshes(tmp_path):
+    # The console re-renders the panel every refresh (15 s): a stack the operator opened to
+    # read must not fold up under them. The module runs in Chromium on a page of its own;
+    # agent text (a panic value, a pod name, a stack) is shown as text, never as markup.
+    from pathlib import Path
+
+    module = Path(__file__).resolve().parent.parent / "fodcproxy/http/static/diagnostics.js"
+    page = tmp_path / "page.html"
+    page.write_text(f"""<!doctype html><meta charset="utf-8"><div id="out"></div>
+<p id="result"></p>
+<script type="module">
+import {{ renderDiagnostics }} from "{module.as_uri()}";
+const evil = '<img src=x onerror="document.title=1">';
+const rec = (dir) => ({{agent_id: "a", pod_name: 'p"><b>x</b>', role: "ROLE_DATA",
+  fetched_at: "2026-01-01T00:00:00Z", artifact_dir: dir,
+  panic_record: {{panic_value: evil, goroutine_stack: evil, component: "c",
+                  occurred_at: "2026-01-01T00:00:00Z"}}}});
+const el = document.getElementById("out");
+renderDiagnostics(el, [rec("/c/1"), rec("/c/2")], []);
+el.querySelectorAll("details")[1].open = true;
+renderDiagnostics(el, [rec("/c/0"), rec("/c/1"), rec("/c/2")], []);
+const open = [...el.querySelectorAll("details")].filter((d) => d.open)
+  .map((d) => d.dataset.artifact);
+document.getElementById("result").textContent = JSON.stringify({{
+  open, markup: el.querySelectorAll("img, b").length}});
+</script>""")
+    dom, stderr = await run_chromium(tmp_path, page.as_uri(), "--allow-file-access-from-files",
+                                     "--dump-dom")
+    assert not console_messages(stderr), console_messages(stderr)
+    result = html.unescape(element(dom, "result"))
+    assert '{"open":["/c/2"],"markup":0}' in result, result

@@ -50,6 +50,9 @@ def go_time(ts: Timestamp | None) -> str:
     if ts is None:
         return _GO_ZERO_TIME
     seconds, nanos = ts
+    # nanos outside [0, 1e9) carried over into the seconds, as Go's time.Unix does.
+    carry, nanos = divmod(nanos, 1_000_000_000)
+    seconds += carry
     try:
         day = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=seconds)
     except OverflowError:

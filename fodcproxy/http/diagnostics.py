@@ -11,7 +11,7 @@ agent, a per-chunk deadline both ways, the agent told to stop when the client le
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -102,6 +102,17 @@ def collection_headers(results: Sequence[Collected], without: Sequence[AgentEntr
     return headers
 
 
+async def _json_array(docs: Iterable[dict[str, Any]]) -> bytes:
+    """`docs` as one JSON array, encoded a document at a time with a turn of the event loop
+    after each: an answer may hold up to --max-reply-bytes of records per agent (a second or
+    more of encoding), which must not starve /health or the agents' streams."""
+    parts = []
+    for doc in docs:
+        parts.append(documents.dumps(doc).encode())
+        await trio.lowlevel.checkpoint()
+    return b"[" + b",".join(parts) + b"]"
+
+
 def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
                          select: Callable[[], tuple[list[AgentEntry], NodeSelection]],
                          deadline: Callable[[], float]) -> None:
@@ -121,12 +132,11 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         start = trio.current_time()
         results, without = await collect_crash_records(entries, settings, timeout=deadline())
         duration = trio.current_time() - start
-        body: list[dict[str, Any]] = []
-        for r in results:
-            e = r.entry
-            body.extend(crash_record_json(rec, agent_id=e.agent_id, pod_name=e.pod_name,
-                                          role=e.role) for rec in r.records)
-        return Response(documents.dumps(body), content_type=JSON,
+        body = await _json_array(
+            crash_record_json(rec, agent_id=r.entry.agent_id, pod_name=r.entry.pod_name,
+                              role=r.entry.role)
+            for r in results for rec in r.records)
+        return Response(body, content_type=JSON,
                         headers=collection_headers(results, without, duration))
 
     @app.route("/pressure-profiles", methods=["GET"])
@@ -137,12 +147,11 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         start = trio.current_time()
         results, without = await collect_profiles(entries, timeout=deadline())
         duration = trio.current_time() - start
-        body: list[dict[str, Any]] = []
-        for r in results:
-            e = r.entry
-            body.extend(profile_record_json(rec, agent_id=e.agent_id, pod_name=e.pod_name,
-                                            role=e.role) for rec in r.records)
-        return Response(documents.dumps(body), content_type=JSON,
+        body = await _json_array(
+            profile_record_json(rec, agent_id=r.entry.agent_id, pod_name=r.entry.pod_name,
+                                role=r.entry.role)
+            for r in results for rec in r.records)
+        return Response(body, content_type=JSON,
                         headers=collection_headers(results, without, duration))
 
     @app.route("/pressure-profiles/<pod_name>/<profile_id>/<type_>", methods=["GET"])
@@ -181,8 +190,15 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
                                "GET /pressure-profiles)")
         name = attachment_name(pod_name, entry.role, profile_id, type_)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        # The listed size, so that a body cut short can be told from a whole one by any client
+        # (one reading to the connection's end too): `_body` sends exactly this many bytes or
+        # cuts the connection.
+        size = file.size_bytes if file.size_bytes > 0 else None
         if request.method == "HEAD":  # the profile is there; its bytes are not asked for
-            return Response(b"", content_type="application/octet-stream", headers=headers)
+            response = Response(b"", content_type="application/octet-stream", headers=headers)
+            if size is not None:
+                response.content_length = size
+            return response
         try:
             fetch = await stream.start_fetch(profile_id, type_, file.filepath)
         except TooManyDownloads as exc:
@@ -197,22 +213,31 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
         except BaseException:
             stream.close(fetch)
             raise
-        response = Response(_body(stream, fetch, first),
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        response = Response(_body(stream, fetch, first, size),
                             content_type="application/octet-stream", headers=headers)
         # No whole-response timeout: each chunk has its own deadline (--profile-chunk-timeout).
         response.timeout = None
         return response
 
 
-async def _body(stream: PressureProfilesStream, fetch: ProfileFetch,
-                first: bytes | None) -> AsyncIterator[bytes]:
+async def _body(stream: PressureProfilesStream, fetch: ProfileFetch, first: bytes | None,
+                size: int | None = None) -> AsyncIterator[bytes]:
     """The download's data as it arrives (`first` already taken); closes the fetch whatever
-    happens (quart closes the generator when the client goes away)."""
+    happens (quart closes the generator when the client goes away). With a `size` (the
+    response's Content-Length), exactly that many bytes or a cut connection."""
     try:
         data = first
+        sent = 0
         while data is not None:
+            if size is not None and sent + len(data) > size:
+                raise FetchFailed(f"the agent sent more than the {size} bytes it listed")
+            sent += len(data)
             yield data
             data = await stream.next_data(fetch)
+        if size is not None and sent != size:
+            raise FetchFailed(f"the agent sent {sent} bytes of the {size} it listed")
     except FetchFailed as exc:
         # Bytes are on the wire already: the status cannot change. Raising makes the server
         # abort the connection without the body's end, so the client sees a truncated download

@@ -14,6 +14,8 @@ have knobs for hostile behaviour:
 | `error="..."`                | answers every fetch with an error chunk                       |
 | `chunk_delay=s`              | waits s seconds before each chunk                             |
 | `serve_cancel=False`         | ignores our cancel extension (as upstream's agent does)       |
+| `empty_after_chunks=n`       | sends n chunks, then empty ones (not last) forever            |
+| `list_delay=s`               | waits s seconds before answering each list                    |
 
 The crash service's `delay` waits before the first record, `gap` between records.
 """
@@ -123,7 +125,8 @@ class FakePressureService:
                  never_complete: bool = False, hang_after_chunks: int | None = None,
                  oversized_chunk: bool = False, wrong_request_id: bool = False,
                  error: str = "", chunk_delay: float = 0.0, serve_cancel: bool = True,
-                 chunk_size: int = CHUNK) -> None:
+                 chunk_size: int = CHUNK, empty_after_chunks: int | None = None,
+                 list_delay: float = 0.0) -> None:
         self.profiles: dict[str, _Profile] = {}
         for pid, data in (profiles or {}).items():
             sizes = {t: (v if isinstance(v, int) else len(v)) for t, v in data.items()}
@@ -136,6 +139,8 @@ class FakePressureService:
         self.chunk_delay = chunk_delay
         self.serve_cancel = serve_cancel
         self.chunk_size = chunk_size
+        self.empty_after_chunks = empty_after_chunks
+        self.list_delay = list_delay
         self.lists = 0
         self.fetches: list[Any] = []
         self.cancels: list[str] = []
@@ -165,6 +170,8 @@ class FakePressureService:
             nursery.cancel_scope.cancel()
 
     async def _list(self, call: ClientCall, request_id: str) -> None:
+        if self.list_delay:
+            await trio.sleep(self.list_delay)
         for p in self.profiles.values():
             await call.send(pb.StreamPressureProfilesRequest(record=p.record))
         if not self.never_complete:
@@ -200,6 +207,9 @@ class FakePressureService:
                 await trio.sleep_forever()
             if self.chunk_delay:
                 await trio.sleep(self.chunk_delay)
+            if self.empty_after_chunks is not None and n >= self.empty_after_chunks:
+                await call.send(self._chunk(f))
+                continue
             if self.oversized_chunk:
                 await call.send(self._chunk(f, b"\0" * (2 * CHUNK)))
                 return

@@ -28,11 +28,17 @@ function byNode(records) {
   return [...groups.entries()].sort(([a], [b]) => a.localeCompare(b));
 }
 
-function crashItem(r) {
+// A crash record's key in the panel: node and artifact directory.
+function crashKey(node, artifact) {
+  return `${node}\u0000${artifact}`;
+}
+
+function crashItem(r, open) {
   const p = r.panic_record ?? {};
   const crumbs = (p.breadcrumbs ?? []).map((b) =>
     h("li", {}, `${b.occurred_at} ${b.stage}${b.component ? ` (${b.component})` : ""}`));
-  return h("details", { class: "crash", "data-artifact": r.artifact_dir },
+  return h("details", { class: "crash", "data-artifact": r.artifact_dir,
+    open: open.has(crashKey(nodeName(r), r.artifact_dir)) },
     h("summary", {},
       h("strong", {}, p.panic_value ?? "(no panic record)"),
       h("span", { class: "muted small" },
@@ -54,13 +60,16 @@ function profileItem(r) {
 
 /** Render into `el`. `crashes` and `profiles` are the bodies of the two endpoints, or null. */
 export function renderDiagnostics(el, crashes, profiles) {
+  // The records the operator opened stay open across refreshes.
+  const open = new Set([...el.querySelectorAll("details.crash[open]")].map((d) =>
+    crashKey(d.closest(".diag-node")?.dataset.node ?? "", d.dataset.artifact ?? "")));
   const crashPart = crashes === null
     ? h("p", { class: "muted" }, "Crash records unavailable (see the error above).")
     : crashes.length === 0
       ? h("p", { class: "muted", id: "no-crashes" }, "No crash records.")
       : byNode(crashes).map(([node, list]) => h("div", { class: "diag-node", "data-node": node },
         h("h3", {}, `${node} — ${list.length} crash record${list.length === 1 ? "" : "s"}`),
-        list.map(crashItem)));
+        list.map((r) => crashItem(r, open))));
   const profilePart = profiles === null
     ? h("p", { class: "muted" }, "Pressure profiles unavailable (see the error above).")
     : profiles.length === 0
