@@ -57,19 +57,22 @@ async def main(args: argparse.Namespace) -> None:
                     + conn.send(h11.EndOfMessage()))
                 status = 0
                 next_pause = h.MB
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        conn.receive_data(await stream.receive_some(256 * 1024))
-                    elif isinstance(event, h11.Response):
-                        status = event.status_code
-                    elif isinstance(event, h11.Data):
-                        got += len(event.data)
-                        if args.slow_reader and got >= next_pause:
-                            next_pause += h.MB
-                            await trio.sleep(0.05)
-                    else:
-                        break
+                try:
+                    while True:
+                        event = conn.next_event()
+                        if event is h11.NEED_DATA:
+                            conn.receive_data(await stream.receive_some(256 * 1024))
+                        elif isinstance(event, h11.Response):
+                            status = event.status_code
+                        elif isinstance(event, h11.Data):
+                            got += len(event.data)
+                            if args.slow_reader and got >= next_pause:
+                                next_pause += h.MB
+                                await trio.sleep(0.05)
+                        else:
+                            break
+                except h11.RemoteProtocolError:
+                    pass  # the proxy cut a download that failed midway: complete=False says so
                 await stream.aclose()
                 elapsed = time.perf_counter() - start
                 done.set()

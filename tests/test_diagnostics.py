@@ -131,7 +131,7 @@ async def test_profiles_list_and_byte_exact_download() -> None:
             assert set(rec) == PROFILE_KEYS
             assert rec["agent_id"] == a.agent_id and rec["trigger_percent"] == 75
             assert {p["type"] for p in rec["profiles"]} == {"heap", "goroutine"}
-            assert rec["captured_at"] == "2026-09-21T14:15:00Z"
+            assert rec["captured_at"] == "2026-01-01T00:00:00Z"  # the time its id names
             url = proxy.http_url + "/pressure-profiles/data%2F0/20260101T000000Z/heap"
             # A pod name with a slash cannot be routed: 404, not a crash.
             assert (await http_get(url)).status == 404

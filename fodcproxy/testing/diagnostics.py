@@ -22,6 +22,7 @@ The crash service's `delay` waits before the first record, `gap` between records
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,8 +63,16 @@ def crash_record(artifact_dir: str = "/var/crash/banyand-0001", *, component: st
 
 
 def profile_record(profile_id: str, sizes: Mapping[str, int], *, directory: str = "/tmp/pp",
-                   captured_at: float = 1_790_000_100.0) -> Any:
-    """A PressureProfileRecord for a capture event holding profiles of `sizes` bytes."""
+                   captured_at: float | None = None) -> Any:
+    """A PressureProfileRecord for a capture event holding profiles of `sizes` bytes.
+
+    `captured_at` defaults to the time the profile id names when it is one of upstream's
+    (`20260627T101112.000000000Z`), else to a fixed instant."""
+    if captured_at is None:
+        try:
+            captured_at = calendar.timegm(time.strptime(profile_id[:15], "%Y%m%dT%H%M%S"))
+        except ValueError:
+            captured_at = 1_790_000_100.0
     return pb.PressureProfileRecord(
         profile_id=profile_id, captured_at=_ts(captured_at),
         source_endpoint="http://localhost:6060", rss_bytes=800 << 20,
