@@ -302,8 +302,9 @@ def add_proxy_flags(p: argparse.ArgumentParser) -> None:
     diag.add_argument("--diagnostics-refresh-interval",
                       default=dur(d.diagnostics_refresh_interval),
                       help="collect every agent's crash records and profiles this often for the "
-                           "fodc_agent_crash_records and fodc_agent_pressure_profiles gauges "
-                           "(0: only when asked over HTTP; default 1m)")
+                           "fodc_agent_crash_records and fodc_agent_pressure_profiles gauges, and "
+                           "an agent's a second after its streams attach (0: only when asked "
+                           "over HTTP; default 1m)")
     diag.add_argument("--profile-chunk-timeout", default=dur(d.profile_chunk_timeout),
                       help="a profile download ends when the agent sends no chunk, or the HTTP "
                            "client takes none, for this long (default 30s)")

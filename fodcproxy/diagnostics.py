@@ -55,9 +55,9 @@ from fodcproxy.link import RequestCall, StreamClosed
 from fodcproxy.metrics import ProxyMetrics
 from fodcproxy.streams import MAX_REPLY_BYTES, AgentGone, ReportStream
 
-__all__ = ["FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "Collected", "CrashDiagnosticsStream",
-           "DiagnosticsSettings", "DownloadAgents", "FetchFailed", "PressureProfilesStream",
-           "ProfileFetch", "TooManyDownloads", "attach", "collect_crash_records",
+__all__ = ["ARRIVAL_GRACE", "FETCH_QUEUE", "MAX_FETCHES_PER_AGENT", "Arrivals", "Collected",
+           "CrashDiagnosticsStream", "DiagnosticsSettings", "DownloadAgents", "FetchFailed",
+           "PressureProfilesStream", "ProfileFetch", "TooManyDownloads", "attach", "collect_crash_records",
            "collect_profiles", "counts", "refresh_forever", "stream_of"]
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,34 @@ class DownloadAgents:
         return len(self._active)
 
 
+class Arrivals:
+    """Agents whose crash or pressure stream attached since the refresh task last looked. The
+    refresh task counts them soon after (`refresh_forever`), so the gauges are there for a new or
+    reconnected agent without waiting a whole --diagnostics-refresh-interval. Bounded: an id is
+    kept once, and agents are bounded by --max-agents."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._event = trio.Event()
+
+    def add(self, agent_id: str) -> None:
+        self._ids.add(agent_id)
+        self._event.set()
+
+    async def wait(self) -> None:
+        """Until some agent has arrived since the last `take`."""
+        await self._event.wait()
+
+    def take(self) -> set[str]:
+        ids, self._ids = self._ids, set()
+        self._event = trio.Event()
+        return ids
+
+
+#: After an agent's first stream attaches, the refresh waits this long for its others.
+ARRIVAL_GRACE = 1.0
+
+
 @attrs.frozen(kw_only=True)
 class DiagnosticsSettings:
     """The proxy's settings for these streams (flags of `fodcproxy.config`)."""
@@ -114,6 +142,8 @@ class DiagnosticsSettings:
     # Agents with downloads in progress at once, proxy-wide (see DownloadAgents): as many
     # stream windows as fit in half of --grpc-buffer-budget (2 with the defaults).
     download_agents: int = 2
+    # Told of every attach; None: nobody listens (no background refresh).
+    arrivals: Arrivals | None = attrs.field(default=None, eq=False)
 
 
 _CANCELLED = "the collection was cancelled"
@@ -499,6 +529,8 @@ async def attach(hub: AgentHub, agent_id: str, call: RequestCall, kind: type[S],
     `downloads` limit (see `AgentHub.attach` for what it raises)."""
     stream = await hub.attach(agent_id, call, kind)
     stream.metrics = hub.metrics
+    if settings.arrivals is not None:
+        settings.arrivals.add(agent_id)
     if isinstance(stream, PressureProfilesStream):
         stream.settings = settings
         if downloads is not None:
@@ -635,13 +667,27 @@ async def refresh_forever(hub: AgentHub, settings: DiagnosticsSettings, *, inter
                           timeout: float,
                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Every `interval` seconds, collect every agent's crash records and capture events (only
-    their numbers are kept, for the gauges), so an alert fires without anyone browsing."""
+    their numbers are kept, for the gauges), so an alert fires without anyone browsing; and
+    `ARRIVAL_GRACE` after an agent's stream attaches (`settings.arrivals`), that agent's, so a new
+    or reconnected agent's gauges do not wait for the next round."""
     task_status.started()
     if not interval > 0 or math.isinf(interval):
         return
+    arrivals = settings.arrivals
+    next_round = trio.current_time() + interval
     while True:
-        await trio.sleep(interval)
-        entries = hub.select(lambda meta: True)
+        arrived: set[str] = set()
+        with trio.move_on_at(next_round):
+            if arrivals is None:
+                await trio.sleep_forever()
+            await arrivals.wait()
+            await trio.sleep(ARRIVAL_GRACE)  # its other streams attach meanwhile
+            arrived = arrivals.take()
+        if trio.current_time() >= next_round:
+            next_round = trio.current_time() + interval
+            entries = hub.select(lambda meta: True)
+        else:
+            entries = [e for e in hub.select(lambda meta: True) if e.agent_id in arrived]
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(collect_crash_records, entries, settings,
                                        timeout=timeout))

@@ -25,7 +25,7 @@ from fodcproxy.config import ProxyConfig, add_proxy_flags, proxy_config_from_arg
 from fodcproxy.core.exposition import ExpositionCache, FamilyConflict
 from fodcproxy.core.registry import RegistrationLimits, Registry
 from fodcproxy.core.windows import WindowsCache
-from fodcproxy.diagnostics import DiagnosticsSettings, refresh_forever
+from fodcproxy.diagnostics import Arrivals, DiagnosticsSettings, refresh_forever
 from fodcproxy.errors import ConfigError
 from fodcproxy.http.services import HttpServices
 from fodcproxy.hub import AgentHub
@@ -136,7 +136,8 @@ class Proxy:
             max_bytes=config.max_reply_bytes,
             # A download waiting for its client holds up to one stream window of the budget (two
             # messages): downloads from as many agents as such windows fit in half of it.
-            download_agents=max(1, config.grpc_buffer_budget // (4 * config.grpc_max_msg_size)))
+            download_agents=max(1, config.grpc_buffer_budget // (4 * config.grpc_max_msg_size)),
+            arrivals=Arrivals() if config.diagnostics_refresh_interval > 0 else None)
         service = FodcService(self.hub, token=config.agent_token, limits=limits,
                               registration_timeout=config.grpc_handshake_timeout,
                               diagnostics=self.diagnostics)

@@ -421,3 +421,29 @@ async def test_stalled_downloads_leave_the_budget_to_metrics() -> None:
             assert "banyandb_big_3999" in m.text
             for sock, _, _ in socks:
                 await sock.aclose()
+
+
+async def test_gauges_come_soon_after_an_agent_attaches_and_after_it_reconnects() -> None:
+    # The background round is an hour away: only the arrival of the agent's streams can count
+    # its records; nobody calls /diagnostics or /pressure-profiles.
+    crash = FakeCrashService([crash_record("/var/crash/a"), crash_record("/var/crash/b")])
+    with trio.fail_after(30):
+        async with open_proxy(diagnostics_refresh_interval=3600) as proxy, \
+                pod(proxy, "data-0", crash) as agent:
+
+            async def gauge() -> float | None:
+                text = (await http_get(proxy.http_url + "/metrics")).text
+                for line in text.splitlines():
+                    if line.startswith("fodc_agent_crash_records{") and 'pod_name="data-0"' in line:
+                        return float(line.rsplit(" ", 1)[1])
+                return None
+
+            while await gauge() != 2:
+                await trio.sleep(0.1)
+            asked = crash.requests
+            first = proxy.proxy.hub.sessions[agent.agent_id]
+            agent.drop()  # the connection goes; the agent registers again on a new one
+            await wait_for(lambda: proxy.proxy.hub.sessions.get(agent.agent_id) not in (None, first))
+            while await gauge() != 2:
+                await trio.sleep(0.1)
+            assert crash.requests == asked + 1  # one count per arrival, not a round of all
