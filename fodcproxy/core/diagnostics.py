@@ -191,6 +191,20 @@ class _Capped:
         self.size = 0
         self.truncated: str | None = None  # why records were left out, if any
         self.dropped = 0  # records left out
+        self.records: dict[str, tuple[Any, int]] = {}  # by key, with their sizes
+
+    def _keep(self, key: str, record: Any, size: int) -> bool:
+        """Keep `record` (`size` serialized bytes) under `key`, replacing an earlier one of the
+        same key, when the caps allow. Returns whether it is kept."""
+        old = self.records.get(key)
+        old_size = old[1] if old is not None else 0
+        self.size -= old_size
+        if not self._room(size, 0 if old is not None else 1, len(self.records)):
+            self.size += old_size
+            return False
+        self.size += size
+        self.records[key] = (record, size)
+        return True
 
     def _room(self, size: int, extra_records: int, current: int) -> bool:
         if current + extra_records > self.max_records:
@@ -220,22 +234,13 @@ class CrashAnswer(_Capped):
         self.last = started  # the request, or the latest record
         self.sent = False  # the request went out
         self.failed: str | None = None  # why the collection failed, if it did
-        self.records: dict[str, tuple[CrashRecord, int]] = {}  # by artifact_dir, with sizes
-        self.received = 0
+        self.received = 0  # records received (kept by artifact_dir)
 
     def add(self, record: CrashRecord, size: int, now: float) -> bool:
         """A record arrived at `now` (`size` serialized bytes). Returns whether it is kept."""
         self.received += 1
         self.last = max(self.last, now)
-        old = self.records.get(record.artifact_dir)
-        old_size = old[1] if old is not None else 0
-        self.size -= old_size
-        if not self._room(size, 0 if old is not None else 1, len(self.records)):
-            self.size += old_size
-            return False
-        self.size += size
-        self.records[record.artifact_dir] = (record, size)
-        return True
+        return self._keep(record.artifact_dir, record, size)
 
     def take(self, other: CrashAnswer) -> None:
         """Become a copy of `other` (a caller that joined `other`'s collection)."""
@@ -266,18 +271,10 @@ class ProfileList(_Capped):
 
     def __init__(self, max_records: int = MAX_RECORDS, max_bytes: int = 256 * 1024 * 1024) -> None:
         super().__init__(max_records, max_bytes)
-        self.records: dict[str, tuple[ProfileRecord, int]] = {}
 
     def add(self, record: ProfileRecord, size: int) -> bool:
-        old = self.records.get(record.profile_id)
-        old_size = old[1] if old is not None else 0
-        self.size -= old_size
-        if not self._room(size, 0 if old is not None else 1, len(self.records)):
-            self.size += old_size
-            return False
-        self.size += size
-        self.records[record.profile_id] = (record, size)
-        return True
+        """A record arrived (`size` serialized bytes). Returns whether it is kept."""
+        return self._keep(record.profile_id, record, size)
 
     @property
     def kept(self) -> list[ProfileRecord]:
