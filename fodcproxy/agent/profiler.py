@@ -48,6 +48,7 @@ from fodcproxy.agent.pressure import (
     stale_partials,
 )
 from fodcproxy.agent.recorder import FlightRecorder
+from fodcproxy.agent.scrape import HttpTarget, ScrapeError
 from fodcproxy.core.model import MetricType, Sample
 from fodcproxy.errors import FodcError, GrpcCode
 
@@ -244,15 +245,18 @@ async def pull_profile(url: str, dest: str, *, timeout: float, max_bytes: int) -
 
     Raises CaptureFailed naming the cause; OSError when `dest` cannot be written.
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
+    if urllib.parse.urlsplit(url).scheme != "http":
         raise CaptureFailed(f"{url}: only http:// pprof endpoints are supported")
+    try:
+        target = HttpTarget.from_url(url)
+    except ScrapeError as exc:
+        raise CaptureFailed(str(exc)) from None
     tmp = dest + ".tmp"
     size = 0
     try:
         async with await trio.open_file(tmp, "wb") as out:
             with trio.fail_after(timeout):
-                size = await _get_into(url, parts, out, max_bytes)
+                size = await _get_into(url, target, out, max_bytes)
         os.rename(tmp, dest)
     except trio.TooSlowError:
         raise CaptureFailed(f"{url}: no complete answer within {timeout:g}s") from None
@@ -264,20 +268,16 @@ async def pull_profile(url: str, dest: str, *, timeout: float, max_bytes: int) -
     return size
 
 
-async def _get_into(url: str, parts: urllib.parse.SplitResult, out: Any,
-                    max_bytes: int) -> int:
-    host = parts.hostname or ""
-    port = parts.port or 80
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+async def _get_into(url: str, target: HttpTarget, out: Any, max_bytes: int) -> int:
     try:
-        stream = await trio.open_tcp_stream(host, port)
+        stream = await trio.open_tcp_stream(target.host, target.port)
     except OSError as exc:
         raise CaptureFailed(f"{url}: cannot connect: {exc}") from None
     async with stream:
         conn = h11.Connection(our_role=h11.CLIENT)
-        request = h11.Request(method="GET", target=target, headers=[
-            ("Host", host_header), ("User-Agent", "fodcproxy-agent"), ("Connection", "close")])
+        request = h11.Request(method="GET", target=target.path, headers=[
+            ("Host", target.host_header), ("User-Agent", "fodcproxy-agent"),
+            ("Connection", "close")])
         size = 0
         try:
             await stream.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))

@@ -33,6 +33,7 @@ from fodcproxy.errors import FodcError, GrpcCode
 __all__ = [
     "ACCEPT",
     "Fetcher",
+    "HttpTarget",
     "ScrapeError",
     "Watchdog",
     "WatchdogStatistics",
@@ -145,14 +146,16 @@ class Fetcher(Protocol):
 
 
 @attrs.frozen
-class _Target:
+class HttpTarget:
+    """Where a GET of an http:// URL goes: `from_url` checks and splits the URL (ScrapeError)."""
+
     host: str
     port: int
     host_header: str
     path: str
 
     @classmethod
-    def from_url(cls, url: str) -> _Target:
+    def from_url(cls, url: str) -> HttpTarget:
         try:
             parts = urllib.parse.urlsplit(url)
             port = parts.port
@@ -189,7 +192,7 @@ async def fetch(
     Raises ScrapeError on an unsupported or malformed URL, a connection failure, a timeout, a
     status other than 200, a broken HTTP exchange, an oversized or undecodable body.
     """
-    target = _Target.from_url(url)
+    target = HttpTarget.from_url(url)
     try:
         with trio.fail_after(timeout):
             return await _get(url, target, max_bytes)
@@ -197,7 +200,7 @@ async def fetch(
         raise ScrapeError(f"{url}: no complete answer within {timeout:g}s") from None
 
 
-async def _get(url: str, target: _Target, max_bytes: int) -> tuple[str, str | None]:
+async def _get(url: str, target: HttpTarget, max_bytes: int) -> tuple[str, str | None]:
     try:
         stream = await trio.open_tcp_stream(target.host, target.port)
     except OSError as exc:
@@ -227,7 +230,7 @@ async def _get(url: str, target: _Target, max_bytes: int) -> tuple[str, str | No
 
 
 async def _exchange(
-    url: str, stream: trio.SocketStream, target: _Target, max_bytes: int
+    url: str, stream: trio.SocketStream, target: HttpTarget, max_bytes: int
 ) -> tuple[h11.Response, bytes]:
     conn = h11.Connection(our_role=h11.CLIENT)
     request = h11.Request(
