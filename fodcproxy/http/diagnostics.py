@@ -11,7 +11,7 @@ agent, a per-chunk deadline both ways, the agent told to stop when the client le
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -124,35 +124,36 @@ def register_diagnostics(app: QuartTrio, proxy: HttpServices, *,
     def params() -> dict[str, list[str]]:
         return {k: request.args.getlist(k) for k in request.args.keys()}
 
-    @app.route("/diagnostics", methods=["GET"])
-    async def diagnostics() -> Response:
-        """Crash records of the selected agents (upstream's `AggregatedCrashRecord` array)."""
+    async def records(
+            collect: Callable[[Sequence[AgentEntry], float],
+                              Awaitable[tuple[list[Collected], list[AgentEntry]]]],
+            to_json: Callable[..., dict[str, Any]]) -> Response:
+        """Collect from the selected agents under the request's deadline and answer their
+        records as one JSON array, with the collection's headers."""
         query.check_unknown(params(), query.SELECTION_PARAMS)
         entries, _ = select()
         start = trio.current_time()
-        results, without = await collect_crash_records(entries, settings, timeout=deadline())
+        results, without = await collect(entries, deadline())
         duration = trio.current_time() - start
         body = await _json_array(
-            crash_record_json(rec, agent_id=r.entry.agent_id, pod_name=r.entry.pod_name,
-                              role=r.entry.role)
+            to_json(rec, agent_id=r.entry.agent_id, pod_name=r.entry.pod_name, role=r.entry.role)
             for r in results for rec in r.records)
         return Response(body, content_type=JSON,
                         headers=collection_headers(results, without, duration))
 
+    @app.route("/diagnostics", methods=["GET"])
+    async def diagnostics() -> Response:
+        """Crash records of the selected agents (upstream's `AggregatedCrashRecord` array)."""
+        return await records(
+            lambda entries, timeout: collect_crash_records(entries, settings, timeout=timeout),
+            crash_record_json)
+
     @app.route("/pressure-profiles", methods=["GET"])
     async def pressure_profiles() -> Response:
         """Capture events of the selected agents (upstream's `AggregatedPressureProfile`)."""
-        query.check_unknown(params(), query.SELECTION_PARAMS)
-        entries, _ = select()
-        start = trio.current_time()
-        results, without = await collect_profiles(entries, timeout=deadline())
-        duration = trio.current_time() - start
-        body = await _json_array(
-            profile_record_json(rec, agent_id=r.entry.agent_id, pod_name=r.entry.pod_name,
-                                role=r.entry.role)
-            for r in results for rec in r.records)
-        return Response(body, content_type=JSON,
-                        headers=collection_headers(results, without, duration))
+        return await records(
+            lambda entries, timeout: collect_profiles(entries, timeout=timeout),
+            profile_record_json)
 
     @app.route("/pressure-profiles/<pod_name>/<profile_id>/<type_>", methods=["GET"])
     async def download(pod_name: str, profile_id: str, type_: str) -> Response:
