@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import trio
+from google.protobuf.message import Message
 
 from fodcproxy.core.registry import DEFAULT_LIMITS, RegistrationLimits
 from fodcproxy.errors import (
@@ -32,7 +34,7 @@ from fodcproxy.diagnostics import (
 )
 from fodcproxy.diagnostics import attach as attach_diagnostics
 from fodcproxy.hub import AgentHub
-from fodcproxy.streams import TopologyStream
+from fodcproxy.streams import RequestStream, TopologyStream
 from fodcproxy.core.lifecycle import AgentLifecycle
 from fodcproxy.lifecycle import LifecycleReportStream, RegistryStream
 from fodcproxy.rpc import convert, diagnostics_wire, lifecycle_convert, replies
@@ -53,6 +55,9 @@ from fodcproxy.rpc.server import Method, ServerCall
 from fodcproxy.security import bearer_matches
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=RequestStream[Any, Any])
+L = TypeVar("L", LifecycleReportStream, RegistryStream)
 
 __all__ = ["REGISTER", "SERVICE", "STREAM_METRICS", "FodcService"]
 
@@ -174,35 +179,45 @@ class FodcService:
                 f"{name} needs the metadata 'agent_id: <id>' returned by RegisterAgent")
         return agent_id
 
-    async def stream_cluster_topology(self, call: ServerCall) -> None:
+    async def _request_stream(self, call: ServerCall, request: Callable[[int, Any], Message],
+                              attach: Callable[[str, GrpcRequestCall], Awaitable[R]],
+                              on_message: Callable[[R, Any], Awaitable[None]]) -> None:
+        """One of a pod agent's request streams: authenticate, bind it to the agent that
+        registered on this connection (`attach`), hand every message the agent sends to
+        `on_message` until the call ends, then tell the hub."""
         self._authenticate(call)
-        agent_id = self._agent_id(call)
-        agent_call = GrpcRequestCall(
-            call, lambda rid, p: pb.StreamClusterTopologyResponse(request_topology=True))
-        stream = await self.hub.attach(agent_id, agent_call, TopologyStream)
+        agent_call = GrpcRequestCall(call, request)
+        stream = await attach(self._agent_id(call), agent_call)
         try:
-            while True:
-                msg = await call.receive()
-                if msg is None:
-                    return
-                stream.on_reply(convert.topology_from_proto(msg.topology))
+            while (msg := await call.receive()) is not None:
+                await on_message(stream, msg)
         finally:
             self.hub.call_ended(stream.session, agent_call)
+
+    async def stream_cluster_topology(self, call: ServerCall) -> None:
+        async def on_message(stream: TopologyStream, msg: Any) -> None:
+            stream.on_reply(convert.topology_from_proto(msg.topology))
+
+        await self._request_stream(
+            call, lambda rid, p: pb.StreamClusterTopologyResponse(request_topology=True),
+            lambda agent_id, c: self.hub.attach(agent_id, c, TopologyStream), on_message)
+
+    async def _attach_limited(self, agent_id: str, call: GrpcRequestCall, kind: type[L]) -> L:
+        stream = await self.hub.attach(agent_id, call, kind)
+        stream.max_reply_bytes = self.hub.max_reply_bytes
+        return stream
 
     async def stream_lifecycle(self, call: ServerCall) -> None:
         """StreamLifecycle: `request_lifecycle` asked by `GET /cluster/lifecycle`, answered by one
         StreamLifecycleRequest (decoded later, in a worker thread, only when asked for)."""
-        self._authenticate(call)
-        agent_id = self._agent_id(call)
-        agent_call = GrpcRequestCall(call, lifecycle_convert.request_lifecycle)
-        stream = await self.hub.attach(agent_id, agent_call, LifecycleReportStream)
-        stream.max_reply_bytes = self.hub.max_reply_bytes
-        try:
-            while (msg := await call.receive()) is not None:
-                stream.on_message(msg.ByteSize(),
-                                  functools.partial(self._decode_lifecycle, msg, agent_id))
-        finally:
-            self.hub.call_ended(stream.session, agent_call)
+        async def on_message(stream: LifecycleReportStream, msg: Any) -> None:
+            stream.on_message(msg.ByteSize(),
+                              functools.partial(self._decode_lifecycle, msg, stream.agent_id))
+
+        await self._request_stream(
+            call, lifecycle_convert.request_lifecycle,
+            lambda agent_id, c: self._attach_limited(agent_id, c, LifecycleReportStream),
+            on_message)
 
     @staticmethod
     def _decode_lifecycle(msg: Any, agent_id: str) -> AgentLifecycle:
@@ -214,58 +229,43 @@ class FodcService:
     async def stream_schema_registry(self, call: ServerCall) -> None:
         """StreamSchemaRegistry: `request_registry` asked of one liaison per collection, answered
         by group chunks up to `done`."""
-        self._authenticate(call)
-        agent_id = self._agent_id(call)
-        agent_call = GrpcRequestCall(call, lifecycle_convert.request_registry)
-        stream = await self.hub.attach(agent_id, agent_call, RegistryStream)
-        stream.max_reply_bytes = self.hub.max_reply_bytes
-        try:
-            while (msg := await call.receive()) is not None:
-                stream.on_message(msg.ByteSize(), msg.done, functools.partial(
-                    lifecycle_convert.registry_chunk_from_proto, msg))
-        finally:
-            self.hub.call_ended(stream.session, agent_call)
+        async def on_message(stream: RegistryStream, msg: Any) -> None:
+            stream.on_message(msg.ByteSize(), msg.done, functools.partial(
+                lifecycle_convert.registry_chunk_from_proto, msg))
+
+        await self._request_stream(
+            call, lifecycle_convert.request_registry,
+            lambda agent_id, c: self._attach_limited(agent_id, c, RegistryStream), on_message)
 
     async def stream_crash_diagnostics(self, call: ServerCall) -> None:
         """One message per crash record, no end marker (see fodcproxy.diagnostics)."""
-        self._authenticate(call)
-        agent_id = self._agent_id(call)
-        agent_call = GrpcRequestCall(call, diagnostics_wire.crash_request)
-        stream = await attach_diagnostics(self.hub, agent_id, agent_call,
-                                          CrashDiagnosticsStream, self.diagnostics)
-        try:
-            while True:
-                msg = await call.receive()
-                if msg is None:
-                    return
-                stream.on_record(diagnostics_wire.crash_record_from_proto(msg), msg.ByteSize())
-        finally:
-            self.hub.call_ended(stream.session, agent_call)
+        async def on_message(stream: CrashDiagnosticsStream, msg: Any) -> None:
+            stream.on_record(diagnostics_wire.crash_record_from_proto(msg), msg.ByteSize())
+
+        await self._request_stream(
+            call, diagnostics_wire.crash_request,
+            lambda agent_id, c: attach_diagnostics(self.hub, agent_id, c, CrashDiagnosticsStream,
+                                                   self.diagnostics),
+            on_message)
 
     async def stream_pressure_profiles(self, call: ServerCall) -> None:
         """Records then list_complete (through the tracker); download chunks routed by their
         request id, each handed over before the next message is read (back-pressure)."""
-        self._authenticate(call)
-        agent_id = self._agent_id(call)
-        agent_call = GrpcRequestCall(call, diagnostics_wire.pressure_command)
-        stream = await attach_diagnostics(self.hub, agent_id, agent_call,
-                                          PressureProfilesStream, self.diagnostics,
-                                          self.downloads)
-        try:
-            while True:
-                msg = await call.receive()
-                if msg is None:
-                    return
-                which = msg.WhichOneof("payload")
-                if which == "chunk":
-                    await stream.on_chunk(diagnostics_wire.chunk_from_proto(msg.chunk))
-                elif which == "record":
-                    stream.on_record(diagnostics_wire.profile_record_from_proto(msg.record),
-                                     msg.ByteSize())
-                elif which == "list_complete":
-                    stream.on_list_complete(msg.list_complete.request_id)
-                else:
-                    raise InvalidArgument("a StreamPressureProfilesRequest carries none of "
-                                          "record, list_complete, chunk")
-        finally:
-            self.hub.call_ended(stream.session, agent_call)
+        async def on_message(stream: PressureProfilesStream, msg: Any) -> None:
+            which = msg.WhichOneof("payload")
+            if which == "chunk":
+                await stream.on_chunk(diagnostics_wire.chunk_from_proto(msg.chunk))
+            elif which == "record":
+                stream.on_record(diagnostics_wire.profile_record_from_proto(msg.record),
+                                 msg.ByteSize())
+            elif which == "list_complete":
+                stream.on_list_complete(msg.list_complete.request_id)
+            else:
+                raise InvalidArgument("a StreamPressureProfilesRequest carries none of "
+                                      "record, list_complete, chunk")
+
+        await self._request_stream(
+            call, diagnostics_wire.pressure_command,
+            lambda agent_id, c: attach_diagnostics(self.hub, agent_id, c, PressureProfilesStream,
+                                                   self.diagnostics, self.downloads),
+            on_message)
